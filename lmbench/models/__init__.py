@@ -1,0 +1,52 @@
+"""Model families. Importing this package registers every family in ``MODELS``.
+
+The import list below is the single source of truth for what ``lmbench models`` shows. Each
+family class carries ``config_class``, the frozen dataclass of its options.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lmbench.config import check_fields
+from lmbench.errors import LmbenchError
+from lmbench.interface import LanguageModel
+from lmbench.models.arpa import load_arpa
+from lmbench.models.ngram import NGramConfig, NGramLM
+from lmbench.registry import MODELS
+
+__all__ = ["MODELS", "NGramConfig", "NGramLM", "build_model", "config_class_of", "load_arpa",
+           "load_model"]
+
+
+def config_class_of(family: str) -> type:
+    return MODELS.get(family).config_class
+
+
+def build_model(family: str, **options: Any) -> LanguageModel:
+    """An unfitted model of a registered family, e.g.
+    ``build_model("ngram", order=5, smoothing="modified-kneser-ney", tokenizer="word")``."""
+    cls = MODELS.get(family)
+    check_fields(cls.config_class, options, f"model {family!r}")
+    return cls(cls.config_class(**options))
+
+
+def load_model(path: str | Path) -> LanguageModel:
+    """Load a model saved with ``model.save(path)``, or an ARPA file (``.arpa``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise LmbenchError(f"{path}: model file not found")
+    if path.suffix == ".arpa":
+        return load_arpa(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            family = json.loads(str(data["meta"]))["family"]
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        raise LmbenchError(f"{path}: not an lmbench model file (expected one written by "
+                           "model.save, or an .arpa file)") from None
+    return MODELS.get(family).load(path)

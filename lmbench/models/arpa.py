@@ -1,0 +1,193 @@
+"""ARPA backoff files (the Doug Paul format read by KenLM and SRILM): write and read.
+
+Each line of an ``\\n-grams:`` section is ``log10 p <tab> w1 ... wn [<tab> log10 backoff]``.
+``<s>`` stands for lmbench's internal start-of-segment context and is written with probability
+-99 (log10 0), as KenLM does. Log-zero values (MLE's unseen events) are written as -99 too.
+``load_arpa`` builds an ``NGramLM`` with a closed word vocabulary from the unigrams.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from lmbench.errors import LmbenchError
+from lmbench.models.ngram import NGramConfig, NGramLM
+from lmbench.models.ngram_estimate import Level
+from lmbench.tokenizers import UNK, WordTokenizer
+
+LOG10_ZERO = -99.0
+LN10 = math.log(10.0)
+
+
+def _log10_text(values_ln: np.ndarray) -> list[str]:
+    log10 = np.where(np.isfinite(values_ln), values_ln / LN10, LOG10_ZERO)
+    return [f"{v:.8g}" for v in log10.tolist()]
+
+
+def write_arpa(model: NGramLM, path: Path) -> None:
+    """Write ``model`` to ``path`` atomically (temporary file, then rename)."""
+    tables = model._tables()
+    V = model.tokenizer.vocab_size
+    words = [*model.tokenizer.token_strings(), "<s>"]  # row V of the unigram table is <s>
+    if len(set(words)) != len(words):
+        raise LmbenchError("ARPA export needs distinct token strings; this tokenizer has duplicates")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".part")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write("\n\\data\\\n")
+            for n, table in enumerate(tables, start=1):
+                out.write(f"ngram {n}={len(table.keys)}\n")
+            names = np.array(words, dtype=object)  # text of each row of the current order
+            for n, table in enumerate(tables, start=1):
+                out.write(f"\n\\{n}-grams:\n")
+                if n > 1:
+                    names = names[table.keys // (V + 1)] + " " + np.array(words, dtype=object)[
+                        table.keys % (V + 1)]
+                log_prob = table.log_prob.copy()
+                if n == 1:
+                    log_prob[V] = -np.inf  # <s> is never predicted
+                probs = _log10_text(log_prob)
+                if n < len(tables):
+                    backoffs = _log10_text(table.log_backoff)
+                    out.writelines(f"{p}\t{w}\t{b}\n" for p, w, b in zip(probs, names, backoffs))
+                else:
+                    out.writelines(f"{p}\t{w}\n" for p, w in zip(probs, names))
+            out.write("\n\\end\\\n")
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def load_arpa(path: str | Path) -> NGramLM:
+    """Read an ARPA file into an ``NGramLM`` (word tokenizer over the file's unigrams).
+
+    Malformed files raise ``LmbenchError`` naming the file and line."""
+    path = Path(path)
+    try:
+        handle = open(path, encoding="utf-8")
+    except FileNotFoundError:
+        raise LmbenchError(f"{path}: file not found") from None
+    with handle:
+        try:
+            return _parse(handle, path)
+        except UnicodeDecodeError:
+            raise LmbenchError(f"{path}: not UTF-8 text") from None
+
+
+def _parse(lines, path: Path) -> NGramLM:
+    def fail(line_no: int, message: str) -> LmbenchError:
+        return LmbenchError(f"{path}:{line_no}: {message}")
+
+    line_no = 0
+    declared: list[int] = []
+    stream = iter(lines)
+    for line_no, line in enumerate(stream, start=1):  # header
+        text = line.strip()
+        if text == "\\data\\":
+            break
+    else:
+        raise fail(line_no, "no \\data\\ header; not an ARPA file")
+    for line_no, line in enumerate(stream, start=line_no + 1):
+        text = line.strip()
+        if not text:
+            if declared:
+                break
+            continue
+        if not text.startswith("ngram ") or "=" not in text:
+            raise fail(line_no, f"expected 'ngram N=count' in the header, got {text[:40]!r}")
+        order_text, count_text = text[6:].split("=", 1)
+        try:
+            order, count = int(order_text), int(count_text)
+        except ValueError:
+            raise fail(line_no, f"bad count line {text!r}") from None
+        if order != len(declared) + 1 or count < 0:
+            raise fail(line_no, f"expected 'ngram {len(declared) + 1}=<count>', got {text!r}")
+        declared.append(count)
+    if not declared:
+        raise fail(line_no, "the header declares no n-gram counts")
+
+    sections: list[list[tuple[float, list[str], float]]] = []
+    for n, expected in enumerate(declared, start=1):
+        for line_no, line in enumerate(stream, start=line_no + 1):
+            if line.strip():
+                break
+        else:
+            raise fail(line_no, f"file ends before the \\{n}-grams: section (truncated?)")
+        if line.strip() != f"\\{n}-grams:":
+            raise fail(line_no, f"expected '\\{n}-grams:', got {line.strip()[:40]!r}")
+        rows = []
+        for line_no, line in enumerate(stream, start=line_no + 1):
+            fields = line.split()
+            if not fields:
+                break
+            if len(fields) not in (n + 1, n + 2):
+                raise fail(line_no, f"a {n}-gram line needs log10 p, {n} words, optional backoff")
+            try:
+                prob = float(fields[0])
+                backoff = float(fields[n + 1]) if len(fields) == n + 2 else 0.0
+            except ValueError:
+                raise fail(line_no, f"not a number in {line.strip()[:60]!r}") from None
+            rows.append((prob, fields[1 : n + 1], backoff))
+        if len(rows) != expected:
+            raise fail(line_no, f"the header declares {expected} {n}-grams, the section has "
+                                f"{len(rows)} (truncated?)")
+        sections.append(rows)
+    for line_no, line in enumerate(stream, start=line_no + 1):
+        if line.strip():
+            if line.strip() != "\\end\\":
+                raise fail(line_no, f"expected '\\end\\', got {line.strip()[:40]!r}")
+            break
+    else:
+        raise fail(line_no, "missing \\end\\ (truncated file?)")
+    return _build_model(sections, path)
+
+
+def _build_model(sections, path: Path) -> NGramLM:
+    unigram_words = [w[0] for _, w, _ in sections[0]]
+    if len(set(unigram_words)) != len(unigram_words):
+        raise LmbenchError(f"{path}: duplicate unigrams")
+    tokenizer = WordTokenizer.from_vocabulary([w for w in unigram_words if w != "<s>"])
+    V = tokenizer.vocab_size
+    width = V + 1
+    index = {**tokenizer.index_, "<s>": V}
+    log_prob = np.full(width, -np.inf)
+    log_backoff = np.zeros(width)
+    for prob, (word,), backoff in sections[0]:
+        row = index[word]
+        log_prob[row] = -np.inf if prob <= LOG10_ZERO else prob * LN10
+        log_backoff[row] = backoff * LN10 if backoff > LOG10_ZERO else -np.inf
+    if UNK not in unigram_words:  # KenLM also scores unknown words as p(<unk>) = 0 then
+        log_prob[tokenizer.unk_id] = -np.inf
+    log_prob[V] = -np.inf
+    tables = [Level(np.arange(width, dtype=np.int64), log_prob, log_backoff)]
+    previous = {w: index[w] for w in unigram_words}
+    for n, rows in enumerate(sections[1:], start=2):
+        keys = np.empty(len(rows), np.int64)
+        for i, (_, words, _) in enumerate(rows):
+            context = " ".join(words[:-1])
+            if context not in previous:
+                raise LmbenchError(f"{path}: {n}-gram {' '.join(words)!r} has no entry for its "
+                                   f"context {context!r}")
+            if words[-1] not in index:
+                raise LmbenchError(f"{path}: {n}-gram {' '.join(words)!r} uses a word missing "
+                                   "from the unigrams")
+            keys[i] = previous[context] * width + index[words[-1]]
+        order = np.argsort(keys, kind="stable")
+        probs = np.array([r[0] for r in rows])[order]
+        backoffs = np.array([r[2] for r in rows])[order]
+        tables.append(Level(keys[order],
+                            np.where(probs <= LOG10_ZERO, -np.inf, probs * LN10),
+                            np.where(backoffs <= LOG10_ZERO, -np.inf, backoffs * LN10)))
+        rank = np.empty(len(rows), np.int64)
+        rank[order] = np.arange(len(rows))
+        previous = {" ".join(words): int(rank[i]) for i, (_, words, _) in enumerate(rows)}
+    model = NGramLM(NGramConfig(order=len(tables), smoothing="from-arpa"), tokenizer)
+    model.tables_ = tables
+    return model

@@ -1,0 +1,270 @@
+"""The n-gram family: MLE, add-k, Witten-Bell, Kneser-Ney and modified Kneser-Ney backoff tables.
+
+Estimation (counting and smoothing, with the formulas and their sources) is in
+``lmbench.models.ngram_estimate``; this file holds the model: scoring, the next-token
+distribution, save/load. Orders from 1 to any n; the tables are numpy arrays and every lookup is a
+vectorized ``searchsorted``, so no Python loop runs per token when scoring.
+
+Scoring is the ARPA backoff recursion (Katz 1987; the form every ARPA reader uses): with h_j the
+last j tokens of history and m the longest j+1 such that the n-gram (h_j, w) is stored,
+
+    ln p(w | h_{n-1}) = ln p_stored(h_{m-1}, w) + sum_{j=m}^{n-1} ln b(h_j)
+
+where b(h_j) = 1 when h_j is not stored. History stops at a segment boundary (``</s>`` for word
+models), after which the context is ``<s>``, exactly as KenLM scores sentences one at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lmbench.config import check_fields
+from lmbench.errors import LmbenchError
+from lmbench.interface import Budget, Capabilities, LanguageModel
+from lmbench.models.ngram_estimate import Level, canonical_smoothing, count_ngrams, estimate
+from lmbench.registry import MODELS
+from lmbench.tokenizers import Tokenizer, build_tokenizer, tokenizer_from_json, tokenizer_to_json
+
+@dataclass(frozen=True)
+class NGramConfig:
+    order: int = 3  # n: the model conditions on n-1 previous tokens
+    smoothing: str = "modified-kneser-ney"  # mle | add-k | witten-bell | kneser-ney | modified-kneser-ney
+    k: float = 1.0  # add-k constant (1 = Laplace; below 1 = Lidstone)
+    discount: float | None = None  # kneser-ney only: fixed D; None = n1 / (n1 + 2 n2) per order
+    tokenizer: str = "word"
+    tokenizer_options: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.order, int) or self.order < 1:
+            raise LmbenchError(f"order must be an integer >= 1, got {self.order!r}")
+        object.__setattr__(self, "smoothing", canonical_smoothing(self.smoothing))
+        if self.k <= 0:
+            raise LmbenchError(f"k must be > 0 for add-k smoothing, got {self.k}")
+        if self.discount is not None and not 0 < self.discount < 1:
+            raise LmbenchError(f"discount must be in (0, 1), got {self.discount}")
+
+
+@MODELS.register("ngram")
+class NGramLM(LanguageModel):
+    """A backoff n-gram model. ``fit`` counts and smooths; ``tables_`` hold the result."""
+
+    name = "ngram"
+    config_class = NGramConfig
+
+    def __init__(self, config: NGramConfig | None = None, tokenizer: Tokenizer | None = None,
+                 **options: Any) -> None:
+        if options:
+            check_fields(NGramConfig, options, "model 'ngram'")
+        self.config_ = config or NGramConfig(**options)
+        self.tokenizer = tokenizer or build_tokenizer(
+            self.config_.tokenizer, **self.config_.tokenizer_options)
+        order = self.config_.order
+        self.capabilities = Capabilities(exact_likelihood=True, max_context=order - 1)
+        self.tables_: list[Level] | None = None
+        self.discounts_: dict = {}
+
+    # ------------------------------------------------------------------------------- fitting
+
+    def fit(self, corpus, *, valid: bool = True, budget: Budget | None = None) -> NGramLM:
+        """Fit the tokenizer on ``corpus.train`` if it is not fitted, then count and smooth.
+        ``valid`` and ``budget`` do not apply: counting is one pass."""
+        train = corpus.train
+        if not getattr(self.tokenizer, "fitted_", False):
+            self.tokenizer.fit(train)
+        return self.fit_ids(self.tokenizer.encode_split(train))
+
+    def fit_ids(self, train_ids: np.ndarray) -> NGramLM:
+        """Fit on a (N,) stream of token ids from this model's (fitted) tokenizer."""
+        train_ids = np.asarray(train_ids, dtype=np.int64)
+        if train_ids.size == 0:
+            raise LmbenchError("cannot fit an n-gram model on an empty token stream")
+        V = self.tokenizer.vocab_size
+        if train_ids.min() < 0 or train_ids.max() >= V:
+            raise LmbenchError(f"token ids must lie in [0, {V}); got {train_ids.min()}..{train_ids.max()}")
+        counts = count_ngrams(train_ids, self.tokenizer.boundary_id, V, self.config_.order)
+        c = self.config_
+        self.tables_, self.discounts_ = estimate(counts, V, c.smoothing, c.k, c.discount)
+        return self
+
+    def _tables(self) -> list[Level]:
+        if self.tables_ is None:
+            raise LmbenchError("the n-gram model is not fitted; call fit(corpus) first")
+        return self.tables_
+
+    # ------------------------------------------------------------------------------- scoring
+
+    def _history_rows(self, inputs: np.ndarray) -> list[np.ndarray]:
+        """For (B, T) inputs, the table row of the j-token history ending at each position,
+        j = 1..n-1 (-1 where it is not stored). Boundaries become <s> and cut the history."""
+        tables = self._tables()
+        V = self.tokenizer.vocab_size
+        width = V + 1
+        tokens = np.where(inputs == self.tokenizer.boundary_id, V, inputs)  # </s> -> <s>
+        tokens = np.where(inputs < 0, -1, tokens)  # -1: unknown history (cut)
+        B, T = tokens.shape
+        position = np.broadcast_to(np.arange(T), (B, T))
+        cut = np.where((tokens == V) | (tokens < 0), position, -1)
+        last_cut = np.maximum.accumulate(cut, axis=1)
+        # tokens available back to and including the last <s> (an unknown -1 is excluded)
+        reach = np.where(last_cut < 0, position + 1,
+                         position - last_cut + (tokens[np.arange(B)[:, None], last_cut] == V))
+        rows = [tokens]
+        for j in range(2, len(tables)):
+            previous = np.full((B, T), -1, np.int64)
+            previous[:, 1:] = rows[-1][:, :-1]
+            ok = (reach >= j) & (previous >= 0) & (tokens >= 0)
+            rows.append(_lookup(tables[j - 1].keys, previous * width + tokens, ok))
+        return rows
+
+    def token_logprobs(self, input_ids, target_ids, state=None):
+        """Backoff scoring of every (B, T) target at once; see the module docstring.
+
+        ``state`` is the (B, n-1) tail of earlier inputs, so windows can continue a stream."""
+        tables = self._tables()
+        inputs, targets = _as_numpy(input_ids), _as_numpy(target_ids)
+        history = _prepend_state(inputs, state, len(tables) - 1)
+        offset = history.shape[1] - inputs.shape[1]
+        rows = [r[:, offset:] for r in self._history_rows(history)]
+        width = self.tokenizer.vocab_size + 1
+        valid = targets >= 0
+        safe_targets = np.where(valid, targets, 0)
+        log_prob = tables[0].log_prob[safe_targets]
+        backoff_sum = np.zeros(targets.shape)
+        for n in range(2, len(tables) + 1):  # longer matches overwrite shorter ones
+            context = rows[n - 2]
+            found = _lookup(tables[n - 1].keys, context * width + safe_targets, context >= 0)
+            hit = found >= 0
+            # backoff weights of histories longer than the match
+            backoff_sum = np.where(hit, 0.0, backoff_sum + _gather(tables[n - 2].log_backoff, context))
+            log_prob = np.where(hit, tables[n - 1].log_prob[np.maximum(found, 0)], log_prob)
+        scores = np.where(valid, log_prob + backoff_sum, 0.0)
+        return torch.from_numpy(scores), _tail_state(history, len(tables) - 1)
+
+    def logits(self, input_ids, state=None):
+        """(B, T, V) log-probabilities: the unigram distribution, then for each stored history
+        from short to long, scaled by its backoff weight and overwritten by its stored children."""
+        tables = self._tables()
+        inputs = _as_numpy(input_ids)
+        history = _prepend_state(inputs, state, len(tables) - 1)
+        offset = history.shape[1] - inputs.shape[1]
+        rows = [r[:, offset:] for r in self._history_rows(history)]
+        V = self.tokenizer.vocab_size
+        width = V + 1
+        B, T = inputs.shape
+        out = np.empty((B, T, V))
+        for b in range(B):
+            for t in range(T):
+                dist = tables[0].log_prob[:V].copy()
+                for j, row in enumerate(r[b, t] for r in rows):
+                    if row < 0:
+                        break
+                    dist += tables[j].log_backoff[row]
+                    child = tables[j + 1] if j + 1 < len(tables) else None
+                    if child is not None:
+                        lo, hi = np.searchsorted(child.keys, [row * width, (row + 1) * width])
+                        dist[child.keys[lo:hi] - row * width] = child.log_prob[lo:hi]
+                out[b, t] = dist
+        return torch.from_numpy(out), _tail_state(history, len(tables) - 1)
+
+    # ------------------------------------------------------------------------- bookkeeping
+
+    def n_params(self) -> int:
+        """Stored n-grams (each holds a probability and, below the top order, a backoff)."""
+        return int(sum(len(t.keys) for t in self._tables()))
+
+    def n_grams(self) -> list[int]:
+        return [len(t.keys) for t in self._tables()]
+
+    def config(self) -> dict[str, Any]:
+        return asdict(self.config_)
+
+    def save(self, path: str | Path) -> None:
+        """A zip of numpy tables plus the config and tokenizer as JSON, written atomically."""
+        tables = self._tables()
+        arrays = {}
+        for n, table in enumerate(tables, start=1):
+            arrays.update({f"keys{n}": table.keys, f"logp{n}": table.log_prob,
+                           f"logb{n}": table.log_backoff})
+        meta = {"family": self.name, "config": self.config(), "discounts": self.discounts_,
+                "tokenizer": tokenizer_to_json(self.tokenizer)}
+        _atomic_npz(Path(path), arrays, meta)
+
+    @classmethod
+    def load(cls, path: str | Path) -> NGramLM:
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+                order = meta["config"]["order"]
+                tables = [Level(data[f"keys{n}"], data[f"logp{n}"], data[f"logb{n}"])
+                          for n in range(1, order + 1)]
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
+            raise LmbenchError(f"{path}: not an lmbench n-gram model file ({error})") from None
+        model = cls(NGramConfig(**meta["config"]), tokenizer_from_json(meta["tokenizer"]))
+        model.tables_, model.discounts_ = tables, meta["discounts"]
+        return model
+
+    def save_arpa(self, path: str | Path) -> None:
+        """Write the tables as an ARPA file (log10), readable by KenLM and SRILM."""
+        from lmbench.models.arpa import write_arpa
+
+        write_arpa(self, Path(path))
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def _as_numpy(ids) -> np.ndarray:
+    array = ids.numpy() if isinstance(ids, torch.Tensor) else np.asarray(ids)
+    array = array.astype(np.int64, copy=False)
+    if array.ndim != 2:
+        raise LmbenchError(f"expected (B, T) token ids, got shape {array.shape}")
+    return array
+
+
+def _lookup(keys: np.ndarray, queries: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Row of each query key in the sorted ``keys`` (-1 where absent or not ``ok``)."""
+    found = np.full(queries.shape, -1, np.int64)
+    wanted = queries[ok]
+    if wanted.size:
+        where = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+        found[ok] = np.where(keys[where] == wanted, where, -1)
+    return found
+
+
+def _gather(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    return np.where(rows >= 0, values[np.maximum(rows, 0)], 0.0)
+
+
+def _prepend_state(inputs: np.ndarray, state, width: int) -> np.ndarray:
+    if state is None or width == 0:
+        return inputs
+    return np.concatenate([np.asarray(state, dtype=np.int64), inputs], axis=1)
+
+
+def _tail_state(history: np.ndarray, width: int) -> np.ndarray:
+    """The last n-1 inputs (padded on the left with -1, "unknown"), carried to the next call."""
+    B, T = history.shape
+    if T >= width:
+        return history[:, T - width:].copy()
+    return np.concatenate([np.full((B, width - T), -1, np.int64), history], axis=1)
+
+
+def _atomic_npz(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            np.savez(out, meta=np.array(json.dumps(meta)), **arrays)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)

@@ -1,0 +1,200 @@
+"""Vectorized n-gram counting and smoothing into backoff tables (the estimation half of ``ngram``).
+
+Counting builds one sorted table per order with ``numpy.unique``: the k-gram ending at position i
+is keyed ``id[k-1](i-1) * (V+1) + token(i)``, where ``id[k-1](i-1)`` is the row of the (k-1)-gram
+ending at i-1. Rows are therefore sorted by (context row, word), the children of a context form
+one contiguous range, and no Python loop touches tokens.
+
+Every smoothing method is written in the interpolated form of Chen & Goodman 1998 (TR-10-98,
+eq. 1 / section 2.8):
+
+    p_k(w | c) = alpha_k(c, w) + gamma_k(c) * p_{k-1}(w | c')           c' = c without its first word
+
+with p_0 the uniform distribution over the V tokens. The table stores, per row, ``ln p_k`` and,
+for rows that are contexts, ``ln gamma`` as the backoff weight. An ARPA backoff model with these
+numbers gives exactly the interpolated probabilities (for w unseen after c, p(w|c) = gamma(c)
+p(w|c')), which is how KenLM writes interpolated modified Kneser-Ney.
+
+- ``mle``: alpha = c(cw) / c(c.), gamma = 0 (unseen events get probability 0). A context never
+  seen backs off to the shorter one (backoff weight 1), so every distribution sums to 1.
+- ``add-k`` (Laplace k = 1, Lidstone k < 1): alpha = c(cw) / (c(c.) + kV), gamma = kV / (c(c.) +
+  kV), backing off straight to uniform (Chen & Goodman eq. 2 at the highest order only).
+- ``witten-bell``: alpha = c(cw) / (c(c.) + N1+(c.)), gamma = N1+(c.) / (c(c.) + N1+(c.))
+  (Witten & Bell 1991; Chen & Goodman eq. 15).
+- ``kneser-ney``: interpolated KN (Kneser & Ney 1995; Chen & Goodman eq. 18-19) with one
+  discount per order, D = n1 / (n1 + 2 n2) (Ney et al. 1994) unless given.
+- ``modified-kneser-ney``: Chen & Goodman eq. 17 with D1, D2, D3+ per order from the counts of
+  counts, D_j = j - (j+1) Y n_{j+1} / n_j, Y = n1 / (n1 + 2 n2) (eq. 26), computed on the adjusted
+  counts as KenLM's ``lmplz`` does (Heafield et al. 2013, section 3).
+
+Kneser-Ney methods count with *adjusted* counts below the highest order: the number of distinct
+words seen before the n-gram (continuation counts, Chen & Goodman eq. 19), except n-grams that
+start with ``<s>``, which cannot be extended to the left and keep their raw counts (KenLM).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lmbench.errors import LmbenchError, did_you_mean
+
+SMOOTHINGS = ("mle", "add-k", "witten-bell", "kneser-ney", "modified-kneser-ney")
+FROM_ARPA = "from-arpa"  # the smoothing of a model read from an ARPA file: known only to its author
+SMOOTHING_ALIASES = {"laplace": "add-k", "lidstone": "add-k", "kn": "kneser-ney",
+                     "mkn": "modified-kneser-ney", "wb": "witten-bell"}
+
+
+def canonical_smoothing(name: str) -> str:
+    name = SMOOTHING_ALIASES.get(name, name)
+    if name not in SMOOTHINGS and name != FROM_ARPA:
+        known = [*SMOOTHINGS, *SMOOTHING_ALIASES]
+        raise LmbenchError(f"unknown smoothing {name!r}{did_you_mean(name, known)}")
+    return name
+
+
+@dataclass
+class Level:
+    """One order's table: rows sorted by ``key = context_row * (V+1) + word``."""
+
+    keys: np.ndarray  # (n,) int64, sorted
+    log_prob: np.ndarray  # (n,) float64, ln p(word | context)
+    log_backoff: np.ndarray  # (n,) float64, ln gamma when this row is a context, else 0
+
+
+@dataclass
+class _Counts:
+    keys: np.ndarray  # (n,) int64 sorted keys (order 1: the token ids 0..V, V = <s>)
+    context: np.ndarray  # (n,) row of the context in the order below (order 1: zeros)
+    suffix: np.ndarray  # (n,) row of the n-gram minus its first word in the order below
+    raw: np.ndarray  # (n,) raw counts
+    starts_with_bos: np.ndarray  # (n,) bool
+
+
+def count_ngrams(stream: np.ndarray, boundary_id: int, vocab_size: int, order: int) -> list[_Counts]:
+    """Count 1..order-grams of a token stream; ``boundary_id`` ends a segment, ``<s>`` = V starts
+    the next. Returns one ``_Counts`` per order (index 0 = unigrams, which include ``<s>``)."""
+    V, bos = vocab_size, vocab_size
+    width = V + 1
+    stream = np.asarray(stream, dtype=np.int64)
+    # Insert <s> before the first token and after every boundary that has tokens after it.
+    ends = np.flatnonzero(stream[:-1] == boundary_id) + 1
+    padded = np.insert(stream, np.concatenate(([0], ends)), bos)  # (N + segments,)
+    index = np.arange(len(padded))
+    segment_start = np.maximum.accumulate(np.where(padded == bos, index, 0))
+    depth = index - segment_start  # tokens since this segment's <s> (0 at <s> itself)
+
+    unigram_raw = np.bincount(padded, minlength=width).astype(np.int64)
+    levels = [_Counts(np.arange(width), np.zeros(width, np.int64), np.zeros(width, np.int64),
+                      unigram_raw, np.arange(width) == bos)]
+    row_ending_at = padded  # row of the 1-gram ending at each position
+    for k in range(2, order + 1):
+        positions = np.flatnonzero(depth >= k - 1)
+        keys = row_ending_at[positions - 1] * width + padded[positions]
+        unique, first, inverse, raw = np.unique(
+            keys, return_index=True, return_inverse=True, return_counts=True)
+        context = unique // width
+        suffix = row_ending_at[positions[first]]
+        levels.append(_Counts(unique, context, suffix, raw,
+                              levels[-1].starts_with_bos[context]))
+        row_ending_at = np.full(len(padded), -1, np.int64)
+        row_ending_at[positions] = inverse
+    return levels
+
+
+def _adjusted_counts(levels: list[_Counts]) -> list[np.ndarray]:
+    """Continuation counts below the top order; raw counts at the top and for <s>-initial rows."""
+    adjusted = []
+    for k, level in enumerate(levels):
+        if k == len(levels) - 1:
+            adjusted.append(level.raw.copy())
+            continue
+        left_extensions = np.bincount(levels[k + 1].suffix, minlength=len(level.raw))
+        adjusted.append(np.where(level.starts_with_bos, level.raw, left_extensions))
+    return adjusted
+
+
+def _counts_of_counts(counts: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """n_j for j = 1..4 over the rows in ``mask``."""
+    return np.bincount(np.minimum(counts[mask], 5), minlength=6)[1:5].astype(np.float64)
+
+
+def modified_kn_discounts(counts: np.ndarray, mask: np.ndarray, order: int) -> np.ndarray:
+    """(D1, D2, D3+) of Chen & Goodman eq. 26 from counts of counts (as KenLM's lmplz)."""
+    n1, n2, n3, n4 = _counts_of_counts(counts, mask)
+    if min(n1, n2, n3, n4) == 0:
+        raise LmbenchError(
+            f"order {order}: too little data for modified Kneser-Ney discounts (counts of counts "
+            f"n1..n4 = {int(n1)}, {int(n2)}, {int(n3)}, {int(n4)}); use a lower order, more text, "
+            "or smoothing='kneser-ney'"
+        )
+    y = n1 / (n1 + 2 * n2)
+    discounts = np.array([1 - 2 * y * n2 / n1, 2 - 3 * y * n3 / n2, 3 - 4 * y * n4 / n3])
+    if not np.all((discounts > 0) & (discounts < np.arange(1, 4))):
+        raise LmbenchError(f"order {order}: modified Kneser-Ney discounts {discounts} are out of range")
+    return discounts
+
+
+def estimate(levels: list[_Counts], vocab_size: int, smoothing: str, k: float = 1.0,
+             discount: float | None = None) -> tuple[list[Level], dict]:
+    """Turn counts into backoff tables. Returns the tables and the fitted discounts per order."""
+    smoothing = canonical_smoothing(smoothing)
+    if smoothing == FROM_ARPA:
+        raise LmbenchError("a model read from an ARPA file cannot be refitted; build a new one")
+    V, bos, order = vocab_size, vocab_size, len(levels)
+    kn = smoothing in ("kneser-ney", "modified-kneser-ney")
+    counts = _adjusted_counts(levels) if kn else [lv.raw for lv in levels]
+    counts[0] = counts[0].copy()
+    counts[0][bos] = 0  # <s> is a context, never predicted
+    tables: list[Level] = []
+    fitted: dict = {}
+    lower_prob: np.ndarray | None = None  # p_{k-1} per row of the order below
+    for n, (level, c) in enumerate(zip(levels, counts), start=1):
+        c = c.astype(np.float64)
+        n_contexts = 1 if n == 1 else len(levels[n - 2].raw)
+        context = level.context
+        total = np.bincount(context, weights=c, minlength=n_contexts)  # c(c.)
+        distinct = np.bincount(context, weights=(c > 0), minlength=n_contexts)  # N1+(c.)
+        safe_total = np.where(total > 0, total, 1.0)
+        if smoothing == "mle":
+            alpha, gamma = c / safe_total[context], np.where(total > 0, 0.0, 1.0)
+        elif smoothing == "add-k":
+            if n < order:  # lower orders are uniform: p = p_0
+                alpha, gamma = np.zeros_like(c), np.ones(n_contexts)
+            else:
+                alpha = c / (total + k * V)[context]
+                gamma = k * V / (total + k * V)
+        elif smoothing == "witten-bell":
+            denominator = np.where(total > 0, total + distinct, 1.0)
+            alpha = c / denominator[context]
+            gamma = np.where(total > 0, distinct / denominator, 1.0)
+        else:
+            mask = c > 0
+            if smoothing == "kneser-ney":
+                if discount is None:
+                    n1, n2 = _counts_of_counts(c.astype(np.int64), mask)[:2]
+                    d = n1 / (n1 + 2 * n2) if n1 + n2 > 0 else 0.5
+                else:
+                    d = discount
+                ds = np.array([d, d, d])
+            else:
+                ds = modified_kn_discounts(c.astype(np.int64), mask, n)
+            fitted[n] = ds.tolist()
+            bucket = np.minimum(c, 3).astype(np.int64)  # 0 for unseen rows (no discount)
+            applied = np.concatenate(([0.0], ds))[bucket]
+            alpha = (c - applied) / safe_total[context]
+            mass = np.bincount(context, weights=applied, minlength=n_contexts)
+            gamma = np.where(total > 0, mass / safe_total, 1.0)
+        lower = np.full(len(c), 1.0 / V) if n == 1 else lower_prob[level.suffix]
+        prob = alpha + gamma[context] * lower
+        if n == 1:
+            prob[bos] = 0.0
+        with np.errstate(divide="ignore"):
+            log_prob = np.log(prob)
+            log_gamma = np.log(gamma)
+        if n > 1:  # gamma belongs to the context rows of the order below
+            tables[-1].log_backoff = np.where(total > 0, log_gamma, 0.0)
+        tables.append(Level(level.keys.astype(np.int64), log_prob, np.zeros(len(c))))
+        lower_prob = prob
+    return tables, fitted

@@ -1,0 +1,156 @@
+"""Typed, frozen result records and their JSON files (written atomically).
+
+``EvalResult`` holds the sums of one scored split; every ratio (perplexity, bits per byte, ...)
+is a property derived from them, so a record can never disagree with itself. ``RunResult`` is
+what ``lmbench run`` writes to ``<out>/<run_id>/result.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+LN2 = math.log(2.0)
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Sums over one split, and the metrics derived from them (natural logs throughout)."""
+
+    model: str
+    corpus: str
+    split: str
+    nll_nats: float  # Σ -ln p over all scored tokens
+    n_tokens: int
+    n_bytes: int  # UTF-8 bytes of the split's raw text
+    n_words: int  # words + one end-of-sentence per sentence
+    n_unk: int  # scored tokens that are <unk>
+    exact_likelihood: bool  # False: pseudo-likelihood; perplexity is then pseudo-perplexity
+    perplexity_ci95: tuple[float, float]
+    bits_per_byte_ci95: tuple[float, float]
+    wall_s: float
+    tokens_per_s: float
+    block_len: int  # tokens per block of block_nll_nats
+    block_nll_nats: tuple[float, ...] = field(repr=False)  # per-block sums, for paired tests
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(self.nll_nats / self.n_tokens)
+
+    @property
+    def bits_per_token(self) -> float:
+        return self.nll_nats / (LN2 * self.n_tokens)
+
+    @property
+    def bits_per_byte(self) -> float:
+        return self.nll_nats / (LN2 * self.n_bytes)
+
+    @property
+    def word_perplexity(self) -> float:
+        return math.exp(self.nll_nats / self.n_words)
+
+    @property
+    def unk_rate(self) -> float:
+        return self.n_unk / self.n_tokens
+
+    DERIVED = ("perplexity", "bits_per_token", "bits_per_byte", "word_perplexity", "unk_rate")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.update({name: getattr(self, name) for name in self.DERIVED})
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvalResult:
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in names}
+        for key in ("perplexity_ci95", "bits_per_byte_ci95", "block_nll_nats"):
+            values[key] = tuple(values[key])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One trained-and-evaluated model: what ``<out>/<run_id>/result.json`` holds."""
+
+    run_id: str
+    model: str
+    corpus: str
+    config: dict[str, Any]  # the resolved model config (tokenizer included)
+    seed: int
+    n_params: int
+    fit_s: float
+    metrics: dict[str, EvalResult]  # keyed by split
+    env: dict[str, Any]  # versions, hardware, git commit, time
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["metrics"] = {split: r.to_dict() for split, r in self.metrics.items()}
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunResult:
+        values = dict(data)
+        values["metrics"] = {s: EvalResult.from_dict(r) for s, r in data["metrics"].items()}
+        return cls(**values)
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """Write JSON to a temporary file beside ``path``, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(payload, out, indent=2, allow_nan=True)
+            out.write("\n")
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def environment() -> dict[str, Any]:
+    """Versions, hardware and code revision, recorded with every run."""
+    import numpy
+    import torch
+
+    from lmbench import __version__
+
+    return {
+        "lmbench": __version__,
+        "git_commit": _git_commit(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "cpu": _cpu_model(),
+        "threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, cwd=Path(__file__).parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
