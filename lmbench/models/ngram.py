@@ -40,6 +40,9 @@ class NGramConfig:
     smoothing: str = "modified-kneser-ney"  # mle | add-k | witten-bell | kneser-ney | modified-kneser-ney
     k: float = 1.0  # add-k constant (1 = Laplace; below 1 = Lidstone)
     discount: float | None = None  # kneser-ney only: fixed D; None = n1 / (n1 + 2 n2) per order
+    # modified-kneser-ney: where an order's counts of counts give no valid D1..D3+ (little text,
+    # small alphabets), use KenLM's --discount_fallback values 0.5, 1, 1.5 (listed in discounts_)
+    discount_fallback: bool = True
     tokenizer: str = "word"
     tokenizer_options: dict = field(default_factory=dict)
 
@@ -92,7 +95,8 @@ class NGramLM(LanguageModel):
             raise LmbenchError(f"token ids must lie in [0, {V}); got {train_ids.min()}..{train_ids.max()}")
         counts = count_ngrams(train_ids, self.tokenizer.boundary_id, V, self.config_.order)
         c = self.config_
-        self.tables_, self.discounts_ = estimate(counts, V, c.smoothing, c.k, c.discount)
+        self.tables_, self.discounts_ = estimate(counts, V, c.smoothing, c.k, c.discount,
+                                                 c.discount_fallback)
         return self
 
     def _tables(self) -> list[Level]:

@@ -120,24 +120,31 @@ def _counts_of_counts(counts: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.bincount(np.minimum(counts[mask], 5), minlength=6)[1:5].astype(np.float64)
 
 
-def modified_kn_discounts(counts: np.ndarray, mask: np.ndarray, order: int) -> np.ndarray:
-    """(D1, D2, D3+) of Chen & Goodman eq. 26 from counts of counts (as KenLM's lmplz)."""
+FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)  # KenLM lmplz --discount_fallback defaults
+
+
+def modified_kn_discounts(counts: np.ndarray, mask: np.ndarray, order: int,
+                          fallback: bool) -> tuple[np.ndarray, bool]:
+    """(D1, D2, D3+) of Chen & Goodman eq. 26 from counts of counts (as KenLM's lmplz), and
+    whether the fallback values were used because the counts of counts cannot give them."""
     n1, n2, n3, n4 = _counts_of_counts(counts, mask)
-    if min(n1, n2, n3, n4) == 0:
-        raise LmbenchError(
-            f"order {order}: too little data for modified Kneser-Ney discounts (counts of counts "
-            f"n1..n4 = {int(n1)}, {int(n2)}, {int(n3)}, {int(n4)}); use a lower order, more text, "
-            "or smoothing='kneser-ney'"
-        )
-    y = n1 / (n1 + 2 * n2)
-    discounts = np.array([1 - 2 * y * n2 / n1, 2 - 3 * y * n3 / n2, 3 - 4 * y * n4 / n3])
-    if not np.all((discounts > 0) & (discounts < np.arange(1, 4))):
-        raise LmbenchError(f"order {order}: modified Kneser-Ney discounts {discounts} are out of range")
-    return discounts
+    with np.errstate(divide="ignore", invalid="ignore"):
+        y = n1 / (n1 + 2 * n2)
+        discounts = np.array([1 - 2 * y * n2 / n1, 2 - 3 * y * n3 / n2, 3 - 4 * y * n4 / n3])
+    if np.all(np.isfinite(discounts) & (discounts > 0) & (discounts < np.arange(1, 4))):
+        return discounts, False
+    if fallback:
+        return np.array(FALLBACK_DISCOUNTS), True
+    raise LmbenchError(
+        f"order {order}: counts of counts n1..n4 = {int(n1)}, {int(n2)}, {int(n3)}, {int(n4)} "
+        "give no valid modified Kneser-Ney discounts; use more text, a lower order, or "
+        "discount_fallback=true (KenLM's 0.5, 1, 1.5)"
+    )
 
 
 def estimate(levels: list[_Counts], vocab_size: int, smoothing: str, k: float = 1.0,
-             discount: float | None = None) -> tuple[list[Level], dict]:
+             discount: float | None = None, discount_fallback: bool = True
+             ) -> tuple[list[Level], dict]:
     """Turn counts into backoff tables. Returns the tables and the fitted discounts per order."""
     smoothing = canonical_smoothing(smoothing)
     if smoothing == FROM_ARPA:
@@ -174,13 +181,16 @@ def estimate(levels: list[_Counts], vocab_size: int, smoothing: str, k: float = 
             if smoothing == "kneser-ney":
                 if discount is None:
                     n1, n2 = _counts_of_counts(c.astype(np.int64), mask)[:2]
-                    d = n1 / (n1 + 2 * n2) if n1 + n2 > 0 else 0.5
+                    d = n1 / (n1 + 2 * n2) if n1 > 0 else 0.5
                 else:
                     d = discount
                 ds = np.array([d, d, d])
             else:
-                ds = modified_kn_discounts(c.astype(np.int64), mask, n)
-            fitted[n] = ds.tolist()
+                ds, fell_back = modified_kn_discounts(c.astype(np.int64), mask, n,
+                                                      discount_fallback)
+                if fell_back:
+                    fitted.setdefault("fallback_orders", []).append(n)
+            fitted[str(n)] = ds.tolist()
             bucket = np.minimum(c, 3).astype(np.int64)  # 0 for unseen rows (no discount)
             applied = np.concatenate(([0.0], ds))[bucket]
             alpha = (c - applied) / safe_total[context]

@@ -1,0 +1,97 @@
+"""The contract every registered model honours, run over all of ``MODELS`` with tiny configs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import lmbench
+from lmbench.evaluation.scoring import EvalConfig, evaluate
+from lmbench.models import MODELS, load_model
+from lmbench.sampling import generate
+
+# One or more tiny configurations per registered family (seconds each).
+TINY_CONFIGS: dict[str, list[dict]] = {
+    "ngram": [
+        {"order": 3, "smoothing": "modified-kneser-ney", "tokenizer": "char"},
+        {"order": 2, "smoothing": "witten-bell", "tokenizer": "word",
+         "tokenizer_options": {"unk_max_count": 0}},
+        {"order": 4, "smoothing": "add-k", "k": 0.5, "tokenizer": "byte"},
+        {"order": 3, "smoothing": "kneser-ney", "tokenizer": "bpe",
+         "tokenizer_options": {"vocab_size": 300}},
+    ],
+}
+
+CASES = [(family, options) for family in TINY_CONFIGS for options in TINY_CONFIGS[family]]
+
+
+def test_every_registered_family_has_a_tiny_config():
+    assert set(MODELS) == set(TINY_CONFIGS)
+
+
+@pytest.fixture(scope="module", params=CASES, ids=lambda c: f"{c[0]}-{c[1].get('tokenizer')}")
+def fitted(request, tiny_corpus):
+    family, options = request.param
+    return lmbench.build_model(family, **options).fit(tiny_corpus)
+
+
+def _stream(model, corpus):
+    ids = model.tokenizer.encode_split(corpus.split("test"))
+    inputs = np.concatenate(([model.tokenizer.boundary_id], ids[:-1]))
+    return torch.from_numpy(inputs)[None], torch.from_numpy(ids)[None]
+
+
+def test_next_token_distribution_sums_to_one(fitted, tiny_corpus):
+    if not fitted.capabilities.exact_likelihood:
+        pytest.skip("pseudo-likelihood models define no next-token distribution")
+    inputs, _ = _stream(fitted, tiny_corpus)
+    logits, _ = fitted.logits(inputs[:, :40])
+    sums = torch.logsumexp(torch.log_softmax(logits.double(), -1), -1)
+    assert torch.allclose(sums, torch.zeros_like(sums), atol=1e-9)
+    assert torch.allclose(torch.logsumexp(logits.double(), -1), torch.zeros(sums.shape).double(),
+                          atol=1e-9) or not fitted.capabilities.exact_likelihood
+
+
+def test_batched_scoring_equals_incremental_scoring(fitted, tiny_corpus):
+    inputs, targets = _stream(fitted, tiny_corpus)
+    inputs, targets = inputs[:, :50], targets[:, :50]
+    batched, _ = fitted.token_logprobs(inputs, targets)
+    incremental, state = [], None
+    for t in range(inputs.shape[1]):
+        logits, state = fitted.logits(inputs[:, t : t + 1], state)
+        incremental.append(torch.log_softmax(logits.double(), -1)[0, 0, targets[0, t]])
+    assert torch.allclose(batched[0].double(), torch.stack(incremental), atol=1e-6)
+
+
+def test_scoring_in_two_chunks_with_state_equals_one_call(fitted, tiny_corpus):
+    inputs, targets = _stream(fitted, tiny_corpus)
+    whole, _ = fitted.token_logprobs(inputs, targets)
+    first, state = fitted.token_logprobs(inputs[:, :17], targets[:, :17])
+    second, _ = fitted.token_logprobs(inputs[:, 17:], targets[:, 17:], state)
+    assert torch.allclose(whole, torch.cat([first, second], 1), atol=1e-6)
+
+
+def test_fit_beats_the_uniform_distribution(fitted, tiny_corpus):
+    result = evaluate(fitted, tiny_corpus, "train", EvalConfig(progress=False))
+    assert result.nll_nats / result.n_tokens < math.log(fitted.tokenizer.vocab_size)
+
+
+def test_save_and_load_round_trip_scores_exactly(fitted, tiny_corpus, tmp_path):
+    fitted.save(tmp_path / "model.npz")
+    same = load_model(tmp_path / "model.npz")
+    inputs, targets = _stream(fitted, tiny_corpus)
+    assert torch.equal(fitted.token_logprobs(inputs, targets)[0],
+                       same.token_logprobs(inputs, targets)[0])
+    assert same.config() == fitted.config()
+
+
+def test_generation_with_a_seed_is_deterministic(fitted):
+    prompt = fitted.tokenizer.encode("the cat")[:2]
+    first = generate(fitted, prompt, 20, seed=3)
+    assert first == generate(fitted, prompt, 20, seed=3)
+    assert len(first) == 20 and all(0 <= i < fitted.tokenizer.vocab_size for i in first)
+    others = [generate(fitted, prompt, 20, seed=s) for s in range(4, 8)]
+    assert any(o != first for o in others)  # the seed matters
