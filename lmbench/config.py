@@ -114,6 +114,16 @@ def load_config(path: str | Path) -> RunConfig:
 
 
 def parse_config(data: dict[str, Any], where: str = "config") -> RunConfig:
+    """Validate a parsed run file; every error message starts with ``where``."""
+    try:
+        return _parse_config(data, where)
+    except LmbenchError as error:
+        if str(error).startswith(where):
+            raise
+        raise LmbenchError(f"{where}: {error}") from None
+
+
+def _parse_config(data: dict[str, Any], where: str) -> RunConfig:
     from lmbench.models import config_class_of
 
     data = dict(data)
@@ -140,7 +150,12 @@ def parse_config(data: dict[str, Any], where: str = "config") -> RunConfig:
         if label in labels:
             raise LmbenchError(f"{where} [[models]] #{number}: label {label!r} is used twice")
         labels.add(label)
-        check_fields(config_class_of(family), table, f"{where} [[models]] {label!r}")
+        config_class = config_class_of(family)
+        check_fields(config_class, table, f"{where} [[models]] {label!r}")
+        try:
+            config_class(**table)  # value checks (ranges, names) before anything runs
+        except LmbenchError as error:
+            raise LmbenchError(f"{where} [[models]] {label!r}: {error}") from None
         specs.append(ModelSpec(label, family, table))
     if "splits" in top:
         top["splits"] = tuple(top["splits"])
