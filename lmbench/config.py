@@ -70,10 +70,24 @@ def check_fields(cls: type, data: dict[str, Any], where: str) -> dict[str, Any]:
     return data
 
 
+def build_config(cls: type, data: dict[str, Any], where: str):
+    """Check ``data`` against dataclass ``cls`` and build it; nested dataclass fields (such as a
+    family's ``train`` table) are checked and built the same way."""
+    check_fields(cls, data, where)
+    hints = typing.get_type_hints(cls)
+    values = dict(data)
+    for key, value in data.items():
+        if dataclasses.is_dataclass(hints[key]) and isinstance(value, dict):
+            values[key] = build_config(hints[key], value, f"{where} [{key}]")
+    return cls(**values)
+
+
 def _matches(value: Any, expected: Any) -> bool:
     origin = typing.get_origin(expected)
     if expected is Any:
         return True
+    if dataclasses.is_dataclass(expected):
+        return isinstance(value, (dict, expected))
     if origin in (typing.Union, types.UnionType):
         return any(_matches(value, option) for option in typing.get_args(expected))
     if expected is type(None):
@@ -150,11 +164,11 @@ def _parse_config(data: dict[str, Any], where: str) -> RunConfig:
         if label in labels:
             raise LmbenchError(f"{where} [[models]] #{number}: label {label!r} is used twice")
         labels.add(label)
-        config_class = config_class_of(family)
-        check_fields(config_class, table, f"{where} [[models]] {label!r}")
-        try:
-            config_class(**table)  # value checks (ranges, names) before anything runs
+        try:  # keys, types and values (ranges, names), before anything runs
+            build_config(config_class_of(family), table, f"{where} [[models]] {label!r}")
         except LmbenchError as error:
+            if str(error).startswith(where):
+                raise
             raise LmbenchError(f"{where} [[models]] {label!r}: {error}") from None
         specs.append(ModelSpec(label, family, table))
     if "splits" in top:

@@ -18,7 +18,7 @@ Three methods carry the maths (B = batch, T = time, V = vocabulary):
     opaque: the n-gram history, an RNN's hidden state, a Transformer's KV cache.
     ``logits(x[:, :k], None)`` followed by ``logits(x[:, k:], state)`` equals ``logits(x, None)``.
 
-``fit(corpus, *, valid=..., budget=...)``
+``fit(corpus, *, valid=..., budget=..., checkpoint_dir=...)``
     Fits the tokenizer on the training split (unless already fitted) and then the model.
 
 The ``Capabilities`` tell the evaluator how to window a long stream without asking which
@@ -67,9 +67,12 @@ class LanguageModel(ABC):
     capabilities: Capabilities
 
     @abstractmethod
-    def fit(self, corpus, *, valid: bool = True, budget: Budget | None = None) -> LanguageModel:
+    def fit(self, corpus, *, valid: bool = True, budget: Budget | None = None,
+            checkpoint_dir: str | Path | None = None) -> LanguageModel:
         """Fit on ``corpus.train`` (and use ``corpus.valid`` for early stopping where the family
-        trains iteratively and ``valid`` is true). Returns ``self``."""
+        trains iteratively and ``valid`` is true). ``budget`` overrides the family's own training
+        limits; with ``checkpoint_dir`` an iterative family saves checkpoints there and resumes
+        from the last one. Returns ``self``."""
 
     @abstractmethod
     def token_logprobs(
@@ -97,6 +100,10 @@ class LanguageModel(ABC):
     @classmethod
     @abstractmethod
     def load(cls, path: str | Path) -> LanguageModel: ...
+
+    def training_log(self) -> dict | None:
+        """What iterative training did (steps, tokens, seconds, the curve); None if nothing."""
+        return None
 
     # Free helpers built on the three methods -------------------------------------------------
 

@@ -90,6 +90,7 @@ class RunResult:
     fit_s: float
     metrics: dict[str, EvalResult]  # keyed by split
     env: dict[str, Any]  # versions, hardware, git commit, time
+    train_log: dict[str, Any] | None = None  # neural families: steps, tokens, seconds, curve
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -111,6 +112,21 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             json.dump(payload, out, indent=2, allow_nan=True)
             out.write("\n")
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def write_npz_atomic(path: Path, arrays: dict[str, Any], meta: dict[str, Any]) -> None:
+    """Arrays plus a JSON ``meta`` entry in one ``.npz``, via a temporary file and a rename."""
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            np.savez(out, meta=np.array(json.dumps(meta)), **arrays)
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):

@@ -51,7 +51,7 @@ def run(config: RunConfig, out_dir: str | Path, save_models: bool = False, log=p
         model = build_model(spec.family, **spec.options)
         log(f"[{spec.label}] fitting on {corpus.name} train ...")
         started = time.perf_counter()
-        model.fit(corpus)
+        model.fit(corpus, checkpoint_dir=out_dir / "checkpoints" / f"{corpus.name}-{spec.label}")
         fit_s = time.perf_counter() - started
         metrics = {split: evaluate(model, corpus, split, config.eval) for split in config.splits}
         run_id = new_run_id(corpus.name, spec.label)
@@ -59,6 +59,7 @@ def run(config: RunConfig, out_dir: str | Path, save_models: bool = False, log=p
             run_id=run_id, model=spec.label, corpus=corpus.name,
             config={"family": spec.family, **model.config()}, seed=config.seed,
             n_params=model.n_params(), fit_s=fit_s, metrics=metrics, env=env,
+            train_log=model.training_log(),
         )
         if save_models:
             model.save(out_dir / run_id / "model.npz")

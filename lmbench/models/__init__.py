@@ -13,14 +13,18 @@ from typing import Any
 
 import numpy as np
 
-from lmbench.config import check_fields
+from lmbench.config import build_config
 from lmbench.errors import LmbenchError
 from lmbench.interface import LanguageModel
 from lmbench.models.arpa import load_arpa
+from lmbench.models.gpt import GPTConfig, GPTLM
 from lmbench.models.ngram import NGramConfig, NGramLM
+from lmbench.models.nplm import NPLMConfig, NPLMLM
+from lmbench.models.rnn import GRULM, LSTMLM, RNNLM, RNNConfig
 from lmbench.registry import MODELS
 
-__all__ = ["MODELS", "NGramConfig", "NGramLM", "build_model", "config_class_of", "load_arpa",
+__all__ = ["GPTLM", "GRULM", "LSTMLM", "MODELS", "NGramConfig", "NGramLM", "NPLMLM", "RNNLM",
+           "GPTConfig", "NPLMConfig", "RNNConfig", "build_model", "config_class_of", "load_arpa",
            "load_model"]
 
 
@@ -32,8 +36,7 @@ def build_model(family: str, **options: Any) -> LanguageModel:
     """An unfitted model of a registered family, e.g.
     ``build_model("ngram", order=5, smoothing="modified-kneser-ney", tokenizer="word")``."""
     cls = MODELS.get(family)
-    check_fields(cls.config_class, options, f"model {family!r}")
-    return cls(cls.config_class(**options))
+    return cls(build_config(cls.config_class, options, f"model {family!r}"))
 
 
 def load_model(path: str | Path) -> LanguageModel:

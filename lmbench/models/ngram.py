@@ -17,8 +17,6 @@ models), after which the context is ``<s>``, exactly as KenLM scores sentences o
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,11 +25,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from lmbench.config import check_fields
+from lmbench.config import build_config
 from lmbench.errors import LmbenchError
 from lmbench.interface import Budget, Capabilities, LanguageModel
 from lmbench.models.ngram_estimate import Level, canonical_smoothing, count_ngrams, estimate
 from lmbench.registry import MODELS
+from lmbench.results import write_npz_atomic
 from lmbench.tokenizers import Tokenizer, build_tokenizer, tokenizer_from_json, tokenizer_to_json
 
 @dataclass(frozen=True)
@@ -65,9 +64,7 @@ class NGramLM(LanguageModel):
 
     def __init__(self, config: NGramConfig | None = None, tokenizer: Tokenizer | None = None,
                  **options: Any) -> None:
-        if options:
-            check_fields(NGramConfig, options, "model 'ngram'")
-        self.config_ = config or NGramConfig(**options)
+        self.config_ = config or build_config(NGramConfig, options, "model 'ngram'")
         self.tokenizer = tokenizer or build_tokenizer(
             self.config_.tokenizer, **self.config_.tokenizer_options)
         order = self.config_.order
@@ -77,9 +74,10 @@ class NGramLM(LanguageModel):
 
     # ------------------------------------------------------------------------------- fitting
 
-    def fit(self, corpus, *, valid: bool = True, budget: Budget | None = None) -> NGramLM:
+    def fit(self, corpus, *, valid: bool = True, budget: Budget | None = None,
+            checkpoint_dir=None) -> NGramLM:
         """Fit the tokenizer on ``corpus.train`` if it is not fitted, then count and smooth.
-        ``valid`` and ``budget`` do not apply: counting is one pass."""
+        ``valid``, ``budget`` and ``checkpoint_dir`` do not apply: counting is one pass."""
         train = corpus.train
         if not getattr(self.tokenizer, "fitted_", False):
             self.tokenizer.fit(train)
@@ -200,7 +198,7 @@ class NGramLM(LanguageModel):
                            f"logb{n}": table.log_backoff})
         meta = {"family": self.name, "config": self.config(), "discounts": self.discounts_,
                 "tokenizer": tokenizer_to_json(self.tokenizer)}
-        _atomic_npz(Path(path), arrays, meta)
+        write_npz_atomic(Path(path), arrays, meta)
 
     @classmethod
     def load(cls, path: str | Path) -> NGramLM:
@@ -260,15 +258,3 @@ def _tail_state(history: np.ndarray, width: int) -> np.ndarray:
     if T >= width:
         return history[:, T - width:].copy()
     return np.concatenate([np.full((B, width - T), -1, np.int64), history], axis=1)
-
-
-def _atomic_npz(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            np.savez(out, meta=np.array(json.dumps(meta)), **arrays)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)

@@ -1,0 +1,143 @@
+"""``NeuralLM``: the interface for every torch family, given one network.
+
+A family writes its config dataclass (with ``tokenizer``, ``tokenizer_options`` and ``train``
+fields), ``capabilities`` and ``build_network(vocab_size)``. The network's
+``forward(input_ids, state=None, want_state=True) -> (logits, state)`` maps (B, T) ids to
+(B, T, V) logits. Everything else is here, once:
+
+    token_logprobs = log_softmax(logits) gathered at the targets (targets == -1 give 0.0)
+
+evaluated in fp32 under ``torch.inference_mode``; ``fit`` = tokenizer + ``lmbench.train.train``;
+``save``/``load`` = the weights as numpy arrays in one ``.npz`` with the config, tokenizer and
+training log as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from abc import abstractmethod
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lmbench.config import build_config
+from lmbench.errors import LmbenchError
+from lmbench.interface import Budget, LanguageModel
+from lmbench.results import write_npz_atomic
+from lmbench.tokenizers import Tokenizer, build_tokenizer, tokenizer_from_json, tokenizer_to_json
+from lmbench.train import TrainLog, train
+
+
+class NeuralLM(LanguageModel):
+    """Base class of the torch families; see the module docstring."""
+
+    config_class: type
+
+    def __init__(self, config=None, tokenizer: Tokenizer | None = None, **options: Any) -> None:
+        self.config_ = config or build_config(self.config_class, options, f"model {self.name!r}")
+        self.tokenizer = tokenizer or build_tokenizer(self.config_.tokenizer,
+                                                      **self.config_.tokenizer_options)
+        self.net: torch.nn.Module | None = None
+        self.train_log_: TrainLog | None = None
+
+    @abstractmethod
+    def build_network(self, vocab_size: int) -> torch.nn.Module:
+        """A freshly initialised network for ``vocab_size`` tokens."""
+
+    def auxiliary_loss(self) -> torch.Tensor | float:
+        """Extra training loss from the last forward pass (a router's balance loss); 0 here."""
+        return 0.0
+
+    # ------------------------------------------------------------------------------- fitting
+
+    def fit(self, corpus, *, valid: bool = True, budget: Budget | None = None,
+            checkpoint_dir=None) -> NeuralLM:
+        if not getattr(self.tokenizer, "fitted_", False):
+            self.tokenizer.fit(corpus.train)
+        train_ids = self.tokenizer.encode_split(corpus.train)
+        valid_ids = None
+        if valid and "valid" in corpus.splits:
+            valid_ids = self.tokenizer.encode_split(corpus.split("valid"))
+        return self.fit_ids(train_ids, valid_ids, budget=budget, checkpoint_dir=checkpoint_dir)
+
+    def fit_ids(self, train_ids, valid_ids=None, *, budget: Budget | None = None,
+                checkpoint_dir=None) -> NeuralLM:
+        """Train on (N,) ids of this model's fitted tokenizer; ``valid_ids`` for selection."""
+        torch.manual_seed(self.config_.train.seed)  # the initial weights
+        self.net = self.build_network(self.tokenizer.vocab_size)
+        self.train_log_ = train(self, train_ids, valid_ids, self.config_.train, budget,
+                                checkpoint_dir)
+        return self
+
+    def _network(self) -> torch.nn.Module:
+        if self.net is None:
+            raise LmbenchError(f"the {self.name} model is not fitted; call fit(corpus) first")
+        return self.net
+
+    # ------------------------------------------------------------------------------- scoring
+
+    def logits(self, input_ids, state=None):
+        net = self._network()
+        net.eval()
+        with torch.inference_mode():
+            logits, state = net(torch.as_tensor(input_ids, dtype=torch.long), state)
+        return logits.float(), state
+
+    def token_logprobs(self, input_ids, target_ids, state=None):
+        logits, state = self.logits(input_ids, state)  # (B, T, V)
+        targets = torch.as_tensor(target_ids, dtype=torch.long)
+        logprobs = torch.log_softmax(logits, dim=-1)
+        picked = logprobs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, T)
+        return torch.where(targets >= 0, picked, 0.0).double(), state
+
+    # ------------------------------------------------------------------------- bookkeeping
+
+    def n_params(self) -> int:
+        """Trainable parameters, tied matrices counted once."""
+        unique = {p.data_ptr(): p.numel() for p in self._network().parameters()}
+        return int(sum(unique.values()))
+
+    def config(self) -> dict[str, Any]:
+        return asdict(self.config_)
+
+    def training_log(self) -> dict | None:
+        return self.train_log_.to_dict() if self.train_log_ else None
+
+    def extra_arrays(self) -> dict[str, np.ndarray]:
+        """Arrays besides the network's weights to save (a mixed-in n-gram's tables)."""
+        return {}
+
+    def load_extra_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore what ``extra_arrays`` saved."""
+
+    def save(self, path: str | Path) -> None:
+        arrays = {f"param/{k}": v.detach().float().numpy()
+                  for k, v in self._network().state_dict().items()}
+        arrays.update(self.extra_arrays())
+        meta = {"family": self.name, "config": self.config(),
+                "tokenizer": tokenizer_to_json(self.tokenizer),
+                "train_log": self.train_log_.to_dict() if self.train_log_ else None}
+        write_npz_atomic(Path(path), arrays, meta)
+
+    @classmethod
+    def load(cls, path: str | Path) -> NeuralLM:
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+                weights = {k[len("param/"):]: torch.from_numpy(data[k].copy())
+                           for k in data.files if k.startswith("param/")}
+                extra = {k: data[k] for k in data.files if not k.startswith(("param/", "meta"))}
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
+            raise LmbenchError(f"{path}: not an lmbench {cls.name} model file ({error})") from None
+        model = cls(build_config(cls.config_class, meta["config"], str(path)),
+                    tokenizer_from_json(meta["tokenizer"]))
+        model.net = model.build_network(model.tokenizer.vocab_size)
+        model.net.load_state_dict(weights)
+        model.load_extra_arrays(extra)
+        if meta.get("train_log"):
+            model.train_log_ = TrainLog(**meta["train_log"])
+        return model

@@ -1,0 +1,123 @@
+"""``gpt``: a decoder-only pre-LayerNorm Transformer (Radford et al. 2018, 2019; nanoGPT's shape).
+
+Token embeddings plus learned positions (GPT-2) or rotary positions (Su et al. 2021), ``n_layer``
+pre-LN blocks of causal self-attention and an MLP (``lmbench.models.layers``), a final LayerNorm
+and an output layer tied to the token embeddings (Press & Wolf 2017).
+
+State is a ``KVCache``: per layer the keys and values of every token seen so far, so each new
+token costs one attention row instead of a pass over the prefix. The model sees at most
+``block_size`` tokens; when a cache would grow past that, the last ``block_size`` tokens are
+recomputed from scratch (what a sliding window over the text would see).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from lmbench.errors import LmbenchError
+from lmbench.interface import Capabilities
+from lmbench.models.base import NeuralLM
+from lmbench.models.layers import Block, init_gpt_weights
+from lmbench.registry import MODELS
+from lmbench.train import TrainConfig
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    block_size: int = 64  # longest context, in tokens
+    dropout: float = 0.0
+    positions: str = "learned"  # learned | rotary
+    bias: bool = False  # biases in Linear and LayerNorm layers
+    tokenizer: str = "char"
+    tokenizer_options: dict = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if self.positions not in ("learned", "rotary"):
+            raise LmbenchError(f"positions must be 'learned' or 'rotary', got {self.positions!r}")
+        if self.n_embd % self.n_head or (self.positions == "rotary" and (self.n_embd // self.n_head) % 2):
+            raise LmbenchError(f"n_embd {self.n_embd} must split into n_head {self.n_head} heads "
+                               "(of even size for rotary positions)")
+        if min(self.n_layer, self.n_head, self.n_embd, self.block_size) < 1:
+            raise LmbenchError("n_layer, n_head, n_embd and block_size must be >= 1")
+        if not 0 <= self.dropout < 1:
+            raise LmbenchError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class KVCache:
+    """Keys and values per layer, each (B, H, T, D), and the (B, T) ids they came from."""
+
+    layers: list[tuple[torch.Tensor, torch.Tensor]]
+    tokens: torch.Tensor
+
+    @property
+    def length(self) -> int:
+        return self.tokens.shape[1]
+
+
+class GPTNetwork(nn.Module):
+    def __init__(self, config: GPTConfig, vocab_size: int) -> None:
+        super().__init__()
+        self.config = config
+        rotary = config.positions == "rotary"
+        self.token_embedding = nn.Embedding(vocab_size, config.n_embd)
+        self.position_embedding = None if rotary else nn.Embedding(config.block_size, config.n_embd)
+        self.dropout = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(
+            Block(config.n_embd, config.n_head, config.dropout, config.bias, rotary)
+            for _ in range(config.n_layer))
+        self.ln_final = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.head = nn.Linear(config.n_embd, vocab_size, bias=False)
+        init_gpt_weights(self, config.n_layer)
+        self.head.weight = self.token_embedding.weight  # tied input/output embeddings
+
+    def forward(self, input_ids: torch.Tensor, state: KVCache | None = None,
+                want_state: bool = True) -> tuple[torch.Tensor, KVCache | None]:
+        """(B, T) ids after ``state`` -> (B, T, V) logits and the extended cache."""
+        B, T = input_ids.shape
+        block = self.config.block_size
+        if T > block:
+            raise LmbenchError(f"gpt reads at most block_size = {block} tokens per call, got {T}")
+        if state is not None and state.length + T > block:
+            # Sliding window: recompute the last `block` tokens without the cache.
+            history = torch.cat((state.tokens, input_ids), dim=1)[:, -block:]
+            logits, new_state = self.forward(history, None, want_state)
+            return logits[:, -T:], new_state
+        past = 0 if state is None else state.length
+        positions = torch.arange(past, past + T)
+        x = self.token_embedding(input_ids)  # (B, T, C)
+        if self.position_embedding is not None:
+            x = x + self.position_embedding(positions)
+        x = self.dropout(x)
+        caches = []
+        for i, block_module in enumerate(self.blocks):
+            x, cache = block_module(x, positions, None if state is None else state.layers[i])
+            caches.append(cache)
+        logits = self.head(self.ln_final(x))  # (B, T, V)
+        if not want_state:
+            return logits, None
+        tokens = input_ids if state is None else torch.cat((state.tokens, input_ids), dim=1)
+        return logits, KVCache(caches, tokens)
+
+
+@MODELS.register("gpt")
+class GPTLM(NeuralLM):
+    """Decoder-only Transformer (GPT) with learned or rotary positions and a KV cache."""
+
+    name = "gpt"
+    config_class = GPTConfig
+
+    @property
+    def capabilities(self) -> Capabilities:
+        block = self.config_.block_size
+        return Capabilities(exact_likelihood=True, max_context=block, max_window=block)
+
+    def build_network(self, vocab_size: int) -> GPTNetwork:
+        return GPTNetwork(self.config_, vocab_size)

@@ -1,0 +1,109 @@
+"""Transformer building blocks shared by the decoder families (nothing family-specific here).
+
+- Causal self-attention, softmax(Q K^T / sqrt(d_k)) V (Vaswani et al. 2017, eq. 1), through
+  ``torch.nn.functional.scaled_dot_product_attention`` (flash / memory-efficient kernels where
+  the platform has them), with an optional key/value cache for incremental decoding.
+- Rotary position embeddings (Su et al. 2021, RoFormer, eq. 34): pairs of channels of q and k
+  rotated by angle m * theta_i, theta_i = 10000^(-2i/d), so q_m . k_n depends on m - n only.
+- Pre-LayerNorm residual blocks (Xiong et al. 2020; GPT-2): x + Attn(LN(x)), x + MLP(LN(x)).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def rotary_tables(positions: torch.Tensor, head_dim: int, base: float = 10000.0
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin tables, each (T, head_dim / 2), for integer ``positions`` (T,)."""
+    inverse = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)  # (D/2,)
+    angles = positions.float()[:, None] * inverse[None, :]  # (T, D/2)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate channel pairs (2i, 2i+1) of x (B, H, T, D) by the tables (T, D/2)."""
+    even, odd = x[..., 0::2], x[..., 1::2]  # (B, H, T, D/2) each
+    rotated = torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1)
+    return rotated.flatten(-2).type_as(x)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, n_embd: int, n_head: int, dropout: float, bias: bool, rotary: bool) -> None:
+        super().__init__()
+        if n_embd % n_head:
+            raise ValueError(f"n_embd {n_embd} is not divisible by n_head {n_head}")
+        self.n_head, self.head_dim, self.rotary, self.dropout = n_head, n_embd // n_head, rotary, dropout
+        self.qkv = nn.Linear(n_embd, 3 * n_embd, bias=bias)
+        self.proj = nn.Linear(n_embd, n_embd, bias=bias)
+        self.resid_dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, positions: torch.Tensor,
+                cache: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """x (B, T, C) at absolute ``positions`` (T,), after ``cache`` (keys, values), each
+        (B, H, T_past, D). Returns y (B, T, C) and the cache extended by these T tokens."""
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, self.head_dim).transpose(1, 2) for t in (q, k, v))
+        if self.rotary:  # (B, H, T, D)
+            cos, sin = rotary_tables(positions, self.head_dim)
+            q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        past = 0
+        if cache is not None:
+            past = cache[0].shape[2]
+            k, v = torch.cat((cache[0], k), dim=2), torch.cat((cache[1], v), dim=2)
+        dropout = self.dropout if self.training else 0.0
+        if past == 0:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+        else:  # query i (absolute past + i) sees keys 0..past + i
+            allowed = (torch.arange(past + T)[None, :] <= past + torch.arange(T)[:, None])
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
+        return self.resid_dropout(self.proj(y)), (k, v)
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward: Linear(C, 4C), GELU, Linear(4C, C) (Vaswani et al. eq. 2)."""
+
+    def __init__(self, n_embd: int, dropout: float, bias: bool) -> None:
+        super().__init__()
+        self.up = nn.Linear(n_embd, 4 * n_embd, bias=bias)
+        self.down = nn.Linear(4 * n_embd, n_embd, bias=bias)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.down(F.gelu(self.up(x))))
+
+
+class Block(nn.Module):
+    """Pre-LN block: x + Attn(LN(x)), then x + FeedForward(LN(x))."""
+
+    def __init__(self, n_embd: int, n_head: int, dropout: float, bias: bool, rotary: bool,
+                 feed_forward: nn.Module | None = None) -> None:
+        super().__init__()
+        self.ln_attn = nn.LayerNorm(n_embd, bias=bias)
+        self.attn = CausalSelfAttention(n_embd, n_head, dropout, bias, rotary)
+        self.ln_mlp = nn.LayerNorm(n_embd, bias=bias)
+        self.mlp = feed_forward if feed_forward is not None else MLP(n_embd, dropout, bias)
+
+    def forward(self, x, positions, cache=None):
+        attended, cache = self.attn(self.ln_attn(x), positions, cache)
+        x = x + attended
+        return x + self.mlp(self.ln_mlp(x)), cache
+
+
+def init_gpt_weights(module: nn.Module, n_layer: int) -> None:
+    """GPT-2 initialisation: N(0, 0.02), residual projections scaled by 1/sqrt(2 n_layer)."""
+    for name, parameter in module.named_parameters():
+        if parameter.dim() < 2:
+            continue
+        std = 0.02 / math.sqrt(2 * n_layer) if name.endswith(("proj.weight", "down.weight")) else 0.02
+        nn.init.normal_(parameter, mean=0.0, std=std)
+    for submodule in module.modules():
+        if isinstance(submodule, nn.Linear) and submodule.bias is not None:
+            nn.init.zeros_(submodule.bias)
