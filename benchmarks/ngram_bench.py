@@ -36,25 +36,28 @@ import lmbench
 from lmbench.evaluation.scoring import EvalConfig
 
 
-def stream_text(tokenizer, sentences) -> str:
-    """Sentences as KenLM input lines, with out-of-vocabulary words written as <unk>."""
+def stream_text(tokenizer, sentences, unk: str = "<unk>") -> str:
+    """Sentences as KenLM input lines, out-of-vocabulary words written as ``unk``."""
     known = tokenizer.index_
-    return "".join(" ".join(w if w in known else "<unk>" for w in s) + "\n" for s in sentences)
+    return "".join(" ".join(w if w in known and w != "<unk>" else unk for w in s) + "\n"
+                   for s in sentences)
 
 
 def kenlm_reference(lmplz: str, tokenizer, corpus, order: int, workdir: Path) -> dict:
     import kenlm
 
+    # lmplz refuses a literal <unk> in its input, so the closed vocabulary's unknown word is
+    # written as an ordinary token: it is counted like any word, exactly as lmbench counts it.
     train = workdir / "train.txt"
-    train.write_text(stream_text(tokenizer, corpus.train.sentences))
+    train.write_text(stream_text(tokenizer, corpus.train.sentences, unk="UNKWORD"))
     arpa = workdir / "lmplz.arpa"
     started = time.perf_counter()
     with open(train) as stdin, open(arpa, "w") as stdout:
-        subprocess.run([lmplz, "-o", str(order), "-S", "20%", "-T", str(workdir)], stdin=stdin,
+        subprocess.run([lmplz, "-o", str(order), "-S", "1G", "-T", str(workdir)], stdin=stdin,
                        stdout=stdout, stderr=subprocess.DEVNULL, check=True)
     fit_s = time.perf_counter() - started
     model = kenlm.Model(str(arpa))
-    test = stream_text(tokenizer, corpus.split("test").sentences).splitlines()
+    test = stream_text(tokenizer, corpus.split("test").sentences, unk="UNKWORD").splitlines()
     log10 = sum(model.score(line, bos=True, eos=True) for line in test)
     n_tokens = sum(len(line.split()) + 1 for line in test)
     return {"fit_s": fit_s, "perplexity": 10 ** (-log10 / n_tokens), "n_tokens": n_tokens}

@@ -128,11 +128,11 @@ def modified_kn_discounts(counts: np.ndarray, mask: np.ndarray, order: int,
     """(D1, D2, D3+) of Chen & Goodman eq. 26 from counts of counts (as KenLM's lmplz), and
     whether the fallback values were used because the counts of counts cannot give them."""
     n1, n2, n3, n4 = _counts_of_counts(counts, mask)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    if min(n1, n2, n3) > 0:  # as lmplz: n4 may be 0 (then D3+ = 3)
         y = n1 / (n1 + 2 * n2)
         discounts = np.array([1 - 2 * y * n2 / n1, 2 - 3 * y * n3 / n2, 3 - 4 * y * n4 / n3])
-    if np.all(np.isfinite(discounts) & (discounts > 0) & (discounts < np.arange(1, 4))):
-        return discounts, False
+        if np.all((discounts >= 0) & (discounts <= np.arange(1, 4))):
+            return discounts, False
     if fallback:
         return np.array(FALLBACK_DISCOUNTS), True
     raise LmbenchError(

@@ -61,9 +61,9 @@ class ReferenceNGram:
             if smoothing == "kneser-ney":
                 self.discounts[n] = (y, y, y)
                 continue
-            if all(coc[j] for j in (1, 2, 3, 4)):
+            if all(coc[j] for j in (1, 2, 3)):  # lmplz: n4 may be 0
                 self.discounts[n] = tuple(j - (j + 1) * y * coc[j + 1] / coc[j] for j in (1, 2, 3))
-            if not all(0 < d < j for j, d in enumerate(self.discounts.get(n, ()), start=1)) or (
+            if not all(0 <= d <= j for j, d in enumerate(self.discounts.get(n, ()), start=1)) or (
                     n not in self.discounts):
                 self.discounts[n] = (0.5, 1.0, 1.5)  # KenLM's --discount_fallback
         self.children = [defaultdict(dict) for _ in range(order + 1)]
