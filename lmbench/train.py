@@ -33,7 +33,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils._pytree import tree_map
 
 from lmbench.errors import LmbenchError
@@ -213,9 +212,7 @@ def train(model, train_ids: np.ndarray, valid_ids: np.ndarray | None, config: Tr
         for group in optimizer.param_groups:
             group["lr"] = lr
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
-            logits, state = step_fn(inputs, state, want_state=sequential)  # (B, T, V)
-        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
-        loss = loss + model.auxiliary_loss()
+            loss, state = model.training_loss(step_fn, inputs, targets, state)
         if not torch.isfinite(loss):
             raise LmbenchError(f"training diverged: the loss is {loss.item()} at step {log.steps}; "
                                "lower train.learning_rate or enable train.grad_clip")

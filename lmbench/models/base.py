@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from lmbench.config import build_config
 from lmbench.errors import LmbenchError
@@ -47,6 +48,16 @@ class NeuralLM(LanguageModel):
     @abstractmethod
     def build_network(self, vocab_size: int) -> torch.nn.Module:
         """A freshly initialised network for ``vocab_size`` tokens."""
+
+    def training_loss(self, network, inputs: torch.Tensor, targets: torch.Tensor, state=None
+                      ) -> tuple[torch.Tensor, Any]:
+        """The loss of one training batch: (B, T) inputs and next-token targets -> (scalar loss,
+        state to carry). Default: next-token cross-entropy plus ``auxiliary_loss()``. Families
+        with another objective (masked LM, encoder-decoder) override this; ``network`` is
+        ``self.net`` or its ``torch.compile`` wrapper."""
+        logits, state = network(inputs, state, want_state=self.capabilities.carries_state)
+        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())  # (B T, V)
+        return loss + self.auxiliary_loss(), state
 
     def auxiliary_loss(self) -> torch.Tensor | float:
         """Extra training loss from the last forward pass (a router's balance loss); 0 here."""
