@@ -18,6 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from lmbench.errors import LmbenchError
+
 LN2 = math.log(2.0)
 
 
@@ -131,6 +133,23 @@ def write_npz_atomic(path: Path, arrays: dict[str, Any], meta: dict[str, Any]) -
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
+
+
+def read_npz(path: Path, what: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The JSON ``meta`` and every array of a file written by ``write_npz_atomic``."""
+    import zipfile
+
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            arrays = {name: data[name] for name in data.files if name != "meta"}
+    except FileNotFoundError:
+        raise LmbenchError(f"{path}: model file not found") from None
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
+        raise LmbenchError(f"{path}: not {what} file written by lmbench's save ({error})") from None
+    return meta, arrays
 
 
 def environment() -> dict[str, Any]:

@@ -6,12 +6,8 @@ family class carries ``config_class``, the frozen dataclass of its options.
 
 from __future__ import annotations
 
-import json
-import zipfile
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from lmbench.config import build_config
 from lmbench.errors import LmbenchError
@@ -22,6 +18,7 @@ from lmbench.models.ngram import NGramConfig, NGramLM
 from lmbench.models.nplm import NPLMConfig, NPLMLM
 from lmbench.models.rnn import GRULM, LSTMLM, RNNLM, RNNConfig
 from lmbench.registry import MODELS
+from lmbench.results import read_npz
 
 __all__ = ["GPTLM", "GRULM", "LSTMLM", "MODELS", "NGramConfig", "NGramLM", "NPLMLM", "RNNLM",
            "GPTConfig", "NPLMConfig", "RNNConfig", "build_model", "config_class_of", "load_arpa",
@@ -46,10 +43,5 @@ def load_model(path: str | Path) -> LanguageModel:
         raise LmbenchError(f"{path}: model file not found")
     if path.suffix == ".arpa":
         return load_arpa(path)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            family = json.loads(str(data["meta"]))["family"]
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
-        raise LmbenchError(f"{path}: not an lmbench model file (expected one written by "
-                           "model.save, or an .arpa file)") from None
-    return MODELS.get(family).load(path)
+    meta, _ = read_npz(path, "a model (or an .arpa)")
+    return MODELS.get(meta["family"]).load(path)

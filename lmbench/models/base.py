@@ -14,8 +14,6 @@ training log as JSON.
 
 from __future__ import annotations
 
-import json
-import zipfile
 from abc import abstractmethod
 from dataclasses import asdict
 from pathlib import Path
@@ -28,7 +26,7 @@ import torch.nn.functional as F
 from lmbench.config import build_config
 from lmbench.errors import LmbenchError
 from lmbench.interface import Budget, LanguageModel
-from lmbench.results import write_npz_atomic
+from lmbench.results import read_npz, write_npz_atomic
 from lmbench.tokenizers import Tokenizer, build_tokenizer, tokenizer_from_json, tokenizer_to_json
 from lmbench.train import TrainLog, train
 
@@ -136,14 +134,10 @@ class NeuralLM(LanguageModel):
 
     @classmethod
     def load(cls, path: str | Path) -> NeuralLM:
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                meta = json.loads(str(data["meta"]))
-                weights = {k[len("param/"):]: torch.from_numpy(data[k].copy())
-                           for k in data.files if k.startswith("param/")}
-                extra = {k: data[k] for k in data.files if not k.startswith(("param/", "meta"))}
-        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
-            raise LmbenchError(f"{path}: not an lmbench {cls.name} model file ({error})") from None
+        meta, arrays = read_npz(Path(path), f"a {cls.name} model")
+        weights = {k[len("param/"):]: torch.from_numpy(v.copy())
+                   for k, v in arrays.items() if k.startswith("param/")}
+        extra = {k: v for k, v in arrays.items() if not k.startswith("param/")}
         model = cls(build_config(cls.config_class, meta["config"], str(path)),
                     tokenizer_from_json(meta["tokenizer"]))
         model.net = model.build_network(model.tokenizer.vocab_size)

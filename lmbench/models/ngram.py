@@ -16,8 +16,6 @@ models), after which the context is ``<s>``, exactly as KenLM scores sentences o
 
 from __future__ import annotations
 
-import json
-import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,7 @@ from lmbench.errors import LmbenchError
 from lmbench.interface import Budget, Capabilities, LanguageModel
 from lmbench.models.ngram_estimate import Level, canonical_smoothing, count_ngrams, estimate
 from lmbench.registry import MODELS
-from lmbench.results import write_npz_atomic
+from lmbench.results import read_npz, write_npz_atomic
 from lmbench.tokenizers import Tokenizer, build_tokenizer, tokenizer_from_json, tokenizer_to_json
 
 @dataclass(frozen=True)
@@ -192,23 +190,17 @@ class NGramLM(LanguageModel):
     def save(self, path: str | Path) -> None:
         """A zip of numpy tables plus the config and tokenizer as JSON, written atomically."""
         tables = self._tables()
-        arrays = {}
-        for n, table in enumerate(tables, start=1):
-            arrays.update({f"keys{n}": table.keys, f"logp{n}": table.log_prob,
-                           f"logb{n}": table.log_backoff})
+        arrays = tables_to_arrays(tables)
         meta = {"family": self.name, "config": self.config(), "discounts": self.discounts_,
                 "tokenizer": tokenizer_to_json(self.tokenizer)}
         write_npz_atomic(Path(path), arrays, meta)
 
     @classmethod
     def load(cls, path: str | Path) -> NGramLM:
+        meta, arrays = read_npz(Path(path), "an n-gram model")
         try:
-            with np.load(path, allow_pickle=False) as data:
-                meta = json.loads(str(data["meta"]))
-                order = meta["config"]["order"]
-                tables = [Level(data[f"keys{n}"], data[f"logp{n}"], data[f"logb{n}"])
-                          for n in range(1, order + 1)]
-        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
+            tables = tables_from_arrays(arrays, meta["config"]["order"])
+        except KeyError as error:
             raise LmbenchError(f"{path}: not an lmbench n-gram model file ({error})") from None
         model = cls(NGramConfig(**meta["config"]), tokenizer_from_json(meta["tokenizer"]))
         model.tables_, model.discounts_ = tables, meta["discounts"]
@@ -222,6 +214,20 @@ class NGramLM(LanguageModel):
 
 
 # ------------------------------------------------------------------------------------ helpers
+
+
+def tables_to_arrays(tables: list[Level], prefix: str = "") -> dict[str, np.ndarray]:
+    """The tables as named arrays for an ``.npz`` (``keys1``, ``logp1``, ``logb1``, ...)."""
+    arrays = {}
+    for n, table in enumerate(tables, start=1):
+        arrays.update({f"{prefix}keys{n}": table.keys, f"{prefix}logp{n}": table.log_prob,
+                       f"{prefix}logb{n}": table.log_backoff})
+    return arrays
+
+
+def tables_from_arrays(arrays, order: int, prefix: str = "") -> list[Level]:
+    return [Level(arrays[f"{prefix}keys{n}"], arrays[f"{prefix}logp{n}"],
+                  arrays[f"{prefix}logb{n}"]) for n in range(1, order + 1)]
 
 
 def _as_numpy(ids) -> np.ndarray:

@@ -26,8 +26,7 @@ from torch import nn
 from lmbench.errors import LmbenchError
 from lmbench.interface import Capabilities
 from lmbench.models.base import NeuralLM
-from lmbench.models.ngram import NGramConfig, NGramLM
-from lmbench.models.ngram_estimate import Level
+from lmbench.models.ngram import NGramConfig, NGramLM, tables_from_arrays, tables_to_arrays
 from lmbench.registry import MODELS
 from lmbench.train import TrainConfig
 
@@ -128,14 +127,9 @@ class NPLMLM(NeuralLM):
     def extra_arrays(self) -> dict[str, np.ndarray]:
         if self.trigram_ is None:
             return {}
-        arrays = {}
-        for n, table in enumerate(self.trigram_._tables(), start=1):
-            arrays.update({f"trigram/keys{n}": table.keys, f"trigram/logp{n}": table.log_prob,
-                           f"trigram/logb{n}": table.log_backoff})
-        return arrays
+        return tables_to_arrays(self.trigram_._tables(), prefix="trigram/")
 
     def load_extra_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         if self.config_.mix_trigram > 0:
             self.trigram_ = NGramLM(NGramConfig(order=3, smoothing="kneser-ney"), self.tokenizer)
-            self.trigram_.tables_ = [Level(arrays[f"trigram/keys{n}"], arrays[f"trigram/logp{n}"],
-                                           arrays[f"trigram/logb{n}"]) for n in (1, 2, 3)]
+            self.trigram_.tables_ = tables_from_arrays(arrays, 3, prefix="trigram/")

@@ -1,0 +1,36 @@
+"""Fetching: a download is kept only when its SHA-256 matches, and lands atomically."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from lmbench.data.fetch import REMOTE_FILES, download_checked, fetch
+from lmbench.errors import LmbenchError
+
+
+def test_download_checks_the_sha256(tmp_path):
+    source = tmp_path / "remote.txt"
+    source.write_text("to be or not to be\n")
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    target = tmp_path / "data" / "copy.txt"
+    download_checked(source.as_uri(), target, digest)
+    assert target.read_text() == "to be or not to be\n"
+    with pytest.raises(LmbenchError, match="does not match the expected"):
+        download_checked(source.as_uri(), tmp_path / "data" / "bad.txt", "0" * 64)
+    assert not (tmp_path / "data" / "bad.txt").exists()
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["copy.txt"]  # no .part left
+
+
+def test_known_files_are_pinned_to_the_shared_copies(data_dir):
+    for remotes in REMOTE_FILES.values():
+        for remote in remotes:
+            local = data_dir / "data" / remote.relative_path
+            assert hashlib.sha256(local.read_bytes()).hexdigest() == remote.sha256
+
+
+def test_fetch_skips_files_already_present_and_refuses_unknown_names(data_dir):
+    assert fetch("tinyshakespeare", data_dir) == data_dir  # present with the right checksum
+    with pytest.raises(LmbenchError, match="no download is known for corpus 'shakespeare'"):
+        fetch("shakespeare", data_dir)
