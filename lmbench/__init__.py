@@ -16,9 +16,10 @@ from lmbench.evaluation.scoring import EvalConfig, evaluate  # noqa: E402
 from lmbench.interface import Budget, Capabilities, LanguageModel  # noqa: E402
 from lmbench.models import MODELS, build_model, load_arpa, load_model  # noqa: E402
 from lmbench.results import EvalResult, RunResult  # noqa: E402
+from lmbench.sampling import SamplingConfig, generate  # noqa: E402
 
 __all__ = [
     "MODELS", "Budget", "Capabilities", "Corpus", "EvalConfig", "EvalResult", "LanguageModel",
     "LmbenchError", "RunResult", "Split", "build_model", "evaluate", "load_arpa", "load_corpus",
-    "load_model",
+    "load_model", "SamplingConfig", "generate",
 ]

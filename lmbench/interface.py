@@ -17,6 +17,7 @@ Three methods carry the maths (B = batch, T = time, V = vocabulary):
     ``log_softmax`` is the model's next-token distribution, and the new state. ``state`` is
     opaque: the n-gram history, an RNN's hidden state, a Transformer's KV cache.
     ``logits(x[:, :k], None)`` followed by ``logits(x[:, k:], state)`` equals ``logits(x, None)``.
+    A call never modifies the state it is given (beam search reuses a parent's state).
 
 ``fit(corpus, *, valid=..., budget=..., checkpoint_dir=...)``
     Fits the tokenizer on the training split (unless already fitted) and then the model.

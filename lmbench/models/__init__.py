@@ -13,15 +13,19 @@ from lmbench.config import build_config
 from lmbench.errors import LmbenchError
 from lmbench.interface import LanguageModel
 from lmbench.models.arpa import load_arpa
+from lmbench.models.bert import BertConfig, MaskedLM
 from lmbench.models.gpt import GPTConfig, GPTLM
+from lmbench.models.moe import MoEConfig, MoELM
 from lmbench.models.ngram import NGramConfig, NGramLM
 from lmbench.models.nplm import NPLMConfig, NPLMLM
 from lmbench.models.rnn import GRULM, LSTMLM, RNNLM, RNNConfig
+from lmbench.models.seq2seq import Seq2SeqConfig, Seq2SeqLM
 from lmbench.registry import MODELS
 from lmbench.results import read_npz
 
 __all__ = ["GPTLM", "GRULM", "LSTMLM", "MODELS", "NGramConfig", "NGramLM", "NPLMLM", "RNNLM",
-           "GPTConfig", "NPLMConfig", "RNNConfig", "build_model", "config_class_of", "load_arpa",
+           "BertConfig", "GPTConfig", "MaskedLM", "MoEConfig", "MoELM", "NPLMConfig", "RNNConfig",
+           "Seq2SeqConfig", "Seq2SeqLM", "build_model", "config_class_of", "load_arpa",
            "load_model"]
 
 

@@ -12,6 +12,7 @@ recomputed from scratch (what a sliding window over the text would see).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -63,7 +64,11 @@ class KVCache:
 
 
 class GPTNetwork(nn.Module):
-    def __init__(self, config: GPTConfig, vocab_size: int) -> None:
+    """The decoder; ``feed_forward`` builds each block's feed-forward module (default: the dense
+    MLP), so families that differ only there (``moe``) reuse this network and its cache."""
+
+    def __init__(self, config: GPTConfig, vocab_size: int,
+                 feed_forward: Callable[[], nn.Module] | None = None) -> None:
         super().__init__()
         self.config = config
         rotary = config.positions == "rotary"
@@ -71,7 +76,8 @@ class GPTNetwork(nn.Module):
         self.position_embedding = None if rotary else nn.Embedding(config.block_size, config.n_embd)
         self.dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(
-            Block(config.n_embd, config.n_head, config.dropout, config.bias, rotary)
+            Block(config.n_embd, config.n_head, config.dropout, config.bias, rotary,
+                  None if feed_forward is None else feed_forward())
             for _ in range(config.n_layer))
         self.ln_final = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.head = nn.Linear(config.n_embd, vocab_size, bias=False)

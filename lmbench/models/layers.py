@@ -1,11 +1,17 @@
-"""Transformer building blocks shared by the decoder families (nothing family-specific here).
+"""Transformer building blocks shared by the Transformer families (nothing family-specific here).
 
-- Causal self-attention, softmax(Q K^T / sqrt(d_k)) V (Vaswani et al. 2017, eq. 1), through
+- Self-attention, softmax(Q K^T / sqrt(d_k)) V (Vaswani et al. 2017, eq. 1), through
   ``torch.nn.functional.scaled_dot_product_attention`` (flash / memory-efficient kernels where
-  the platform has them), with an optional key/value cache for incremental decoding.
+  the platform has them). Causal by default, with an optional key/value cache for incremental
+  decoding; ``causal=False`` gives the bidirectional attention of an encoder (BERT), with an
+  optional (B, T) key mask that hides padding.
 - Rotary position embeddings (Su et al. 2021, RoFormer, eq. 34): pairs of channels of q and k
   rotated by angle m * theta_i, theta_i = 10000^(-2i/d), so q_m . k_n depends on m - n only.
 - Pre-LayerNorm residual blocks (Xiong et al. 2020; GPT-2): x + Attn(LN(x)), x + MLP(LN(x)).
+- Unmasked attention for encoder-decoder models (Vaswani et al. 2017, section 3.2.3): queries
+  from x, keys and values from a memory (cross-attention; with memory = x, an encoder's
+  bidirectional self-attention), and sinusoidal positions (section 3.5):
+  PE(pos, 2i) = sin(pos / 10000^(2i/C)), PE(pos, 2i+1) = cos(pos / 10000^(2i/C)).
 """
 
 from __future__ import annotations
@@ -33,20 +39,27 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, n_embd: int, n_head: int, dropout: float, bias: bool, rotary: bool) -> None:
+    """Multi-head self-attention; ``causal=False`` lets every token see every other token."""
+
+    def __init__(self, n_embd: int, n_head: int, dropout: float, bias: bool, rotary: bool,
+                 causal: bool = True) -> None:
         super().__init__()
         if n_embd % n_head:
             raise ValueError(f"n_embd {n_embd} is not divisible by n_head {n_head}")
         self.n_head, self.head_dim, self.rotary, self.dropout = n_head, n_embd // n_head, rotary, dropout
+        self.causal = causal
         self.qkv = nn.Linear(n_embd, 3 * n_embd, bias=bias)
         self.proj = nn.Linear(n_embd, n_embd, bias=bias)
         self.resid_dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, positions: torch.Tensor,
-                cache: tuple[torch.Tensor, torch.Tensor] | None = None
+                cache: tuple[torch.Tensor, torch.Tensor] | None = None,
+                key_mask: torch.Tensor | None = None,
                 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """x (B, T, C) at absolute ``positions`` (T,), after ``cache`` (keys, values), each
-        (B, H, T_past, D). Returns y (B, T, C) and the cache extended by these T tokens."""
+        (B, H, T_past, D). Returns y (B, T, C) and the cache extended by these T tokens.
+        Bidirectional attention takes no cache; its ``key_mask`` (B, T) is True where a token
+        may be attended to (False: padding)."""
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, self.head_dim).transpose(1, 2) for t in (q, k, v))
@@ -58,7 +71,12 @@ class CausalSelfAttention(nn.Module):
             past = cache[0].shape[2]
             k, v = torch.cat((cache[0], k), dim=2), torch.cat((cache[1], v), dim=2)
         dropout = self.dropout if self.training else 0.0
-        if past == 0:
+        if not self.causal:
+            if cache is not None:
+                raise ValueError("bidirectional attention keeps no key/value cache")
+            allowed = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, T)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout)
+        elif past == 0:
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
         else:  # query i (absolute past + i) sees keys 0..past + i
             allowed = (torch.arange(past + T)[None, :] <= past + torch.arange(T)[:, None])
@@ -84,15 +102,15 @@ class Block(nn.Module):
     """Pre-LN block: x + Attn(LN(x)), then x + FeedForward(LN(x))."""
 
     def __init__(self, n_embd: int, n_head: int, dropout: float, bias: bool, rotary: bool,
-                 feed_forward: nn.Module | None = None) -> None:
+                 feed_forward: nn.Module | None = None, causal: bool = True) -> None:
         super().__init__()
         self.ln_attn = nn.LayerNorm(n_embd, bias=bias)
-        self.attn = CausalSelfAttention(n_embd, n_head, dropout, bias, rotary)
+        self.attn = CausalSelfAttention(n_embd, n_head, dropout, bias, rotary, causal)
         self.ln_mlp = nn.LayerNorm(n_embd, bias=bias)
         self.mlp = feed_forward if feed_forward is not None else MLP(n_embd, dropout, bias)
 
-    def forward(self, x, positions, cache=None):
-        attended, cache = self.attn(self.ln_attn(x), positions, cache)
+    def forward(self, x, positions, cache=None, key_mask=None):
+        attended, cache = self.attn(self.ln_attn(x), positions, cache, key_mask)
         x = x + attended
         return x + self.mlp(self.ln_mlp(x)), cache
 
@@ -107,3 +125,47 @@ def init_gpt_weights(module: nn.Module, n_layer: int) -> None:
     for submodule in module.modules():
         if isinstance(submodule, nn.Linear) and submodule.bias is not None:
             nn.init.zeros_(submodule.bias)
+
+
+def sinusoidal_positions(positions: torch.Tensor, n_embd: int, base: float = 10000.0
+                         ) -> torch.Tensor:
+    """(T,) integer positions -> (T, n_embd) table, channel 2i = sin(pos * theta_i) and
+    2i + 1 = cos(pos * theta_i), theta_i = base^(-2i/n_embd) (Vaswani et al. 2017, 3.5)."""
+    cos, sin = rotary_tables(positions, n_embd, base)  # (T, C/2) each, the same angles
+    return torch.stack((sin, cos), dim=-1).flatten(-2)  # (T, C)
+
+
+class CrossAttention(nn.Module):
+    """Unmasked multi-head attention: queries from x (B, T, C), keys and values from a memory
+    (B, S, C) (Vaswani et al. 2017, 3.2.3). ``keys_values(memory)`` projects the memory once, so
+    a decoder reuses it for every new token; ``attn(x, attn.keys_values(x))`` is bidirectional
+    self-attention (an encoder's)."""
+
+    def __init__(self, n_embd: int, n_head: int, dropout: float, bias: bool) -> None:
+        super().__init__()
+        if n_embd % n_head:
+            raise ValueError(f"n_embd {n_embd} is not divisible by n_head {n_head}")
+        self.n_head, self.head_dim, self.dropout = n_head, n_embd // n_head, dropout
+        self.query = nn.Linear(n_embd, n_embd, bias=bias)
+        self.key_value = nn.Linear(n_embd, 2 * n_embd, bias=bias)
+        self.proj = nn.Linear(n_embd, n_embd, bias=bias)
+        self.resid_dropout = nn.Dropout(dropout)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        return x.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+
+    def keys_values(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """memory (B, S, C) -> keys and values, each (B, H, S, D)."""
+        keys, values = self.key_value(memory).split(memory.shape[-1], dim=2)
+        return self._heads(keys), self._heads(values)
+
+    def forward(self, x: torch.Tensor, keys_values: tuple[torch.Tensor, torch.Tensor]
+                ) -> torch.Tensor:
+        """x (B, T, C) attends to every memory position -> y (B, T, C)."""
+        B, T, C = x.shape
+        dropout = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(self._heads(self.query(x)), *keys_values,
+                                           dropout_p=dropout)  # (B, H, T, D)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
+        return self.resid_dropout(self.proj(y))
