@@ -1,4 +1,4 @@
-"""The ``lmbench`` command line: run, evaluate, leaderboard, data, models.
+"""The ``lmbench`` command line: run, evaluate, leaderboard, compare, generate, bench, data, models.
 
 Every user mistake ends with one line ``lmbench: error: ...`` on stderr and exit status 2;
 nothing half-written is left behind (results are written to a temporary file, then renamed).
@@ -45,18 +45,6 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(f"{args.corpus} {args.split}: perplexity {result.perplexity:.2f} (95% CI {low:.2f}-"
           f"{high:.2f}), bits/byte {result.bits_per_byte:.4f}, <unk> rate {result.unk_rate:.2%}, "
           f"{result.n_tokens:,} tokens at {result.tokens_per_s:,.0f} tokens/s")
-
-
-def _leaderboard(args: argparse.Namespace) -> None:
-    from lmbench.reports import collect_results, leaderboard_table, to_markdown
-
-    records, problems = collect_results(args.results)
-    for problem in problems:
-        print(f"lmbench: warning: {problem}", file=sys.stderr)
-    if not records:
-        raise LmbenchError(f"{args.results}: no result.json records found")
-    table = leaderboard_table(records, args.split)
-    print(table.to_csv(index=False) if args.format == "csv" else to_markdown(table))
 
 
 def _data(args: argparse.Namespace) -> None:
@@ -106,17 +94,23 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print the full result as JSON")
     ev.set_defaults(handler=_evaluate)
 
-    board = commands.add_parser("leaderboard", help="rank the result records under a folder")
-    board.add_argument("results", help="folder holding <run-id>/result.json records")
-    board.add_argument("--split", default="test")
-    board.add_argument("--format", choices=("markdown", "csv"), default="markdown")
-    board.set_defaults(handler=_leaderboard)
+    from lmbench.cli_reports import add_commands as add_report_commands
+
+    add_report_commands(commands)  # leaderboard, compare
 
     data = commands.add_parser("data", help="list corpora, or fetch one (needs internet)")
     data.add_argument("action", choices=("list", "fetch"))
     data.add_argument("name", nargs="?", help="corpus to fetch")
     data.add_argument("--data-dir")
     data.set_defaults(handler=_data)
+
+    from lmbench.generation_cli import add_commands as add_generation_commands
+
+    add_generation_commands(commands)  # generate
+
+    from lmbench.bench import add_commands as add_bench_commands
+
+    add_bench_commands(commands)  # bench
 
     models = commands.add_parser("models", help="list model families and their options")
     models.set_defaults(handler=_models)

@@ -1,72 +1,225 @@
-"""Leaderboards from result records: read ``*/result.json`` under a folder, rank, render.
+"""Leaderboards from result records: rank per corpus and track, render Markdown and CSV.
 
-The closed-vocabulary word track (word tokenizer) is ranked by perplexity with its ``<unk>`` rate
-beside it; every row also shows bits per byte, the tokenizer-independent figure. Rows whose
-likelihood is not exact (pseudo-likelihood) show their perplexity in a separate column and are
-never ranked with exact ones. A file that is not a readable record is reported by name and
-skipped; it never breaks a report.
+Records come from a results folder through ``lmbench.store`` (its SQLite index); a file that is
+not a readable record is reported by name and skipped, never breaking a report.
+
+Two tracks, never ranked together:
+
+- the closed-vocabulary word track (word tokenizer), ranked by perplexity, with the ``<unk>``
+  rate beside it (a model that maps more words to ``<unk>`` looks better than it is);
+- the open-vocabulary track (char, byte, BPE, any lossless tokenizer), ranked by bits per byte,
+  which compares across tokenizers (Σ nats / (ln 2 · UTF-8 bytes)).
+
+Rows whose likelihood is not exact (a masked LM's pseudo-log-likelihood) show a
+*pseudo*-perplexity in a column of its own and are listed unranked after the ranked rows.
+Published reference figures (``lmbench.published``) go in tables of their own, marked
+"published", and are never ranked with measured rows. The HTML page is ``lmbench.html_report``.
 """
 
 from __future__ import annotations
 
-import json
+import math
 from pathlib import Path
 
 import pandas as pd
 
+from lmbench.published import Reference
 from lmbench.results import RunResult
+
+WORD, OPEN = "word (closed vocab)", "open vocab"
+TRACK_ORDER = {WORD: 0, OPEN: 1}
+TRACK_TITLES = {WORD: "word track (closed vocabulary), ranked by perplexity",
+                OPEN: "open-vocabulary track, ranked by bits per byte"}
+PSEUDO_NOTE = ("Pseudo-perplexity comes from a masked LM's pseudo-log-likelihood (each token "
+               "scored with context on both sides): it is not a perplexity, so those rows are "
+               "listed unranked.")
+FORMATS = {"perplexity": "{:.2f}", "pseudo-perplexity": "{:.2f}", "bits/byte": "{:.4f}",
+           "pseudo bits/byte": "{:.4f}", "<unk> rate": "{:.2%}", "params": "{:,.0f}",
+           "train s": "{:.1f}", "score tok/s": "{:,.0f}", "valid perplexity": "{:.2f}",
+           "rank": "{:.0f}"}
+# Published figures as their sources print them (252, 146.74), not padded to two decimals.
+PUBLISHED_FORMATS = {**FORMATS, "perplexity": "{:.5g}", "valid perplexity": "{:.5g}"}
 
 
 def collect_results(folder: str | Path) -> tuple[list[RunResult], list[str]]:
     """All records under ``folder`` and one line per file that could not be read."""
-    records, problems = [], []
-    for path in sorted(Path(folder).glob("**/result.json")):
-        try:
-            records.append(RunResult.from_dict(json.loads(path.read_text(encoding="utf-8"))))
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            problems.append(f"{path}: skipped, not a readable result record ({error})")
-    return records, problems
+    from lmbench.store import ResultStore
+
+    store = ResultStore(folder)
+    return store.records(), store.problems()
+
+
+def track_of(record: RunResult) -> str:
+    return WORD if record.config.get("tokenizer") == "word" else OPEN
 
 
 def leaderboard_table(records: list[RunResult], split: str = "test") -> pd.DataFrame:
-    """One row per record that scored ``split``, best first within each corpus and track."""
+    """One row per record that scored ``split``: ranked rows best first within each corpus and
+    track, then unranked pseudo-likelihood rows. Numbers stay numbers (formatting is render's)."""
     rows = []
     for record in records:
-        metrics = record.metrics.get(split)
-        if metrics is None:
+        m = record.metrics.get(split)
+        if m is None:
             continue
-        tokenizer = record.config.get("tokenizer", "?")
-        exact = metrics.exact_likelihood
-        rows.append({
-            "corpus": record.corpus,
-            "track": "word (closed vocab)" if tokenizer == "word" else "open vocab",
-            "model": record.model,
-            "tokenizer": tokenizer,
-            "perplexity": metrics.perplexity if exact else None,
-            "ppl 95% CI": "{:.1f}-{:.1f}".format(*metrics.perplexity_ci95) if exact else "",
-            "pseudo-perplexity": None if exact else metrics.perplexity,
-            "bits/byte": metrics.bits_per_byte,
-            "<unk> rate": metrics.unk_rate,
-            "params": record.n_params,
-            "fit s": record.fit_s,
-            "score tok/s": metrics.tokens_per_s,
-        })
+        exact = m.exact_likelihood
+        row = {
+            "corpus": record.corpus, "track": track_of(record), "rank": None,
+            "model": record.model, "tokenizer": record.config.get("tokenizer", "?"),
+            "perplexity": m.perplexity if exact else None,
+            "ppl 95% CI": "{:.1f}-{:.1f}".format(*m.perplexity_ci95) if exact else "",
+            "pseudo-perplexity": None if exact else m.perplexity,
+            "bits/byte": m.bits_per_byte if exact else None,
+            "bpb 95% CI": "{:.3f}-{:.3f}".format(*m.bits_per_byte_ci95) if exact else "",
+            "pseudo bits/byte": None if exact else m.bits_per_byte,
+            "<unk> rate": m.unk_rate,
+            "params": record.n_params if record.n_params > 0 else None,
+            "train s": record.fit_s,
+            "score tok/s": m.tokens_per_s if math.isfinite(m.tokens_per_s) else None,
+            "scored bytes/s": (m.tokens_per_s * m.n_bytes / m.n_tokens
+                               if math.isfinite(m.tokens_per_s) else None),
+            "run id": record.run_id,
+        }
+        generation_metrics = (record.generation or {}).get("metrics")
+        for name, value in (generation_metrics if isinstance(generation_metrics, dict)
+                            else {}).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                row[f"gen {name}"] = float(value)
+        rows.append(row)
     table = pd.DataFrame(rows)
     if table.empty:
         return table
-    table["_rank_key"] = table["perplexity"].fillna(float("inf"))
-    table.loc[table["track"] == "open vocab", "_rank_key"] = table["bits/byte"]
-    table = table.sort_values(["corpus", "track", "_rank_key"]).drop(columns="_rank_key")
-    return table.reset_index(drop=True)
+    key = table["perplexity"].where(table["track"] == WORD, table["bits/byte"])
+    pseudo_key = table["pseudo-perplexity"].where(table["track"] == WORD, table["pseudo bits/byte"])
+    table["_pseudo"] = key.isna()
+    table["_key"] = key.fillna(pseudo_key)
+    table = table.sort_values(["corpus", "track", "_pseudo", "_key", "model"], kind="stable")
+    ranked = ~table["_pseudo"]
+    table.loc[ranked, "rank"] = table[ranked].groupby(["corpus", "track"]).cumcount() + 1
+    return table.drop(columns=["_pseudo", "_key"]).reset_index(drop=True)
+
+
+def published_table(references: list[Reference], corpora: list[str] | None = None
+                    ) -> pd.DataFrame:
+    """The published figures (for ``corpora`` only, if given), best first per corpus and track."""
+    rows = [{
+        "corpus": r.corpus, "track": WORD if r.track == "word" else OPEN, "model": r.model,
+        "split": r.split, "perplexity": r.perplexity, "valid perplexity": r.valid_perplexity,
+        "bits/byte": r.bits_per_byte, "params": r.n_params, "source": r.source, "notes": r.notes,
+    } for r in references if corpora is None or r.corpus in corpora]
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    table["_key"] = table["perplexity"].where(table["track"] == WORD, table["bits/byte"])
+    table = table.sort_values(["corpus", "track", "_key"], kind="stable")
+    return table.drop(columns="_key").reset_index(drop=True)
+
+
+# Columns shown in the per-track tables (CSV keeps every column).
+MEASURED_COLUMNS = ["rank", "model", "tokenizer", "perplexity", "ppl 95% CI", "<unk> rate",
+                    "pseudo-perplexity", "bits/byte", "bpb 95% CI", "pseudo bits/byte", "params",
+                    "train s", "score tok/s"]
+PUBLISHED_COLUMNS = ["model", "split", "perplexity", "valid perplexity", "bits/byte", "params",
+                     "source", "notes"]
+
+
+def shown_columns(table: pd.DataFrame, columns: list[str], track: str) -> list[str]:
+    """The columns worth showing for one track: present and not all empty; ``<unk>`` rate
+    always on the word track, on the open track only where some tokenizer has an ``<unk>``;
+    per-token perplexity not on the open track (tokens differ across tokenizers there)."""
+    shown = []
+    for column in columns + [c for c in table.columns if c.startswith("gen ")]:
+        if column not in table.columns:
+            continue
+        if track == OPEN and column in ("perplexity", "ppl 95% CI", "pseudo-perplexity"):
+            continue
+        values = table[column]
+        if column == "<unk> rate" and track == OPEN and not (values.fillna(0) > 0).any():
+            continue
+        if column == "<unk> rate" and track == WORD:
+            shown.append(column)
+        elif values.notna().any() and not (values.astype(str) == "").all():
+            shown.append(column)
+    return shown
+
+
+def format_cells(table: pd.DataFrame, formats: dict[str, str] = FORMATS) -> pd.DataFrame:
+    """Numbers as display strings (blank where missing)."""
+    shown = table.copy().astype(object)
+    for column in shown.columns:
+        fmt = formats.get(column, "{:.4g}" if column.startswith("gen ") else None)
+        if fmt is None:
+            shown[column] = ["" if _missing(v) else str(v) for v in shown[column]]
+        else:
+            shown[column] = ["" if _missing(v) else fmt.format(v) for v in shown[column]]
+    return shown
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def to_markdown(table: pd.DataFrame) -> str:
+    """One measured table as Markdown (all columns given; used by ``lmbench run``'s summary)."""
     if table.empty:
         return "(no results)"
-    formats = {"perplexity": "{:.2f}", "pseudo-perplexity": "{:.2f}", "bits/byte": "{:.4f}",
-               "<unk> rate": "{:.2%}", "params": "{:,}", "fit s": "{:.1f}",
-               "score tok/s": "{:,.0f}"}
-    shown = table.copy()
-    for column, fmt in formats.items():
-        shown[column] = [fmt.format(v) if pd.notna(v) else "" for v in shown[column]]
-    return shown.to_markdown(index=False)
+    columns = [c for c in MEASURED_COLUMNS if c in table.columns]
+    keep = [c for c in columns if table[c].notna().any() and not (table[c].astype(str) == "").all()]
+    return _markdown(table[["corpus", "track", *keep]])
+
+
+def _markdown(table: pd.DataFrame, formats: dict[str, str] = FORMATS) -> str:
+    """Formatted cells as a Markdown table: numbers right-aligned, kept as formatted."""
+    align = ["right" if c in formats or c.startswith("gen ") else "left" for c in table.columns]
+    return format_cells(table, formats).to_markdown(index=False, disable_numparse=True,
+                                                    colalign=align)
+
+
+def markdown_report(table: pd.DataFrame, published: pd.DataFrame, problems: list[str],
+                    split: str, title: str = "lmbench leaderboard") -> str:
+    """The full leaderboard as Markdown: per corpus and track, the ranked table, then the
+    published references for it, then the files that were skipped."""
+    lines = [f"# {title}", "", f"Split: `{split}`. {len(table)} measured runs. Published "
+             "figures are listed separately and never ranked with measured ones.", ""]
+    for corpus, track in _groups(table, published):
+        lines += [f"## {corpus}: {TRACK_TITLES[track]}", ""]
+        rows = _select(table, corpus, track)
+        if not rows.empty:
+            columns = shown_columns(rows, MEASURED_COLUMNS, track)
+            lines += [_markdown(rows[columns]), ""]
+            if rows["rank"].isna().any():
+                lines += [PSEUDO_NOTE, ""]
+        refs = _select(published, corpus, track)
+        if not refs.empty:
+            columns = shown_columns(refs, PUBLISHED_COLUMNS, track)
+            lines += ["Published references (not measured by lmbench run; not ranked):", "",
+                      _markdown(refs[columns], PUBLISHED_FORMATS), ""]
+    if problems:
+        lines += ["## Skipped files", ""] + [f"- {p}" for p in problems] + [""]
+    return "\n".join(lines)
+
+
+def csv_report(table: pd.DataFrame, published: pd.DataFrame) -> str:
+    """Measured and published rows in one CSV, told apart by the ``kind`` column (published
+    rows have no rank)."""
+    measured = table.assign(kind="measured")
+    refs = published.assign(kind="published") if not published.empty else published
+    both = pd.concat([t for t in (measured, refs) if not t.empty], ignore_index=True)
+    if both.empty:
+        return ""
+    first = ["kind", "corpus", "track", "rank", "model"]
+    return both[[c for c in first if c in both] + [c for c in both if c not in first]].to_csv(
+        index=False)
+
+
+def _groups(table: pd.DataFrame, published: pd.DataFrame) -> list[tuple[str, str]]:
+    """(corpus, track) pairs that have measured rows (published-only ones are left out)."""
+    if table.empty:
+        return []
+    return sorted(set(zip(table["corpus"], table["track"], strict=True)),
+                  key=lambda group: (group[0], TRACK_ORDER[group[1]]))
+
+
+def _select(table: pd.DataFrame, corpus: str, track: str) -> pd.DataFrame:
+    if table.empty:
+        return table
+    return table[(table["corpus"] == corpus) & (table["track"] == track)]

@@ -2,7 +2,8 @@
 
 ``EvalResult`` holds the sums of one scored split; every ratio (perplexity, bits per byte, ...)
 is a property derived from them, so a record can never disagree with itself. ``RunResult`` is
-what ``lmbench run`` writes to ``<out>/<run_id>/result.json``.
+what ``lmbench run`` writes to ``<out>/<run_id>/result.json``; ``lmbench.store`` keeps a folder of
+them immutable and indexed.
 """
 
 from __future__ import annotations
@@ -93,6 +94,12 @@ class RunResult:
     metrics: dict[str, EvalResult]  # keyed by split
     env: dict[str, Any]  # versions, hardware, git commit, time
     train_log: dict[str, Any] | None = None  # neural families: steps, tokens, seconds, curve
+    # {"name", "vocab_size", "sha256" of the fitted vocabulary}: paired comparisons need the
+    # same tokenization (lmbench.significance); None in records written before it existed
+    tokenizer: dict[str, Any] | None = None
+    throughput: dict[str, float] | None = None  # extra figures, e.g. decode_tokens_per_s
+    # {"samples": [{"prompt": str, "text": str}, ...], "metrics": {name: float}, "config": {}}
+    generation: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -165,11 +172,26 @@ def environment() -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": numpy.__version__,
+        "packages": _package_versions(),
         "cpu": _cpu_model(),
         "threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "platform": platform.platform(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _package_versions() -> dict[str, str]:
+    """Installed versions of the packages a result can depend on (absent ones left out)."""
+    from importlib import metadata
+
+    versions = {}
+    for name in ("pandas", "tokenizers", "nltk", "transformers", "matplotlib"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
 
 
 def _git_commit() -> str | None:

@@ -103,6 +103,11 @@ class NeuralLM(LanguageModel):
         picked = logprobs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, T)
         return torch.where(targets >= 0, picked, 0.0).double(), state
 
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids -> (B, D): one feature vector per sequence (e.g. mean-pooled hidden
+        states, MAUVE's features). Families that expose hidden states override this."""
+        raise NotImplementedError(f"the {self.name} family has no embed hook")
+
     # ------------------------------------------------------------------------- bookkeeping
 
     def n_params(self) -> int:

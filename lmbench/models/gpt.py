@@ -8,6 +8,10 @@ State is a ``KVCache``: per layer the keys and values of every token seen so far
 token costs one attention row instead of a pass over the prefix. The model sees at most
 ``block_size`` tokens; when a cache would grow past that, the last ``block_size`` tokens are
 recomputed from scratch (what a sliding window over the text would see).
+
+``embed`` gives one vector per sequence, the mean over positions of the final LayerNorm's
+output (MAUVE's features when a gpt is the judge; Pillutla et al. 2021 use a GPT-2's last hidden
+state the same way).
 """
 
 from __future__ import annotations
@@ -127,3 +131,46 @@ class GPTLM(NeuralLM):
 
     def build_network(self, vocab_size: int) -> GPTNetwork:
         return GPTNetwork(self.config_, vocab_size)
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids -> (B, D) float32: the final LayerNorm's output averaged over the T
+        positions. A sequence longer than ``block_size`` is read in consecutive chunks of
+        ``block_size`` tokens, each from an empty context."""
+        net = self._network()
+        net.eval()
+        ids = torch.as_tensor(input_ids, dtype=torch.long)
+        block = self.config_.block_size
+        hidden: list[torch.Tensor] = []  # (B, T_chunk, D) per chunk
+        hook = net.ln_final.register_forward_hook(lambda module, args, out: hidden.append(out))
+        try:
+            with torch.inference_mode():
+                for start in range(0, ids.shape[1], block):
+                    net(ids[:, start : start + block], None, want_state=False)
+        finally:
+            hook.remove()
+        return torch.cat(hidden, dim=1).float().mean(dim=1)  # (B, D)
+
+    def flops_per_token(self, context_len: float | None = None) -> float:
+        """Forward FLOPs per token; see ``decoder_flops_per_token``."""
+        return decoder_flops_per_token(self, context_len)
+
+
+def decoder_flops_per_token(model: NeuralLM, context_len: float | None = None,
+                            idle_params: int = 0) -> float:
+    """Forward FLOPs per token of a ``GPTNetwork`` attending to ``context_len`` keys (default
+    half a block, the mean over a full causal window), after Kaplan et al. 2020, Table 1:
+
+        2 N_layers + 2 V C + 4 L C n_ctx
+
+    N_layers: the non-embedding parameters that act on the token (``idle_params``, e.g. unrouted
+    experts, left out); 2 V C: the output layer, tied to the embedding so not in N_layers;
+    4 L C n_ctx: Q K^T and A V, each n_ctx multiply-adds per channel (Kaplan count Q K^T only).
+    """
+    config, net = model.config_, model._network()
+    n_ctx = config.block_size / 2 if context_len is None else min(context_len, config.block_size)
+    embeddings = net.token_embedding.weight.numel()
+    if net.position_embedding is not None:
+        embeddings += net.position_embedding.weight.numel()
+    layers = model.n_params() - embeddings - idle_params
+    head = net.head.weight.numel()  # V C
+    return 2.0 * layers + 2.0 * head + 4.0 * config.n_layer * config.n_embd * n_ctx

@@ -1,10 +1,12 @@
 """Transformer building blocks shared by the Transformer families (nothing family-specific here).
 
 - Self-attention, softmax(Q K^T / sqrt(d_k)) V (Vaswani et al. 2017, eq. 1), through
-  ``torch.nn.functional.scaled_dot_product_attention`` (flash / memory-efficient kernels where
-  the platform has them). Causal by default, with an optional key/value cache for incremental
-  decoding; ``causal=False`` gives the bidirectional attention of an encoder (BERT), with an
-  optional (B, T) key mask that hides padding.
+  ``attention``: by default ``torch.nn.functional.scaled_dot_product_attention`` (flash /
+  memory-efficient kernels where the platform has them), or the formula written out
+  (``explicit_attention``) inside ``with attention_backend("explicit"):``. Causal by default,
+  with an optional key/value cache for incremental decoding; ``causal=False`` gives the
+  bidirectional attention of an encoder (BERT), with an optional (B, T) key mask that hides
+  padding.
 - Rotary position embeddings (Su et al. 2021, RoFormer, eq. 34): pairs of channels of q and k
   rotated by angle m * theta_i, theta_i = 10000^(-2i/d), so q_m . k_n depends on m - n only.
 - Pre-LayerNorm residual blocks (Xiong et al. 2020; GPT-2): x + Attn(LN(x)), x + MLP(LN(x)).
@@ -17,10 +19,64 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+ATTENTION_BACKENDS = ("sdpa", "explicit")
+_attention_backend = "sdpa"  # module-level switch; change it with attention_backend(...)
+
+
+def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                       attn_mask: torch.Tensor | None = None, dropout_p: float = 0.0,
+                       is_causal: bool = False) -> torch.Tensor:
+    """softmax(Q K^T / sqrt(d_k) + M) V written out (Vaswani et al. 2017, eq. 1), with the
+    arguments and masking rules of ``F.scaled_dot_product_attention``: q (B, H, T_q, D), k and
+    v (B, H, T_k, D); a boolean ``attn_mask`` is True where a query may attend, a float one is
+    added to the scores; ``is_causal`` lets query i see keys 0..i. Materialises the
+    (B, H, T_q, T_k) score matrix, which the fused kernels avoid."""
+    scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))  # (B, H, T_q, T_k)
+    if is_causal:
+        T_q, T_k = scores.shape[-2:]
+        allowed = torch.ones(T_q, T_k, dtype=torch.bool, device=q.device).tril()
+        scores = scores.masked_fill(~allowed, float("-inf"))
+    if attn_mask is not None:
+        if attn_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attn_mask, float("-inf"))
+        else:
+            scores = scores + attn_mask
+    weights = torch.softmax(scores, dim=-1)
+    if dropout_p > 0:
+        weights = F.dropout(weights, dropout_p)
+    return weights.to(v.dtype) @ v  # (B, H, T_q, D)
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+              attn_mask: torch.Tensor | None = None, dropout_p: float = 0.0,
+              is_causal: bool = False) -> torch.Tensor:
+    """Scaled dot-product attention by the selected backend (``attention_backend``)."""
+    if _attention_backend == "explicit":
+        return explicit_attention(q, k, v, attn_mask, dropout_p, is_causal)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p,
+                                          is_causal=is_causal)
+
+
+@contextmanager
+def attention_backend(name: str) -> Iterator[None]:
+    """Within the block every attention layer uses ``name``: ``"sdpa"`` (the default,
+    ``F.scaled_dot_product_attention``) or ``"explicit"`` (``explicit_attention``). The
+    switch is process-wide (not per thread) and restored on exit."""
+    global _attention_backend
+    if name not in ATTENTION_BACKENDS:
+        raise ValueError(f"unknown attention backend {name!r}; choose from {ATTENTION_BACKENDS}")
+    previous, _attention_backend = _attention_backend, name
+    try:
+        yield
+    finally:
+        _attention_backend = previous
 
 
 def rotary_tables(positions: torch.Tensor, head_dim: int, base: float = 10000.0
@@ -75,12 +131,12 @@ class CausalSelfAttention(nn.Module):
             if cache is not None:
                 raise ValueError("bidirectional attention keeps no key/value cache")
             allowed = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, T)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout)
+            y = attention(q, k, v, attn_mask=allowed, dropout_p=dropout)
         elif past == 0:
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+            y = attention(q, k, v, dropout_p=dropout, is_causal=True)
         else:  # query i (absolute past + i) sees keys 0..past + i
             allowed = (torch.arange(past + T)[None, :] <= past + torch.arange(T)[:, None])
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout)
+            y = attention(q, k, v, attn_mask=allowed, dropout_p=dropout)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.resid_dropout(self.proj(y)), (k, v)
 
@@ -165,7 +221,7 @@ class CrossAttention(nn.Module):
         """x (B, T, C) attends to every memory position -> y (B, T, C)."""
         B, T, C = x.shape
         dropout = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(self._heads(self.query(x)), *keys_values,
-                                           dropout_p=dropout)  # (B, H, T, D)
+        y = attention(self._heads(self.query(x)), *keys_values,
+                      dropout_p=dropout)  # (B, H, T, D)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.resid_dropout(self.proj(y))

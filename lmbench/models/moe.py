@@ -45,7 +45,7 @@ from torch import nn
 from lmbench.errors import LmbenchError
 from lmbench.interface import Capabilities
 from lmbench.models.base import NeuralLM
-from lmbench.models.gpt import GPTConfig, GPTNetwork
+from lmbench.models.gpt import GPTConfig, GPTNetwork, decoder_flops_per_token
 from lmbench.registry import MODELS
 
 
@@ -191,6 +191,14 @@ class MoELM(NeuralLM):
 
     def build_network(self, vocab_size: int) -> MoENetwork:
         return MoENetwork(self.config_, vocab_size)
+
+    def flops_per_token(self, context_len: float | None = None) -> float:
+        """Forward FLOPs per token; only ``top_k`` of the ``n_expert`` experts run on a token."""
+        c = self.config_
+        experts = sum(layer.up.weight.numel() + layer.down.weight.numel()
+                      for layer in self._network().moe_layers())
+        idle = experts * (c.n_expert - c.top_k) // c.n_expert
+        return decoder_flops_per_token(self, context_len, idle)
 
     def auxiliary_loss(self) -> torch.Tensor | float:
         """Balance plus z-loss of every layer from the last forward pass, if it was training."""

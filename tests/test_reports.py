@@ -1,0 +1,161 @@
+"""Leaderboards: ranking per corpus and track, published rows apart, Markdown / CSV / HTML, and
+the ``leaderboard`` and ``compare`` commands."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+from contextlib import redirect_stderr, redirect_stdout
+
+import pandas as pd
+import pytest
+from run_factory import fake_run
+
+from lmbench.cli_reports import add_commands
+from lmbench.errors import LmbenchError
+from lmbench.html_report import render_html
+from lmbench.published import Reference, load_references
+from lmbench.reports import (
+    OPEN,
+    WORD,
+    csv_report,
+    leaderboard_table,
+    markdown_report,
+    published_table,
+)
+from lmbench.store import ResultStore
+
+CURVE = [{"step": s, "tokens": 100 * s, "seconds": 0.5 * s, "train_loss": 3.0 / s,
+          "valid_loss": 3.2 / s} for s in (1, 2, 3)]
+
+
+def _records():
+    return [
+        fake_run("brown-kn5", model="kn5", corpus="brown", nats_per_token=5.0, n_params=9000),
+        fake_run("brown-uni", model="unigram", corpus="brown", nats_per_token=6.5, n_params=50),
+        fake_run("brown-lstm", model="lstm", corpus="brown", nats_per_token=5.2, fit_s=45.0,
+                 curve=CURVE),
+        fake_run("brown-bert", model="bert", corpus="brown", nats_per_token=1.0, exact=False),
+        fake_run("brown-char", model="char7", corpus="brown", tokenizer="char",
+                 nats_per_token=1.5, n_tokens=16384, block_len=1024, n_bytes=16384, unk_rate=0),
+        fake_run("brown-bpe", model="bpe4", corpus="brown", tokenizer="bpe", nats_per_token=3.0,
+                 n_tokens=5000, block_len=500, n_bytes=16384, unk_rate=0),
+        fake_run("shake-gpt", model="gpt <b>baby</b>", corpus="tinyshakespeare",
+                 tokenizer="char", nats_per_token=1.9, unk_rate=0, curve=CURVE,
+                 generation={"samples": [{"prompt": "ROMEO:", "text": "<script>alert(1)"
+                                                                     "</script> & more"}],
+                             "metrics": {"distinct_2": 0.7}}),
+    ]
+
+
+def test_each_track_is_ranked_by_its_own_measure():
+    table = leaderboard_table(_records())
+    word = table[(table["corpus"] == "brown") & (table["track"] == WORD)]
+    assert list(word["model"]) == ["kn5", "lstm", "unigram", "bert"]
+    assert list(word["rank"]) == [1, 2, 3, None]  # pseudo-likelihood: listed, not ranked
+    bert = word.iloc[-1]
+    assert pd.isna(bert["perplexity"]) and pd.isna(bert["bits/byte"])
+    assert 2 < bert["pseudo-perplexity"] < 4 and bert["pseudo bits/byte"] > 0
+    opened = table[(table["corpus"] == "brown") & (table["track"] == OPEN)]
+    # by bits per byte: char7 has the lower per-token loss (1.5 < 3.0 nats), bpe4 fewer bits
+    assert list(opened["model"]) == ["bpe4", "char7"]
+    assert list(opened["rank"]) == [1, 2]
+
+
+def test_markdown_keeps_published_rows_apart():
+    records = _records()
+    table = leaderboard_table(records)
+    published = published_table(load_references(), sorted(set(table["corpus"])))
+    text = markdown_report(table, published, ["x/bad.json: skipped"], "test")
+    word_section = text.split("## brown: word track")[1].split("## brown: open")[0]
+    measured, references = word_section.split("Published references")
+    assert "kn5" in measured and "Bengio" not in measured and "KenLM" not in measured
+    assert "Bengio MLP10" in references and "146.74" in references
+    assert "Pseudo-perplexity" in word_section and "x/bad.json: skipped" in text
+    assert "nanoGPT" in text.split("## tinyshakespeare")[1]
+
+
+def test_csv_tells_measured_from_published():
+    table = leaderboard_table(_records())
+    published = published_table(load_references(), ["brown"])
+    frame = pd.read_csv(io.StringIO(csv_report(table, published)))
+    assert set(frame["kind"]) == {"measured", "published"}
+    assert frame[frame["kind"] == "published"]["rank"].isna().all()
+    assert len(frame[frame["kind"] == "measured"]) == len(_records())
+
+
+def test_html_is_self_contained_and_escaped():
+    references = load_references() + [Reference(corpus="tinyshakespeare", track="open",
+                                                model="<img src=x onerror=alert(1)>",
+                                                source="test", nats_per_token=2.0,
+                                                tokens_per_byte=1.0)]
+    benchmark_style = fake_run("shake-lstm", model="lstm", corpus="tinyshakespeare",
+                               tokenizer="char", generation={"samples": [
+                                   {"prompt": "JULIET:", "human": "O Romeo", "top-p 0.9": "<i>"}]})
+    page = render_html(_records() + [benchmark_style], references, ["<bad>.json: skipped"])
+    assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<img src=x" not in page and "gpt &lt;b&gt;baby&lt;/b&gt;" in page
+    assert "&lt;bad&gt;.json" in page
+    assert "top-p 0.9" in page and "O Romeo" in page and "<i>" not in page.split("<body>")[1]
+    assert page.count("<svg") >= 5 and page.count("<table class='sortable") >= 4
+    assert "published" in page and "training curves" in page
+    for remote in ("http://", "https://", "src=\"//", "@import"):
+        assert remote not in page.replace("http://www.w3.org", "")  # SVG namespaces only
+
+
+def _cli(argv: list[str]) -> tuple[int, str, str]:
+    """The subcommands as ``lmbench.cli.main`` runs them (exit 2 on ``LmbenchError``)."""
+    parser = argparse.ArgumentParser(prog="lmbench")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            args.handler(args)
+            status = 0
+        except LmbenchError as error:
+            print(f"lmbench: error: {error}", file=err)
+            status = 2
+    return status, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def results_dir(tmp_path):
+    store = ResultStore(tmp_path / "runs")
+    for record in _records():
+        store.put(record)
+    (tmp_path / "runs" / "broken.json").write_text("{")
+    return tmp_path / "runs"
+
+
+def test_leaderboard_command_in_every_format(results_dir, tmp_path):
+    status, out, err = _cli(["leaderboard", str(results_dir)])
+    assert status == 0 and "kn5" in out and "Bengio MLP10" in out
+    assert "broken.json: skipped" in err
+    status, out, _ = _cli(["leaderboard", str(results_dir), "--format", "csv",
+                           "--no-published"])
+    assert status == 0 and "published" not in set(pd.read_csv(io.StringIO(out))["kind"])
+    status, _, err = _cli(["leaderboard", str(results_dir), "--out", str(tmp_path / "b.html")])
+    assert status == 0 and (tmp_path / "b.html").read_text().startswith("<!DOCTYPE html>")
+    status, _, err = _cli(["leaderboard", str(tmp_path / "nothing")])
+    assert status == 2 and "results folder not found" in err
+    bad = tmp_path / "published.toml"
+    bad.write_text('[[reference]]\ncorpus = "brown"\ntrack = "word"\nmodel = "x"\n'
+                   'source = "y"\nperplexitty = 3\n')
+    status, _, err = _cli(["leaderboard", str(results_dir), "--published", str(bad)])
+    assert status == 2 and "unknown key 'perplexitty'" in err
+
+
+def test_compare_command(results_dir):
+    status, out, _ = _cli(["compare", "brown-kn5", "brown-uni", "--results", str(results_dir),
+                           "--n-bootstrap", "300"])
+    assert status == 0 and "p-value" in out and "A is better" in out
+    status, out, _ = _cli(["compare", str(results_dir / "brown-kn5"),
+                           str(results_dir / "brown-uni" / "result.json"), "--json",
+                           "--n-bootstrap", "300"])
+    assert status == 0 and json.loads(out)["delta_perplexity"] < 0
+    status, _, err = _cli(["compare", "brown-kn5", "brown-char", "--results", str(results_dir)])
+    assert status == 2 and "--unpaired" in err
+    status, _, err = _cli(["compare", "brown-kn5", "brown-kn6", "--results", str(results_dir)])
+    assert status == 2 and "did you mean 'brown-kn5'" in err
