@@ -1,6 +1,7 @@
 """nanoGPT's CPU "baby GPT" on Tiny Shakespeare characters, within a wall-clock training budget.
 
-    python benchmarks/gpt_shakespeare.py --data-dir ../shared [--seconds 48] [--out reports/gpt_shakespeare]
+    python benchmarks/gpt_shakespeare.py --data-dir ../shared [--seconds 48] \
+        [--out reports/gpt_shakespeare]
 
 Shape as nanoGPT's README CPU run: 4 layers, 4 heads, 128 wide, context 64, batch 12, no dropout,
 AdamW (beta2 0.99, weight decay 0.1), gradient clipping 1.0. lmbench changes the schedule only:

@@ -153,7 +153,8 @@ def main() -> None:
         lines.append(f"| KenLM lmplz -o {args.order} | {ken['fit_s']:.2f} | "
                      f"{ken['perplexity']:.2f} | |")
     arpa = report["kenlm_module_on_our_arpa"]
-    lines.append(f"| kenlm module on lmbench's ARPA | | | {arpa['full_scores_tokens_per_s']:,.0f} |")
+    lines.append("| kenlm module on lmbench's ARPA | | | "
+                 f"{arpa['full_scores_tokens_per_s']:,.0f} |")
     nl = report["nltk_kn3"]
     lines.append(f"| nltk.lm KneserNeyInterpolated(3), {nl['train_words']:,} words | "
                  f"{nl['fit_s']:.2f} | | {nl['score_tokens_per_s']:,.1f} |")

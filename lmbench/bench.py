@@ -46,8 +46,14 @@ import torch
 from lmbench.data.corpora import Corpus, load_corpus
 from lmbench.errors import LmbenchError
 from lmbench.evaluation.resources import (
-    Spread, TensorMemoryTracker, flops_per_token, hardware, matmul_peak_flops, nbytes_of,
-    peak_rss_bytes, weight_bytes,
+    Spread,
+    TensorMemoryTracker,
+    flops_per_token,
+    hardware,
+    matmul_peak_flops,
+    nbytes_of,
+    peak_rss_bytes,
+    weight_bytes,
 )
 from lmbench.evaluation.scoring import EvalConfig, score_stream
 from lmbench.interface import Budget, LanguageModel

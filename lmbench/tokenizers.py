@@ -259,7 +259,8 @@ class BPETokenizer(Tokenizer):
 
     def __init__(self, vocab_size: int = 4096, min_frequency: int = 2) -> None:
         if vocab_size < 300:
-            raise LmbenchError(f"bpe vocab_size must be >= 300 (256 bytes + merges), got {vocab_size}")
+            raise LmbenchError(f"bpe vocab_size must be >= 300 (256 bytes + merges), "
+                               f"got {vocab_size}")
         self.target_vocab_size = vocab_size
         self.min_frequency = min_frequency
         self.boundary_id, self.unk_id = 0, None

@@ -107,7 +107,8 @@ def _progress(limits, step: int, tokens: int, seconds: float) -> tuple[float, st
 def learning_rate(config: TrainConfig, step: int, progress: float) -> float:
     warmup = min(1.0, (step + 1) / max(1, config.warmup_steps))
     cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-    return config.learning_rate * warmup * (config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine)
+    floor = config.min_lr_ratio
+    return config.learning_rate * warmup * (floor + (1 - floor) * cosine)
 
 
 def _optimizer(net: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:

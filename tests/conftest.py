@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
+from text_factory import _tiny_text
 
 from lmbench.data.corpora import Corpus, _lines_split
-from text_factory import _tiny_text
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -12,7 +12,11 @@ import torch
 
 import lmbench
 from lmbench.bench import (
-    BenchConfig, ThroughputResult, add_commands, measure_throughput, read_throughput,
+    BenchConfig,
+    ThroughputResult,
+    add_commands,
+    measure_throughput,
+    read_throughput,
     write_throughput,
 )
 from lmbench.evaluation.resources import TensorMemoryTracker, flops_per_token, nbytes_of

@@ -29,7 +29,8 @@ TINY_TRAIN = {"max_steps": 40, "batch_size": 8, "seq_len": 16, "eval_every": 20,
               "warmup_steps": 5, "learning_rate": 1e-2, "progress": False}
 TINY_CONFIGS.update({
     "nplm": [{"context": 3, "embed_dim": 8, "hidden_dim": 16, "train": TINY_TRAIN},
-             {"context": 2, "embed_dim": 8, "hidden_dim": 0, "mix_trigram": 0.5, "tokenizer": "char",
+             {"context": 2, "embed_dim": 8, "hidden_dim": 0, "mix_trigram": 0.5,
+              "tokenizer": "char",
               "train": TINY_TRAIN}],
     "rnn": [{"embed_dim": 16, "hidden_dim": 16, "n_layer": 1, "tokenizer": "char",
              "train": TINY_TRAIN}],

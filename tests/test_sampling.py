@@ -14,14 +14,28 @@ import torch
 
 import lmbench
 from lmbench.decoding import (
-    beam_search, best_of_n, continuation_logprobs, judge_perplexity, mean_logprob,
-    sequence_logprob, text_scorer,
+    beam_search,
+    best_of_n,
+    continuation_logprobs,
+    judge_perplexity,
+    mean_logprob,
+    sequence_logprob,
+    text_scorer,
 )
 from lmbench.errors import LmbenchError
 from lmbench.interface import Capabilities, LanguageModel
 from lmbench.sampling import (
-    MinP, NoRepeatNGram, RepetitionPenalty, Sampler, SamplingConfig, Temperature, TopK, TopP,
-    build_sampler, generate, sample,
+    MinP,
+    NoRepeatNGram,
+    RepetitionPenalty,
+    Sampler,
+    SamplingConfig,
+    Temperature,
+    TopK,
+    TopP,
+    build_sampler,
+    generate,
+    sample,
 )
 
 FIXED = torch.tensor([2.0, 1.0, 0.5, 0.0, -1.0, -3.0], dtype=torch.float64)  # V = 6
@@ -157,9 +171,10 @@ def test_top_k_one_generation_equals_greedy_generation(ngram):
 
 PROBS = torch.tensor([[0.5, 0.3, 0.15, 0.05]], dtype=torch.float64)
 IDS = torch.tensor([[1, 2, 3, 1]])
+LOG_PROBS = PROBS.log()
 
 
-def _kept(processor, logits=PROBS.log(), ids=IDS):
+def _kept(processor, logits=LOG_PROBS, ids=IDS):
     return torch.isfinite(processor(ids, logits))[0].nonzero().flatten().tolist()
 
 

@@ -14,10 +14,10 @@ from lmbench.errors import LmbenchError
 from lmbench.interface import LanguageModel
 from lmbench.models.arpa import load_arpa
 from lmbench.models.bert import BertConfig, MaskedLM
-from lmbench.models.gpt import GPTConfig, GPTLM
+from lmbench.models.gpt import GPTLM, GPTConfig
 from lmbench.models.moe import MoEConfig, MoELM
 from lmbench.models.ngram import NGramConfig, NGramLM
-from lmbench.models.nplm import NPLMConfig, NPLMLM
+from lmbench.models.nplm import NPLMLM, NPLMConfig
 from lmbench.models.rnn import GRULM, LSTMLM, RNNLM, RNNConfig
 from lmbench.models.seq2seq import Seq2SeqConfig, Seq2SeqLM
 from lmbench.registry import MODELS

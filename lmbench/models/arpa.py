@@ -35,7 +35,8 @@ def write_arpa(model: NGramLM, path: Path) -> None:
     V = model.tokenizer.vocab_size
     words = [*model.tokenizer.token_strings(), "<s>"]  # row V of the unigram table is <s>
     if len(set(words)) != len(words):
-        raise LmbenchError("ARPA export needs distinct token strings; this tokenizer has duplicates")
+        raise LmbenchError("ARPA export needs distinct token strings; this tokenizer has "
+                           "duplicates")
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".part")
     try:
@@ -87,14 +88,14 @@ def _parse(lines, path: Path) -> NGramLM:
 
     line_no = 0
     declared: list[int] = []
-    stream = iter(lines)
-    for line_no, line in enumerate(stream, start=1):  # header
+    numbered = enumerate(lines, start=1)  # one iterator: each loop continues where the last ended
+    for line_no, line in numbered:  # header  # noqa: B007 (line_no is read after the loop)
         text = line.strip()
         if text == "\\data\\":
             break
     else:
         raise fail(line_no, "no \\data\\ header; not an ARPA file")
-    for line_no, line in enumerate(stream, start=line_no + 1):
+    for line_no, line in numbered:
         text = line.strip()
         if not text:
             if declared:
@@ -115,7 +116,7 @@ def _parse(lines, path: Path) -> NGramLM:
 
     sections: list[list[tuple[float, list[str], float]]] = []
     for n, expected in enumerate(declared, start=1):
-        for line_no, line in enumerate(stream, start=line_no + 1):
+        for line_no, line in numbered:  # noqa: B007 (line_no is read after the loop)
             if line.strip():
                 break
         else:
@@ -123,7 +124,7 @@ def _parse(lines, path: Path) -> NGramLM:
         if line.strip() != f"\\{n}-grams:":
             raise fail(line_no, f"expected '\\{n}-grams:', got {line.strip()[:40]!r}")
         rows = []
-        for line_no, line in enumerate(stream, start=line_no + 1):
+        for line_no, line in numbered:
             fields = line.split()
             if not fields:
                 break
@@ -139,7 +140,7 @@ def _parse(lines, path: Path) -> NGramLM:
             raise fail(line_no, f"the header declares {expected} {n}-grams, the section has "
                                 f"{len(rows)} (truncated?)")
         sections.append(rows)
-    for line_no, line in enumerate(stream, start=line_no + 1):
+    for line_no, line in numbered:
         if line.strip():
             if line.strip() != "\\end\\":
                 raise fail(line_no, f"expected '\\end\\', got {line.strip()[:40]!r}")

@@ -46,7 +46,8 @@ class GPTConfig:
     def __post_init__(self) -> None:
         if self.positions not in ("learned", "rotary"):
             raise LmbenchError(f"positions must be 'learned' or 'rotary', got {self.positions!r}")
-        if self.n_embd % self.n_head or (self.positions == "rotary" and (self.n_embd // self.n_head) % 2):
+        head_dim = self.n_embd // self.n_head
+        if self.n_embd % self.n_head or (self.positions == "rotary" and head_dim % 2):
             raise LmbenchError(f"n_embd {self.n_embd} must split into n_head {self.n_head} heads "
                                "(of even size for rotary positions)")
         if min(self.n_layer, self.n_head, self.n_embd, self.block_size) < 1:

@@ -102,7 +102,8 @@ class CausalSelfAttention(nn.Module):
         super().__init__()
         if n_embd % n_head:
             raise ValueError(f"n_embd {n_embd} is not divisible by n_head {n_head}")
-        self.n_head, self.head_dim, self.rotary, self.dropout = n_head, n_embd // n_head, rotary, dropout
+        self.n_head, self.head_dim = n_head, n_embd // n_head
+        self.rotary, self.dropout = rotary, dropout
         self.causal = causal
         self.qkv = nn.Linear(n_embd, 3 * n_embd, bias=bias)
         self.proj = nn.Linear(n_embd, n_embd, bias=bias)
@@ -176,7 +177,8 @@ def init_gpt_weights(module: nn.Module, n_layer: int) -> None:
     for name, parameter in module.named_parameters():
         if parameter.dim() < 2:
             continue
-        std = 0.02 / math.sqrt(2 * n_layer) if name.endswith(("proj.weight", "down.weight")) else 0.02
+        residual = name.endswith(("proj.weight", "down.weight"))
+        std = 0.02 / math.sqrt(2 * n_layer) if residual else 0.02
         nn.init.normal_(parameter, mean=0.0, std=std)
     for submodule in module.modules():
         if isinstance(submodule, nn.Linear) and submodule.bias is not None:

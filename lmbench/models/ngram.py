@@ -31,10 +31,12 @@ from lmbench.registry import MODELS
 from lmbench.results import read_npz, write_npz_atomic
 from lmbench.tokenizers import Tokenizer, build_tokenizer, tokenizer_from_json, tokenizer_to_json
 
+
 @dataclass(frozen=True)
 class NGramConfig:
     order: int = 3  # n: the model conditions on n-1 previous tokens
-    smoothing: str = "modified-kneser-ney"  # mle | add-k | witten-bell | kneser-ney | modified-kneser-ney
+    # mle | add-k | witten-bell | kneser-ney | modified-kneser-ney
+    smoothing: str = "modified-kneser-ney"
     k: float = 1.0  # add-k constant (1 = Laplace; below 1 = Lidstone)
     discount: float | None = None  # kneser-ney only: fixed D; None = n1 / (n1 + 2 n2) per order
     # modified-kneser-ney: where an order's counts of counts give no valid D1..D3+ (little text,
@@ -88,7 +90,8 @@ class NGramLM(LanguageModel):
             raise LmbenchError("cannot fit an n-gram model on an empty token stream")
         V = self.tokenizer.vocab_size
         if train_ids.min() < 0 or train_ids.max() >= V:
-            raise LmbenchError(f"token ids must lie in [0, {V}); got {train_ids.min()}..{train_ids.max()}")
+            raise LmbenchError(f"token ids must lie in [0, {V}); got "
+                               f"{train_ids.min()}..{train_ids.max()}")
         counts = count_ngrams(train_ids, self.tokenizer.boundary_id, V, self.config_.order)
         c = self.config_
         self.tables_, self.discounts_ = estimate(counts, V, c.smoothing, c.k, c.discount,
@@ -144,7 +147,8 @@ class NGramLM(LanguageModel):
             found = _lookup(tables[n - 1].keys, context * width + safe_targets, context >= 0)
             hit = found >= 0
             # backoff weights of histories longer than the match
-            backoff_sum = np.where(hit, 0.0, backoff_sum + _gather(tables[n - 2].log_backoff, context))
+            backoff = _gather(tables[n - 2].log_backoff, context)
+            backoff_sum = np.where(hit, 0.0, backoff_sum + backoff)
             log_prob = np.where(hit, tables[n - 1].log_prob[np.maximum(found, 0)], log_prob)
         scores = np.where(valid, log_prob + backoff_sum, 0.0)
         return torch.from_numpy(scores), _tail_state(history, len(tables) - 1)

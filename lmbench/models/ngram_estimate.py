@@ -8,7 +8,7 @@ one contiguous range, and no Python loop touches tokens.
 Every smoothing method is written in the interpolated form of Chen & Goodman 1998 (TR-10-98,
 eq. 1 / section 2.8):
 
-    p_k(w | c) = alpha_k(c, w) + gamma_k(c) * p_{k-1}(w | c')           c' = c without its first word
+    p_k(w | c) = alpha_k(c, w) + gamma_k(c) * p_{k-1}(w | c')       c' = c without its first word
 
 with p_0 the uniform distribution over the V tokens. The table stores, per row, ``ln p_k`` and,
 for rows that are contexts, ``ln gamma`` as the backoff weight. An ARPA backoff model with these
@@ -72,7 +72,8 @@ class _Counts:
     starts_with_bos: np.ndarray  # (n,) bool
 
 
-def count_ngrams(stream: np.ndarray, boundary_id: int, vocab_size: int, order: int) -> list[_Counts]:
+def count_ngrams(stream: np.ndarray, boundary_id: int, vocab_size: int, order: int
+                 ) -> list[_Counts]:
     """Count 1..order-grams of a token stream; ``boundary_id`` ends a segment, ``<s>`` = V starts
     the next. Returns one ``_Counts`` per order (index 0 = unigrams, which include ``<s>``)."""
     V, bos = vocab_size, vocab_size

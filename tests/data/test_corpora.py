@@ -28,12 +28,14 @@ def test_tinyshakespeare_is_split_like_nanogpt(data_dir):
 
 def test_treebank_and_wikitext(data_dir):
     treebank = lmbench.load_corpus("treebank", data_dir)
-    assert [len(treebank.split(s).sentences) for s in ("train", "valid", "test")] == [3131, 391, 392]
-    assert not any(w.startswith("*") and w.endswith("*") for s in treebank.train.sentences for w in s)
+    sizes = [len(treebank.split(s).sentences) for s in ("train", "valid", "test")]
+    assert sizes == [3131, 391, 392]
+    words = [w for sentence in treebank.train.sentences for w in sentence]
+    assert not any(w.startswith("*") and w.endswith("*") for w in words)
     wikitext = lmbench.load_corpus("wikitext2", data_dir)
     assert set(wikitext.splits) == {"valid", "test"}
     with pytest.raises(LmbenchError, match="has no 'train' split"):
-        wikitext.train
+        _ = wikitext.train
 
 
 def test_user_directory_and_single_file(tmp_path):

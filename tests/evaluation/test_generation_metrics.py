@@ -7,8 +7,16 @@ import pytest
 
 from lmbench.errors import LmbenchError
 from lmbench.evaluation.generation_metrics import (
-    NGramIndex, bleu, copy_rate, distinct_n, longest_copy, repetition_rate, self_bleu, seq_rep_n,
-    summarize, zipf_coefficient,
+    NGramIndex,
+    bleu,
+    copy_rate,
+    distinct_n,
+    longest_copy,
+    repetition_rate,
+    self_bleu,
+    seq_rep_n,
+    summarize,
+    zipf_coefficient,
 )
 
 
