@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -32,18 +31,8 @@ import torch
 import torch.nn.functional as F
 
 import lmbench
+from lmbench.evaluation.resources import matmul_peak_flops
 from lmbench.interface import Budget
-
-
-def matmul_peak_flops(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-    a @ b  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - started)
-    return 2 * size**3 / best
 
 
 def nanogpt_val_loss(net, val: torch.Tensor, block: int = 64, batch: int = 12, iters: int = 200,
@@ -69,7 +58,8 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="write <out>.md and <out>.json")
     args = parser.parse_args()
 
-    peak_fp32, peak_bf16 = matmul_peak_flops(torch.float32), matmul_peak_flops(torch.bfloat16)
+    peak_fp32 = matmul_peak_flops(torch.float32, size=2048, repeats=5)
+    peak_bf16 = matmul_peak_flops(torch.bfloat16, size=2048, repeats=5)
     corpus = lmbench.load_corpus("tinyshakespeare", args.data_dir)
     train = {"batch_size": 12, "seq_len": 64, "learning_rate": 4e-3, "warmup_steps": 30,
              "min_lr_ratio": 0.1, "weight_decay": 0.1, "beta2": 0.99, "grad_clip": 1.0,
