@@ -7,15 +7,24 @@ import torch
 
 import lmbench
 from lmbench.models.gpt import GPTConfig, GPTNetwork
+from lmbench.models.moe import MoEConfig, MoENetwork
 from lmbench.models.nplm import NPLMConfig, NPLMNetwork
 from lmbench.models.rnn import RNNConfig, RNNNetwork
 
+DECODERS = {  # the gpt decoder and the moe decoder built on it share the KV cache
+    "gpt": lambda positions: GPTNetwork(GPTConfig(n_layer=2, n_head=2, n_embd=16, block_size=32,
+                                                  positions=positions), vocab_size=11),
+    "moe": lambda positions: MoENetwork(MoEConfig(n_layer=2, n_head=2, n_embd=16, block_size=32,
+                                                  positions=positions, n_expert=4, top_k=2),
+                                        vocab_size=11),
+}
 
+
+@pytest.mark.parametrize("family", sorted(DECODERS))
 @pytest.mark.parametrize("positions", ["learned", "rotary"])
-def test_gpt_kv_cache_equals_recomputation(positions):
+def test_decoder_kv_cache_equals_recomputation(family, positions):
     torch.manual_seed(0)
-    net = GPTNetwork(GPTConfig(n_layer=2, n_head=2, n_embd=16, block_size=32,
-                               positions=positions), vocab_size=11).eval()
+    net = DECODERS[family](positions).eval()
     ids = torch.randint(0, 11, (3, 20))
     full, _ = net(ids)
     logits, state = net(ids[:, :7])
