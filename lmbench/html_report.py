@@ -26,6 +26,7 @@ from lmbench.reports import (
     TRACK_ORDER,
     TRACK_TITLES,
     format_cells,
+    generation_note,
     leaderboard_table,
     published_table,
     shown_columns,
@@ -129,6 +130,9 @@ def _corpus_section(corpus: str, table: pd.DataFrame, published: pd.DataFrame,
                             "sortable measured"))
         if rows["rank"].isna().any():
             parts.append(f"<p class='note'>{_e(PSEUDO_NOTE)}</p>")
+        note = generation_note(rows)
+        if note:
+            parts.append(f"<p class='note'>{_e(note)}</p>")
         if not published.empty:
             refs = published[(published["corpus"] == corpus) & (published["track"] == track)]
             if not refs.empty:
@@ -185,7 +189,10 @@ def _samples(records: list[RunResult]) -> str:
             cells.append(f"<td class='text'>{_sample_cell(entry)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return ("<h3>Generation samples</h3><p class='note'>Prompts in bold; each column is one "
-            "run.</p><table class='samples'><thead><tr>" + head + "</tr></thead><tbody>"
+            "run. Runs measured by the generation benchmark show the human continuation, then "
+            "each decoding's, for the benchmark's first prompts (the same prompts for runs "
+            "that share a tokenizer and the benchmark's settings).</p>"
+            "<table class='samples'><thead><tr>" + head + "</tr></thead><tbody>"
             + "".join(body) + "</tbody></table>")
 
 
@@ -207,8 +214,10 @@ def _definitions() -> str:
             "whole split; bits per byte = Σ NLL / (ln 2 · UTF-8 bytes of the raw text), which "
             "compares across tokenizers. Word-track perplexities hide the words mapped to "
             "&lt;unk&gt; (rate shown). 95% intervals: block bootstrap over the split. Train s: "
-            "fitting time; score tok/s: tokens scored per second. Plots draw published "
-            "references as dashed lines.</p>")
+            "fitting time; score tok/s: tokens scored per second; decode tok/s: tokens "
+            "generated per second by <code>lmbench bench</code>. Columns named gen come from "
+            "the generation benchmark (the note under each table names the decoding, prompts "
+            "and judge). Plots draw published references as dashed lines.</p>")
 
 
 def _blank(value) -> bool:

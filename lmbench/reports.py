@@ -14,6 +14,13 @@ Rows whose likelihood is not exact (a masked LM's pseudo-log-likelihood) show a
 *pseudo*-perplexity in a column of its own and are listed unranked after the ranked rows.
 Published reference figures (``lmbench.published``) go in tables of their own, marked
 "published", and are never ranked with measured rows. The HTML page is ``lmbench.html_report``.
+
+Beside the likelihood columns: parameters, training time, scoring tokens/s, the decode tokens/s
+of ``lmbench bench`` (``throughput.json`` beside the record) and a few generation metrics
+(``GENERATION_COLUMNS``) of the generation benchmark's headline decoding, top-p 0.95
+(``generation.json`` beside the record; ``lmbench.store`` merges both sidecars). A note under
+each table says which decoding, prompts and judge each model's generation columns come from;
+the CSV keeps every generation metric and those settings.
 """
 
 from __future__ import annotations
@@ -36,7 +43,24 @@ PSEUDO_NOTE = ("Pseudo-perplexity comes from a masked LM's pseudo-log-likelihood
 FORMATS = {"perplexity": "{:.2f}", "pseudo-perplexity": "{:.2f}", "bits/byte": "{:.4f}",
            "pseudo bits/byte": "{:.4f}", "<unk> rate": "{:.2%}", "params": "{:,.0f}",
            "train s": "{:.1f}", "score tok/s": "{:,.0f}", "valid perplexity": "{:.2f}",
-           "rank": "{:.0f}"}
+           "rank": "{:.0f}", "decode tok/s": "{:,.0f}", "gen MAUVE": "{:.3f}",
+           "gen judge PPL": "{:.2f}", "gen distinct-2": "{:.3f}", "gen seq-rep-4": "{:.3f}",
+           "gen decode tok/s": "{:,.0f}"}
+# The generation metrics the tables show, by their key in ``RunResult.generation["metrics"]``
+# (the headline decoding row of the generation benchmark's sidecar; every other generation
+# metric is a ``gen <key>`` column of the CSV only).
+GENERATION_COLUMNS = {"mauve": "gen MAUVE", "judge_perplexity": "gen judge PPL",
+                      "distinct_2": "gen distinct-2", "seq_rep_4": "gen seq-rep-4",
+                      "decode_tokens_per_s": "gen decode tok/s"}
+GENERATION_NOTE = (
+    "Generation columns: the generation benchmark's headline decoding row "
+    "(benchmarks/generation_report.py --attach-to-runs writes it beside the record as "
+    "generation.json), or the generation metrics recorded with the run. MAUVE: closeness to the "
+    "human continuations (higher is closer); judge PPL: the judge model's perplexity of the "
+    "continuations (comparable only under one judge); distinct-2 and seq-rep-4: diversity and "
+    "repetition (closest to the human row is best); decode tok/s: tokens that decoding "
+    "generated per second of wall time (a throughput over batched prompts where a batch size is "
+    "named; lmbench bench's decode tok/s is one stream).")
 # Published figures as their sources print them (252, 146.74), not padded to two decimals.
 PUBLISHED_FORMATS = {**FORMATS, "perplexity": "{:.5g}", "valid perplexity": "{:.5g}"}
 
@@ -77,13 +101,10 @@ def leaderboard_table(records: list[RunResult], split: str = "test") -> pd.DataF
             "score tok/s": m.tokens_per_s if math.isfinite(m.tokens_per_s) else None,
             "scored bytes/s": (m.tokens_per_s * m.n_bytes / m.n_tokens
                                if math.isfinite(m.tokens_per_s) else None),
+            "decode tok/s": _number((record.throughput or {}).get("decode_tokens_per_s")),
             "run id": record.run_id,
         }
-        generation_metrics = (record.generation or {}).get("metrics")
-        for name, value in (generation_metrics if isinstance(generation_metrics, dict)
-                            else {}).items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                row[f"gen {name}"] = float(value)
+        row.update(_generation_cells(record.generation or {}))
         rows.append(row)
     table = pd.DataFrame(rows)
     if table.empty:
@@ -96,6 +117,66 @@ def leaderboard_table(records: list[RunResult], split: str = "test") -> pd.DataF
     ranked = ~table["_pseudo"]
     table.loc[ranked, "rank"] = table[ranked].groupby(["corpus", "track"]).cumcount() + 1
     return table.drop(columns=["_pseudo", "_key"]).reset_index(drop=True)
+
+
+def _generation_cells(generation: dict) -> dict:
+    """The ``gen`` columns of one record: its generation metrics (``GENERATION_COLUMNS`` under
+    their display names, the others as ``gen <key>``) and, from a benchmark sidecar, the
+    decoding, judge and prompt count they were measured with."""
+    metrics = generation.get("metrics")
+    cells = {GENERATION_COLUMNS.get(name, f"gen {name}"): _number(value)
+             for name, value in (metrics if isinstance(metrics, dict) else {}).items()
+             if _number(value) is not None}
+    if not cells:
+        return {}
+    config = generation.get("config") if isinstance(generation.get("config"), dict) else {}
+    judge, judge_file = generation.get("judge"), generation.get("judge_file")
+    if isinstance(judge, str) and isinstance(judge_file, str):
+        judge = f"{_file_label(judge_file)} ({judge})"
+    elif isinstance(judge, str) and "strategy" in generation:
+        judge = f"itself ({judge})"
+    strategy = generation.get("strategy")
+    return {**cells, "gen decoding": strategy if isinstance(strategy, str) else None,
+            "gen judge": judge if isinstance(judge, str) else None,
+            "gen prompts": _number(config.get("n_prompts")),
+            "gen batch size": _number(config.get("batch_size"))}
+
+
+def _file_label(path: str) -> str:
+    """A model file as the generation benchmark labels it: a run folder's name, else the file."""
+    parts = path.replace("\\", "/").split("/")
+    return parts[-2] if parts[-1] == "model.npz" and len(parts) > 1 else parts[-1]
+
+
+def _number(value) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def generation_note(rows: pd.DataFrame) -> str:
+    """``GENERATION_NOTE`` and the settings behind the ``gen`` columns of ``rows`` (decoding,
+    prompts, judge, with the models measured so), or "" when no row has a ``gen`` column."""
+    shown = [c for c in GENERATION_COLUMNS.values() if c in rows.columns]
+    if not shown:
+        return ""
+    groups: dict[str, list[str]] = {}
+    for _, row in rows.iterrows():
+        if all(_missing(row[c]) for c in shown):
+            continue
+        decoding = row.get("gen decoding")
+        if _missing(decoding):
+            setting = "as recorded with the run"
+        else:
+            prompts, batch = row.get("gen prompts"), row.get("gen batch size")
+            setting = (f"{decoding}, " + ("" if _missing(prompts) else f"{prompts:.0f} prompts, ")
+                       + ("" if _missing(batch) else f"batches of {batch:.0f}, ")
+                       + f"judge {'?' if _missing(row.get('gen judge')) else row['gen judge']}")
+        groups.setdefault(setting, []).append(str(row["model"]))
+    if not groups:
+        return ""
+    return GENERATION_NOTE + " Measured with: " + "; ".join(
+        f"{setting}: {', '.join(models)}" for setting, models in groups.items()) + "."
 
 
 def published_table(references: list[Reference], corpora: list[str] | None = None
@@ -117,7 +198,7 @@ def published_table(references: list[Reference], corpora: list[str] | None = Non
 # Columns shown in the per-track tables (CSV keeps every column).
 MEASURED_COLUMNS = ["rank", "model", "tokenizer", "perplexity", "ppl 95% CI", "<unk> rate",
                     "pseudo-perplexity", "bits/byte", "bpb 95% CI", "pseudo bits/byte", "params",
-                    "train s", "score tok/s"]
+                    "train s", "score tok/s", "decode tok/s", *GENERATION_COLUMNS.values()]
 PUBLISHED_COLUMNS = ["model", "split", "perplexity", "valid perplexity", "bits/byte", "params",
                      "source", "notes"]
 
@@ -127,7 +208,7 @@ def shown_columns(table: pd.DataFrame, columns: list[str], track: str) -> list[s
     always on the word track, on the open track only where some tokenizer has an ``<unk>``;
     per-token perplexity not on the open track (tokens differ across tokenizers there)."""
     shown = []
-    for column in columns + [c for c in table.columns if c.startswith("gen ")]:
+    for column in columns:
         if column not in table.columns:
             continue
         if track == OPEN and column in ("perplexity", "ppl 95% CI", "pseudo-perplexity"):
@@ -143,15 +224,23 @@ def shown_columns(table: pd.DataFrame, columns: list[str], track: str) -> list[s
 
 
 def format_cells(table: pd.DataFrame, formats: dict[str, str] = FORMATS) -> pd.DataFrame:
-    """Numbers as display strings (blank where missing)."""
+    """Numbers as display strings (blank where missing; text as it is)."""
     shown = table.copy().astype(object)
     for column in shown.columns:
         fmt = formats.get(column, "{:.4g}" if column.startswith("gen ") else None)
-        if fmt is None:
-            shown[column] = ["" if _missing(v) else str(v) for v in shown[column]]
-        else:
-            shown[column] = ["" if _missing(v) else fmt.format(v) for v in shown[column]]
+        shown[column] = [_cell(v, fmt) for v in shown[column]]
     return shown
+
+
+def _cell(value, fmt: str | None) -> str:
+    if _missing(value):
+        return ""
+    if fmt is None:
+        return str(value)
+    try:
+        return fmt.format(value)
+    except (TypeError, ValueError):  # text in a numeric column (a gen setting)
+        return str(value)
 
 
 def _missing(value) -> bool:
@@ -188,6 +277,9 @@ def markdown_report(table: pd.DataFrame, published: pd.DataFrame, problems: list
             lines += [_markdown(rows[columns]), ""]
             if rows["rank"].isna().any():
                 lines += [PSEUDO_NOTE, ""]
+            note = generation_note(rows)
+            if note:
+                lines += [note, ""]
         refs = _select(published, corpus, track)
         if not refs.empty:
             columns = shown_columns(refs, PUBLISHED_COLUMNS, track)

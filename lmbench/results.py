@@ -97,8 +97,11 @@ class RunResult:
     # {"name", "vocab_size", "sha256" of the fitted vocabulary}: paired comparisons need the
     # same tokenization (lmbench.significance); None in records written before it existed
     tokenizer: dict[str, Any] | None = None
-    throughput: dict[str, float] | None = None  # extra figures, e.g. decode_tokens_per_s
-    # {"samples": [{"prompt": str, "text": str}, ...], "metrics": {name: float}, "config": {}}
+    # extra figures, e.g. decode_tokens_per_s (lmbench bench's throughput.json merged on reading)
+    throughput: dict[str, float] | None = None
+    # {"samples": [{"prompt": str, "text": str}, ...], "metrics": {name: float}, "config": {}};
+    # a generation benchmark's results arrive later as a sidecar, merged on reading
+    # (lmbench.store; the schema is lmbench.evaluation.generation_results')
     generation: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:

@@ -14,7 +14,13 @@ hard the text is cancels out, only the models' difference varies), giving Δ*_1.
   (a 95% percentile interval);
 - a two-sided p-value for "no difference", from the resampled differences shifted to the null
   (Berg-Kirkpatrick et al. 2012): p = (1 + #{r : |Δ*_r - Δ| >= |Δ|}) / (R + 1);
-- throughput ratios A / B, and generation-metric differences A - B where both runs have them.
+- throughput ratios A / B (scoring, fitting, and every figure both records have, such as
+  ``lmbench bench``'s from a ``throughput.json`` sidecar);
+- generation: A - B for every generation metric both runs have (the headline decoding of the
+  generation benchmark, from a ``generation.json`` sidecar: MAUVE, judge PPL, distinct-n,
+  seq-rep-4, ..., decode tokens/s), each value with its run's own 95% interval over its
+  prompts. The difference gets no interval (the per-prompt values are not kept); a note says
+  when the two were measured with different decodings, prompts or judges.
 
 Resampling whole blocks (a block bootstrap, Künsch 1989) keeps the dependence between
 neighbouring tokens, as the evaluator's own intervals do.
@@ -39,6 +45,19 @@ from lmbench.results import EvalResult, RunResult
 
 LN2 = math.log(2.0)
 _CHUNK = 1000  # resamples drawn at once (bounds memory on long splits)
+
+
+@dataclass(frozen=True)
+class GenerationDifference:
+    """One generation metric of both runs: values, A - B, and each run's own 95% interval over
+    its prompts (None where its record has none)."""
+
+    metric: str
+    a: float
+    b: float
+    delta: float
+    a_ci95: tuple[float, float] | None
+    b_ci95: tuple[float, float] | None
 
 
 @dataclass(frozen=True)
@@ -68,6 +87,9 @@ class Comparison:
     throughput_ratios: dict[str, float]  # A / B
     generation_deltas: dict[str, float]  # A - B
     notes: tuple[str, ...] = ()
+    # the decoding both runs' generation metrics come from (None: not one, or not recorded)
+    generation_strategy: str | None = None
+    generation: tuple[GenerationDifference, ...] = ()  # generation_deltas with the values
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -95,30 +117,43 @@ class Comparison:
         if self.throughput_ratios:
             lines.append("throughput A / B: " + ", ".join(
                 f"{k} {v:.3g}x" for k, v in self.throughput_ratios.items()))
-        if self.generation_deltas:
-            lines.append("generation A - B: " + ", ".join(
-                f"{k} {v:+.4g}" for k, v in self.generation_deltas.items()))
+        if self.generation:
+            strategy = f", {self.generation_strategy}" if self.generation_strategy else ""
+            lines += ["", f"generation{strategy} (value [its run's own 95% interval over its "
+                      "prompts]; the difference has none)",
+                      f"{'':20s}  {'A':>30s}  {'B':>30s}  {'A - B':>11s}"]
+            lines += [f"{d.metric:20s}  {_with_interval(d.a, d.a_ci95):>30s}  "
+                      f"{_with_interval(d.b, d.b_ci95):>30s}  {d.delta:+11.4g}"
+                      for d in self.generation]
         lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
 
 
+def _with_interval(value: float, interval: tuple[float, float] | None) -> str:
+    text = f"{value:.4g}"
+    return text + (f" [{interval[0]:.4g}, {interval[1]:.4g}]" if interval else "")
+
+
 def load_run(ref: RunResult | str | Path, results_dir: str | Path | None = None) -> RunResult:
     """A record from a ``RunResult``, a ``result.json`` path, a run folder, or a run id looked up
-    in ``results_dir``."""
+    in ``results_dir``; the sidecars beside a record file are merged (``lmbench.store``)."""
+    return _load(ref, results_dir)[0]
+
+
+def _load(ref: RunResult | str | Path, results_dir: str | Path | None
+          ) -> tuple[RunResult, list[str]]:
+    """``load_run``'s record and one line per sidecar of it that was skipped."""
     if isinstance(ref, RunResult):
-        return ref
-    from lmbench.store import ResultStore, _read_record
+        return ref, []
+    from lmbench.store import RECORD_NAME, ResultStore, read_run
 
     path = Path(ref)
-    if path.is_dir() and (path / "result.json").is_file():
-        path = path / "result.json"
+    if path.is_dir() and (path / RECORD_NAME).is_file():
+        path = path / RECORD_NAME
     if path.is_file():
-        _, record, problem = _read_record(path)
-        if record is None:
-            raise LmbenchError(f"{path}: not an lmbench run record ({problem})")
-        return record
+        return read_run(path)
     if results_dir is not None:
-        return ResultStore(results_dir).get(str(ref))
+        return ResultStore(results_dir).lookup(str(ref))
     raise LmbenchError(f"{ref}: no such result.json or run folder (give --results DIR to look "
                        "a run id up)")
 
@@ -136,7 +171,7 @@ def compare(a: RunResult | str | Path, b: RunResult | str | Path, split: str = "
     """
     if n_bootstrap < 1:
         raise LmbenchError(f"n_bootstrap must be >= 1, got {n_bootstrap}")
-    run_a, run_b = load_run(a, results_dir), load_run(b, results_dir)
+    (run_a, skipped_a), (run_b, skipped_b) = _load(a, results_dir), _load(b, results_dir)
     ma, mb = _split_metrics(run_a, split), _split_metrics(run_b, split)
     if run_a.corpus != run_b.corpus or ma.n_bytes != mb.n_bytes:
         raise LmbenchError(f"runs scored different texts: {run_a.run_id} on {run_a.corpus} "
@@ -163,6 +198,8 @@ def compare(a: RunResult | str | Path, b: RunResult | str | Path, split: str = "
     else:
         stats = _unpaired(ma, mb, n_bootstrap, rng)
         notes.append("unpaired: blocks resampled independently; the interval is conservative")
+    strategy, generation, generation_notes = _generation(run_a, run_b)
+    notes += generation_notes + skipped_a + skipped_b
     return Comparison(
         run_a=run_a.run_id, run_b=run_b.run_id, corpus=run_a.corpus, split=split,
         paired=same and not unpaired, exact_likelihood=ma.exact_likelihood,
@@ -170,7 +207,8 @@ def compare(a: RunResult | str | Path, b: RunResult | str | Path, split: str = "
         perplexity_a=ma.perplexity, perplexity_b=mb.perplexity,
         bits_per_byte_a=ma.bits_per_byte, bits_per_byte_b=mb.bits_per_byte,
         throughput_ratios=_throughput_ratios(run_a, run_b, ma, mb),
-        generation_deltas=_generation_deltas(run_a, run_b), notes=tuple(notes), **stats)
+        generation_deltas={d.metric: d.delta for d in generation}, notes=tuple(notes),
+        generation_strategy=strategy, generation=generation, **stats)
 
 
 def _split_metrics(run: RunResult, split: str) -> EvalResult:
@@ -289,11 +327,62 @@ def _throughput_ratios(run_a: RunResult, run_b: RunResult, ma: EvalResult, mb: E
     return {k: v for k, v in ratios.items() if math.isfinite(v)}
 
 
-def _generation_deltas(run_a: RunResult, run_b: RunResult) -> dict[str, float]:
-    ga = (run_a.generation or {}).get("metrics") or {}
-    gb = (run_b.generation or {}).get("metrics") or {}
-    return {k: ga[k] - gb[k] for k in sorted(set(ga) & set(gb))
-            if _number(ga[k]) and _number(gb[k])}
+# A generation sidecar's settings that decide what its metrics measure (its "config")
+_GENERATION_SETTINGS = ("split", "n_prompts", "prompt_len", "continuation_len", "seed",
+                        "metric_unit", "batch_size")
+
+
+def _generation(run_a: RunResult, run_b: RunResult
+                ) -> tuple[str | None, tuple[GenerationDifference, ...], list[str]]:
+    """The decoding both runs' generation metrics come from (None: not one), the differences of
+    the metrics both have, and notes on what the two were measured with when that differs."""
+    ga, gb = run_a.generation or {}, run_b.generation or {}
+    ma, mb = ga.get("metrics"), gb.get("metrics")
+    if not isinstance(ma, dict) or not isinstance(mb, dict):
+        return None, (), []
+    keys = [k for k in sorted(set(ma) & set(mb)) if _number(ma[k]) and _number(mb[k])]
+    if not keys:
+        return None, (), []
+    differences = tuple(GenerationDifference(
+        k, float(ma[k]), float(mb[k]), float(ma[k] - mb[k]), _generation_interval(ga, k),
+        _generation_interval(gb, k)) for k in keys)
+    notes = []
+    sa, sb = ga.get("strategy"), gb.get("strategy")
+    if sa != sb:
+        notes.append("the generation metrics come from different decodings (A: "
+                     f"{sa or 'as recorded'}, B: {sb or 'as recorded'})")
+    ca, cb = ga.get("config"), gb.get("config")
+    if isinstance(ca, dict) and isinstance(cb, dict) and ca and cb:
+        differ = [f"{k} {ca.get(k)!r} vs {cb.get(k)!r}" for k in _GENERATION_SETTINGS
+                  if ca.get(k) != cb.get(k)]
+        if differ:
+            notes.append("the generation benchmark's settings differ (A vs B: "
+                         + ", ".join(differ) + ")")
+    if "judge_perplexity" in keys and "judge" in ga and "judge" in gb:
+        judge_a, judge_b = _judge(ga, run_a), _judge(gb, run_b)
+        if judge_a != judge_b:
+            notes.append(f"judge PPL comes from different judges (A: {judge_a}, B: {judge_b}), "
+                         "so its difference is not the models' alone")
+    return (sa if sa == sb else None), differences, notes
+
+
+def _generation_interval(generation: dict, key: str) -> tuple[float, float] | None:
+    """The 95% interval of ``key`` in the row of the run's headline decoding, if recorded."""
+    for row in generation.get("rows") or []:
+        if isinstance(row, dict) and row.get("label") == generation.get("strategy"):
+            entry = (row.get("metrics") or {}).get(key)
+            interval = entry.get("ci95") if isinstance(entry, dict) else None
+            if (isinstance(interval, (list, tuple)) and len(interval) == 2
+                    and all(_number(v) for v in interval)):
+                return float(interval[0]), float(interval[1])
+    return None
+
+
+def _judge(generation: dict, run: RunResult) -> str:
+    """Who judged a run's generations: a model file, or the run's own model."""
+    if generation.get("judge_file"):
+        return str(generation["judge_file"])
+    return f"its own model ({run.run_id})"
 
 
 def _number(value) -> bool:

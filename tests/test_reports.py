@@ -10,10 +10,11 @@ from contextlib import redirect_stderr, redirect_stdout
 
 import pandas as pd
 import pytest
-from run_factory import fake_run
+from run_factory import fake_generation_report, fake_run, fake_throughput
 
 from lmbench.cli_reports import add_commands
 from lmbench.errors import LmbenchError
+from lmbench.evaluation.generation_results import run_sidecar
 from lmbench.html_report import render_html
 from lmbench.published import Reference, load_references
 from lmbench.reports import (
@@ -24,7 +25,7 @@ from lmbench.reports import (
     markdown_report,
     published_table,
 )
-from lmbench.store import ResultStore
+from lmbench.store import ResultStore, write_sidecar
 
 CURVE = [{"step": s, "tokens": 100 * s, "seconds": 0.5 * s, "train_loss": 3.0 / s,
           "valid_loss": 3.2 / s} for s in (1, 2, 3)]
@@ -159,3 +160,53 @@ def test_compare_command(results_dir):
     assert status == 2 and "--unpaired" in err
     status, _, err = _cli(["compare", "brown-kn5", "brown-kn6", "--results", str(results_dir)])
     assert status == 2 and "did you mean 'brown-kn5'" in err
+
+
+def test_generation_results_reach_every_leaderboard_format(tmp_path):
+    root = tmp_path / "runs"
+    store = ResultStore(root)
+    for record in _records():
+        store.put(record)
+    report = fake_generation_report({"brown-kn5": 0.8, "brown-lstm": 0.6}, "brown",
+                                    sample='<script>alert("gen")</script> & </pre>')
+    write_sidecar(root / "brown-kn5", "generation",
+                  run_sidecar(report, "brown-kn5", "brown-kn5", "runs/brown_gen/kn5.npz"))
+    write_sidecar(root / "brown-lstm", "generation",
+                  run_sidecar(report, "brown-lstm", "brown-lstm"))
+    (root / "brown-lstm" / "throughput.json").write_text(
+        json.dumps(fake_throughput("brown-lstm", 1234.0)))
+    (root / "brown-uni" / "generation.json").write_text("{")  # corrupt: named and skipped
+
+    status, out, err = _cli(["leaderboard", str(root)])
+    assert status == 0 and "brown-uni/generation.json: skipped" in err
+    word = out.split("## brown: word track")[1].split("## brown: open")[0]
+    header = word.splitlines()[2]
+    for column in ("gen MAUVE", "gen judge PPL", "gen distinct-2", "gen seq-rep-4",
+                   "gen decode tok/s", "decode tok/s"):
+        assert f" {column} " in header
+    (kn5,) = [line for line in word.splitlines() if "| kn5 " in line]
+    assert all(cell in kn5 for cell in ("0.800", "34.00", "0.680", "0.020", "96"))
+    (lstm,) = [line for line in word.splitlines() if "| lstm " in line]
+    assert all(cell in lstm for cell in ("0.600", "38.00", "0.040", "1,234", "72"))
+    assert "Generation columns:" in word
+    assert "top-p 0.95, 10 prompts, judge kn5.npz (ngram): kn5" in word
+    assert "top-p 0.95, 10 prompts, judge itself (ngram): lstm" in word
+    assert "gen MAUVE" not in out.split("## brown: open")[1]
+
+    status, out, _ = _cli(["leaderboard", str(root), "--format", "csv", "--no-published"])
+    frame = pd.read_csv(io.StringIO(out)).set_index("run id")
+    assert frame.loc["brown-kn5", "gen MAUVE"] == 0.8
+    assert frame.loc["brown-kn5", "gen self_bleu_4"] == 0.3  # every metric in the CSV
+    assert frame.loc["brown-kn5", "gen decoding"] == "top-p 0.95"
+    assert frame.loc["brown-kn5", "gen judge"] == "kn5.npz (ngram)"
+    assert frame.loc["brown-lstm", "decode tok/s"] == 1234.0
+    assert pd.isna(frame.loc["brown-uni", "gen MAUVE"])
+
+    status, _, _ = _cli(["leaderboard", str(root), "--out", str(tmp_path / "b.html")])
+    page = (tmp_path / "b.html").read_text()
+    assert status == 0 and ">gen MAUVE</th>" in page and ">gen judge PPL</th>" in page
+    assert '<script>alert("gen")' not in page
+    assert "&lt;script&gt;alert(&quot;gen&quot;)&lt;/script&gt; &amp; &lt;/pre&gt;" in page
+    samples = page.split("<h3>Generation samples</h3>")[1].split("</table>")[0]
+    assert ">kn5</th>" in samples and ">lstm</th>" in samples
+    assert all(text in samples for text in ("the king", "said nothing", "top-p 0.95", "greedy"))

@@ -6,12 +6,14 @@ import dataclasses
 import math
 
 import pytest
-from run_factory import fake_run
+from run_factory import GENERATION_KEYS, fake_generation_report, fake_run
 
 import lmbench
 from lmbench.errors import LmbenchError
+from lmbench.evaluation.generation_results import run_sidecar
 from lmbench.evaluation.scoring import EvalConfig
 from lmbench.significance import compare
+from lmbench.store import ResultStore, write_sidecar
 
 EVAL = EvalConfig(block_len=8, progress=False)
 
@@ -111,3 +113,48 @@ def test_missing_runs_and_splits(tmp_path):
         compare(tmp_path / "nope", fake_run("b"))
     with pytest.raises(LmbenchError, match="no 'valid' split"):
         compare(fake_run("a"), fake_run("b"), split="valid")
+
+
+def test_compare_shows_the_generation_benchmark_differences(tmp_path):
+    store = ResultStore(tmp_path)
+    store.put(fake_run("tiny-a", seed=1))
+    store.put(fake_run("tiny-b", seed=2, nats_per_token=2.2))
+    report = fake_generation_report({"tiny-a": 0.9, "tiny-b": 0.6})
+    for run_id in ("tiny-a", "tiny-b"):
+        write_sidecar(tmp_path / run_id, "generation",
+                      run_sidecar(report, run_id, run_id, "runs/judge.npz"))
+    result = compare("tiny-a", "tiny-b", n_bootstrap=200, results_dir=tmp_path)
+    assert result.generation_strategy == "top-p 0.95"
+    assert set(result.generation_deltas) == set(GENERATION_KEYS) | {"decode_tokens_per_s"}
+    differences = {d.metric: d for d in result.generation}
+    mauve = differences["mauve"]
+    assert (mauve.a, mauve.b) == (0.9, 0.6) and mauve.delta == pytest.approx(0.3)
+    assert mauve.a_ci95 == pytest.approx((0.81, 0.99)) and mauve.b_ci95 == pytest.approx(
+        (0.54, 0.66))
+    assert result.generation_deltas["judge_perplexity"] == pytest.approx(32.0 - 38.0)
+    assert differences["decode_tokens_per_s"].a_ci95 is None  # the speed has no interval
+    assert result.notes == ()
+    text = result.to_text()
+    assert "generation, top-p 0.95 (value [" in text
+    (line,) = [line for line in text.splitlines() if line.startswith("mauve ")]
+    assert "0.9 [0.81, 0.99]" in line and "0.6 [0.54, 0.66]" in line and "+0.3" in line
+    by_path = compare(tmp_path / "tiny-a", tmp_path / "tiny-b" / "result.json", n_bootstrap=200)
+    assert by_path.generation == result.generation
+
+    # B measured otherwise: its own model as judge, longer continuations, no top-p row
+    other = fake_generation_report({"tiny-b": 0.6})
+    other["config"]["continuation_len"] = 48
+    other["models"][0]["rows"] = other["models"][0]["rows"][:2]  # human, greedy
+    write_sidecar(tmp_path / "tiny-b", "generation", run_sidecar(other, "tiny-b", "tiny-b"))
+    result = compare("tiny-a", "tiny-b", n_bootstrap=200, results_dir=tmp_path)
+    notes = "\n".join(result.notes)
+    assert result.generation_strategy is None and "mauve" in result.generation_deltas
+    assert "different decodings (A: top-p 0.95, B: greedy)" in notes
+    assert "continuation_len 24 vs 48" in notes
+    assert "judge PPL comes from different judges (A: runs/judge.npz, B: its own model" in notes
+
+    (tmp_path / "tiny-b" / "generation.json").write_text("[]")  # corrupt: noted, skipped
+    result = compare("tiny-a", "tiny-b", n_bootstrap=200, results_dir=tmp_path)
+    assert result.generation == () and result.generation_deltas == {}
+    assert any("tiny-b/generation.json: skipped" in note and "JSON list" in note
+               for note in result.notes)

@@ -8,10 +8,11 @@ import multiprocessing
 import sqlite3
 
 import pytest
-from run_factory import fake_run
+from run_factory import fake_generation_report, fake_run, fake_throughput
 
 from lmbench.errors import LmbenchError
-from lmbench.store import INDEX_NAME, ResultStore
+from lmbench.evaluation.generation_results import run_sidecar
+from lmbench.store import INDEX_NAME, ResultStore, read_run, write_sidecar
 
 
 def test_put_then_records_round_trips_every_field(tmp_path):
@@ -135,3 +136,104 @@ def test_several_processes_write_at_once(tmp_path):
         assert db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 24
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert not list(tmp_path.rglob("*.part"))  # no temporary file left behind
+
+
+def _generation(run_id: str, quality: float = 0.8, corpus: str = "tiny", **report) -> dict:
+    return run_sidecar(fake_generation_report({run_id: quality}, corpus, **report), run_id,
+                       run_id)
+
+
+def test_sidecars_are_merged_on_read_and_never_change_the_record(tmp_path):
+    store = ResultStore(tmp_path)
+    own = {"metrics": {"distinct_2": 0.123}, "note": "recorded with the run"}
+    path = store.put(fake_run("tiny-a-1", generation=own))
+    store.put(fake_run("tiny-b-1"))
+    before = path.read_bytes()
+    side = write_sidecar(tmp_path / "tiny-a-1", "generation", _generation("tiny-a-1"))
+    assert side == tmp_path / "tiny-a-1" / "generation.json"
+    assert side.stat().st_mode & 0o044 and not list(tmp_path.rglob("*.part"))
+    (tmp_path / "tiny-a-1" / "throughput.json").write_text(json.dumps(fake_throughput("tiny-a-1")))
+    records = {r.run_id: r for r in store.records()}
+    assert store.problems() == [] and path.read_bytes() == before
+    merged = records["tiny-a-1"]
+    assert merged.metrics == fake_run("tiny-a-1").metrics
+    assert merged.generation["strategy"] == "top-p 0.95"
+    assert merged.generation["metrics"]["mauve"] == 0.8
+    assert merged.generation["metrics"]["distinct_2"] == 0.123  # the record's own value wins
+    assert merged.generation["note"] == "recorded with the run"
+    assert merged.generation["samples"][0]["top-p 0.95"] == "and so to bed"
+    top_p = merged.generation["rows"][-1]
+    assert top_p["label"] == "top-p 0.95"
+    assert top_p["metrics"]["mauve"]["ci95"] == pytest.approx([0.72, 0.88])
+    assert merged.generation["rows"][0]["metrics"]["mauve"]["value"] is None  # human: null
+    assert merged.throughput["decode_tokens_per_s"] == 800.0
+    assert merged.throughput["token_latency_p95_s"] == 0.002
+    assert records["tiny-b-1"].generation is None and records["tiny-b-1"].throughput is None
+    assert store.get("tiny-a-1") == merged and read_run(path) == (merged, [])
+    # measured again: the sidecar is replaced and the index follows; deleted: gone again
+    write_sidecar(tmp_path / "tiny-a-1", "generation", _generation("tiny-a-1", quality=0.5))
+    assert store.get("tiny-a-1").generation["metrics"]["mauve"] == 0.5
+    side.unlink()
+    assert store.get("tiny-a-1").generation == own
+    assert path.read_bytes() == before
+
+
+def test_a_corrupt_or_foreign_sidecar_is_named_and_skipped(tmp_path):
+    store = ResultStore(tmp_path)
+    store.put(fake_run("tiny-a-1"))
+    store.put(fake_run("tiny-b-1"))
+    store.put(fake_run("tiny-c-1"))
+    text = json.dumps(_generation("tiny-a-1"))
+    (tmp_path / "tiny-a-1" / "generation.json").write_text(text[: len(text) // 2])
+    (tmp_path / "tiny-b-1" / "generation.json").write_text(text)  # tiny-a-1's, copied
+    (tmp_path / "tiny-b-1" / "throughput.json").write_text('{"run_id": "tiny-b-1"}')
+    wrong_corpus = _generation("tiny-c-1", corpus="brown")
+    (tmp_path / "tiny-c-1" / "generation.json").write_text(json.dumps(wrong_corpus))
+    (tmp_path / "bench-only").mkdir()  # lmbench bench of a model outside any run folder
+    (tmp_path / "bench-only" / "throughput.json").write_text(json.dumps(fake_throughput("x")))
+    records = store.records()
+    assert [r.run_id for r in records] == ["tiny-a-1", "tiny-b-1", "tiny-c-1"]
+    assert all(r.generation is None and r.throughput is None for r in records)
+    problems = store.problems()
+    assert len(problems) == 4, problems
+    for name, why in [("tiny-a-1/generation.json", "not valid JSON"),
+                      ("tiny-b-1/generation.json", "run_id 'tiny-a-1' is not the record's"),
+                      ("tiny-b-1/throughput.json", "no throughput figure"),
+                      ("tiny-c-1/generation.json", "corpus 'brown' is not the record's")]:
+        assert any(p.startswith(f"{tmp_path / name}: skipped, not a usable") and why in p
+                   for p in problems), (name, problems)
+    record, skipped = read_run(tmp_path / "tiny-b-1" / "result.json")
+    assert record == fake_run("tiny-b-1") and len(skipped) == 2
+    _, skipped = store.lookup("tiny-c-1")
+    assert len(skipped) == 1 and "corpus 'brown'" in skipped[0]
+    assert len(store.lookup("tiny-b-1")[1]) == 2 and store.lookup("tiny-a-1")[1] == [
+        problems[0]]
+
+
+def test_write_sidecar_refuses_what_does_not_belong(tmp_path):
+    store = ResultStore(tmp_path)
+    store.put(fake_run("tiny-a-1"))
+    run_dir = tmp_path / "tiny-a-1"
+    with pytest.raises(LmbenchError, match="no run record to attach"):
+        write_sidecar(tmp_path / "absent", "generation", _generation("absent"))
+    with pytest.raises(LmbenchError, match="run_id 'tiny-b-1' is not the record's"):
+        write_sidecar(run_dir, "generation", _generation("tiny-b-1"))
+    with pytest.raises(LmbenchError, match="corpus 'brown'"):
+        write_sidecar(run_dir, "generation", _generation("tiny-a-1", corpus="brown"))
+    broken = {**_generation("tiny-a-1"), "metrics": {"mauve": "high"}}
+    with pytest.raises(LmbenchError, match="metrics\\['mauve'\\] is not a number"):
+        write_sidecar(run_dir, "generation", broken)
+    with pytest.raises(LmbenchError, match="unknown sidecar kind"):
+        write_sidecar(run_dir, "speed", _generation("tiny-a-1"))
+    assert sorted(p.name for p in run_dir.iterdir()) == ["result.json"]
+
+
+def test_an_index_of_the_previous_schema_is_rebuilt(tmp_path):
+    store = ResultStore(tmp_path)
+    store.put(fake_run("tiny-a-1"))
+    with sqlite3.connect(tmp_path / INDEX_NAME) as db:  # as the version before sidecars left it
+        db.execute("DROP TABLE sidecars")
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
+    write_sidecar(tmp_path / "tiny-a-1", "generation", _generation("tiny-a-1"))
+    (record,) = ResultStore(tmp_path).records()
+    assert record.generation["metrics"]["mauve"] == 0.8
