@@ -15,6 +15,7 @@ from lmbench.interface import LanguageModel
 from lmbench.models.arpa import load_arpa
 from lmbench.models.bert import BertConfig, MaskedLM
 from lmbench.models.gpt import GPTLM, GPTConfig
+from lmbench.models.interpolation import InterpolatedLM, InterpolationConfig
 from lmbench.models.moe import MoEConfig, MoELM
 from lmbench.models.ngram import NGramConfig, NGramLM
 from lmbench.models.nplm import NPLMLM, NPLMConfig
@@ -24,9 +25,9 @@ from lmbench.registry import MODELS
 from lmbench.results import read_npz
 
 __all__ = ["GPTLM", "GRULM", "LSTMLM", "MODELS", "NGramConfig", "NGramLM", "NPLMLM", "RNNLM",
-           "BertConfig", "GPTConfig", "MaskedLM", "MoEConfig", "MoELM", "NPLMConfig", "RNNConfig",
-           "Seq2SeqConfig", "Seq2SeqLM", "build_model", "config_class_of", "load_arpa",
-           "load_model"]
+           "BertConfig", "GPTConfig", "InterpolatedLM", "InterpolationConfig", "MaskedLM",
+           "MoEConfig", "MoELM", "NPLMConfig", "RNNConfig", "Seq2SeqConfig", "Seq2SeqLM",
+           "build_model", "config_class_of", "load_arpa", "load_model"]
 
 
 def config_class_of(family: str) -> type:

@@ -5,20 +5,40 @@ Embedding, dropout, ``n_layer`` stacked cells (Elman tanh RNN, LSTM of Hochreite
 output layer tied to the embedding (Press & Wolf 2017; Inan et al. 2017); when the hidden size
 differs from the embedding size a linear projection sits between them.
 
+Optionally the output layer is an adaptive softmax (Grave et al. 2017; ``adaptive_cutoffs``, see
+``lmbench.models.adaptive_softmax``): an exact distribution over the whole vocabulary whose
+training loss evaluates a low-rank tail only for the targets in it. On the Brown word track the
+14k-word output layer is most of an LSTM's cost, and this doubles training tokens/s. It cannot
+be tied to the embedding, so ``tie_weights`` is ignored with it.
+
 State is the hidden state ((h, c) for the LSTM), each (layers, B, hidden). Training carries it
 from batch to batch with truncated back-propagation through time; scoring carries it from window
 to window (``Capabilities.carries_state``), so context is never cut.
+
+Optionally, at inference, a continuous cache (Grave, Joulin & Usunier 2017, "Improving Neural
+Language Models with a Continuous Cache", eqs. 2-3; ``cache_size`` > 0) stores the last
+``cache_size`` pairs (h_i, x_{i+1}) of top-layer output and the word that followed it, and mixes
+
+    p_cache(w | h_t) ∝ Σ_i 1[x_{i+1} = w] exp(θ h_t · h_i)                              (eq. 2)
+    p(w | h_t) = (1 - λ) p_vocab(w | h_t) + λ p_cache(w | h_t)                           (eq. 3)
+
+with θ = ``cache_theta`` and λ = ``cache_lambda`` (tuned on validation data, as in the paper;
+``benchmarks/brown_cache_mixture.py`` does it). The pairs travel in the state (``CacheState``),
+so the cache spans scoring windows and generation steps; before the first pair exists, p = p_vocab.
+Training is unchanged: the cache has no trainable parameters.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 from torch import nn
 
 from lmbench.errors import LmbenchError
 from lmbench.interface import Capabilities
+from lmbench.models.adaptive_softmax import AdaptiveSoftmax, check_cutoffs
 from lmbench.models.base import NeuralLM
 from lmbench.registry import MODELS
 from lmbench.train import TrainConfig
@@ -34,7 +54,12 @@ class RNNConfig:
     hidden_dim: int = 200
     n_layer: int = 2
     dropout: float = 0.2  # on embeddings, between layers and before the output layer
-    tie_weights: bool = True
+    tie_weights: bool = True  # ignored with an adaptive softmax
+    adaptive_cutoffs: tuple[int, ...] = ()  # adaptive softmax cluster bounds; (): full softmax
+    adaptive_div: float = 4.0  # tail i projects to hidden / adaptive_div^(i+1) dimensions
+    cache_size: int = 0  # continuous-cache pairs kept at inference; 0: no cache
+    cache_theta: float = 0.3  # θ: the cache's inverse temperature on h_t · h_i
+    cache_lambda: float = 0.1  # λ: weight of the cache distribution
     tokenizer: str = "word"
     tokenizer_options: dict = field(default_factory=dict)
     train: TrainConfig = field(default_factory=_rnn_train_defaults)
@@ -44,6 +69,28 @@ class RNNConfig:
             raise LmbenchError("embed_dim, hidden_dim and n_layer must be >= 1")
         if not 0 <= self.dropout < 1:
             raise LmbenchError(f"dropout must be in [0, 1), got {self.dropout}")
+        object.__setattr__(self, "adaptive_cutoffs", tuple(self.adaptive_cutoffs))
+        check_cutoffs(self.adaptive_cutoffs)
+        if not self.adaptive_div >= 1:
+            raise LmbenchError(f"adaptive_div must be >= 1, got {self.adaptive_div}")
+        if isinstance(self.cache_size, bool) or not isinstance(self.cache_size, int) or \
+                self.cache_size < 0:
+            raise LmbenchError(f"cache_size must be an integer >= 0, got {self.cache_size!r}")
+        if not self.cache_theta >= 0:
+            raise LmbenchError(f"cache_theta must be >= 0, got {self.cache_theta}")
+        if not 0 <= self.cache_lambda < 1:
+            raise LmbenchError(f"cache_lambda must be in [0, 1), got {self.cache_lambda}")
+
+
+@dataclass(frozen=True)
+class CacheState:
+    """The state of an RNN with a continuous cache: the cell's state, the last ``cache_size``
+    (key, value) pairs and the newest output, whose following word is not read yet."""
+
+    rnn: Any  # the cell's hidden state
+    keys: torch.Tensor  # (B, N, H) top-layer outputs h_i
+    values: torch.Tensor  # (B, N) the word x_{i+1} that followed each
+    pending: torch.Tensor | None  # (B, 1, H) the last output; None at the start of a stream
 
 
 class RNNNetwork(nn.Module):
@@ -56,27 +103,44 @@ class RNNNetwork(nn.Module):
         self.cell = self.CELLS[cell](config.embed_dim, config.hidden_dim, config.n_layer,
                                      batch_first=True,
                                      dropout=config.dropout if config.n_layer > 1 else 0.0)
-        output_dim = config.hidden_dim
+        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
         self.projection = None
+        self.adaptive = None
+        if config.adaptive_cutoffs:
+            self.adaptive = AdaptiveSoftmax(config.hidden_dim, vocab_size,
+                                            config.adaptive_cutoffs, config.adaptive_div)
+            return
+        output_dim = config.hidden_dim
         if config.tie_weights and config.hidden_dim != config.embed_dim:
             self.projection = nn.Linear(config.hidden_dim, config.embed_dim, bias=False)
             output_dim = config.embed_dim
         self.head = nn.Linear(output_dim, vocab_size)
-        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
         nn.init.zeros_(self.head.bias)
         if config.tie_weights:
             self.head.weight = self.embedding.weight
         else:
             nn.init.uniform_(self.head.weight, -0.1, 0.1)
 
-    def forward(self, input_ids: torch.Tensor, state=None, want_state: bool = True):
-        """(B, T) ids after hidden ``state`` -> (B, T, V) logits and the new hidden state."""
+    def hidden(self, input_ids: torch.Tensor, state=None):
+        """(B, T) ids after hidden ``state`` -> (B, T, H) top-layer outputs (after dropout)
+        and the new hidden state."""
         x = self.dropout(self.embedding(input_ids))  # (B, T, E)
         output, state = self.cell(x, state)  # (B, T, H)
-        output = self.dropout(output)
+        return self.dropout(output), state
+
+    def output_scores(self, output: torch.Tensor) -> torch.Tensor:
+        """(B, T, H) top-layer outputs -> (B, T, V) logits (log-probabilities with an
+        adaptive softmax)."""
+        if self.adaptive is not None:
+            return self.adaptive.log_prob(output)
         if self.projection is not None:
             output = self.projection(output)  # (B, T, E)
-        return self.head(output), state
+        return self.head(output)
+
+    def forward(self, input_ids: torch.Tensor, state=None, want_state: bool = True):
+        """(B, T) ids after hidden ``state`` -> (B, T, V) logits and the new hidden state."""
+        output, state = self.hidden(input_ids, state)
+        return self.output_scores(output), state
 
 
 class RNNLM(NeuralLM):
@@ -90,7 +154,102 @@ class RNNLM(NeuralLM):
         return Capabilities(exact_likelihood=True, max_context=None, carries_state=True)
 
     def build_network(self, vocab_size: int) -> RNNNetwork:
+        check_cutoffs(self.config_.adaptive_cutoffs, vocab_size)
         return RNNNetwork(self.name, self.config_, vocab_size)
+
+    def training_loss(self, network, inputs, targets, state=None):
+        if not self.config_.adaptive_cutoffs:
+            return super().training_loss(network, inputs, targets, state)
+        output, state = network.hidden(inputs, state)  # (B, T, H)
+        return network.adaptive.loss(output.flatten(0, 1), targets.flatten()), state
+
+    # ------------------------------------------------------------------ continuous cache
+
+    def with_cache(self, cache_size: int, theta: float, lam: float) -> RNNLM:
+        """A model sharing this one's network and tokenizer, scoring with a continuous cache
+        (module docstring); ``cache_size = 0`` gives the plain model back."""
+        config = replace(self.config_, cache_size=cache_size, cache_theta=theta,
+                         cache_lambda=lam)
+        model = type(self)(config, self.tokenizer)
+        model.net, model.train_log_ = self._network(), self.train_log_
+        return model
+
+    def _cache_step(self, input_ids, state: CacheState | None):
+        """(B, T) ids after ``state`` -> (B, T, V) float64 log p_vocab, (B, T, J) cache
+        attention weights over the (B, J) values, (B, T, 1) λ per position (0 where the cache
+        is empty) and the new ``CacheState``."""
+        config, net = self.config_, self._network()
+        net.eval()
+        ids = torch.as_tensor(input_ids, dtype=torch.long)
+        state = state or CacheState(None, torch.empty(ids.shape[0], 0, config.hidden_dim),
+                                    torch.empty(ids.shape[0], 0, dtype=torch.long), None)
+        with torch.inference_mode():
+            output, rnn_state = net.hidden(ids, state.rnn)  # (B, T, H)
+            output = output.float()
+            vocab = torch.log_softmax(net.output_scores(output).double(), dim=-1)  # (B, T, V)
+            # New pairs: (pending, x_0), (h_0, x_1), ..., (h_{T-2}, x_{T-1}).
+            if state.pending is None:
+                new_keys, new_values = output[:, :-1], ids[:, 1:]
+            else:
+                new_keys = torch.cat([state.pending, output[:, :-1]], dim=1)
+                new_values = ids
+            keys = torch.cat([state.keys, new_keys], dim=1)  # (B, J, H)
+            values = torch.cat([state.values, new_values], dim=1)  # (B, J)
+            T, J, n_old = ids.shape[1], keys.shape[1], state.keys.shape[1]
+            # Position t may use the pairs whose word was read by then: the first
+            # n_old + t + (1 if pending) of them, and only the last cache_size of those.
+            seen = n_old + torch.arange(T) + (state.pending is not None)  # (T,)
+            j = torch.arange(J)
+            visible = (j[None, :] < seen[:, None]) & (j[None, :] >= seen[:, None]
+                                                       - config.cache_size)  # (T, J)
+            scores = config.cache_theta * torch.einsum("bth,bjh->btj", output.double(),
+                                                       keys.double())  # (B, T, J)
+            scores = scores.masked_fill(~visible, float("-inf"))
+            weights = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # empty rows -> 0
+            lam = torch.where(visible.any(-1), config.cache_lambda, 0.0)  # (T,)
+            lam = lam.double()[None, :, None].expand(ids.shape[0], T, 1)
+            keep = config.cache_size
+            new_state = CacheState(rnn_state, keys[:, -keep:], values[:, -keep:],
+                                   output[:, -1:])
+        return vocab, weights, values, lam, new_state
+
+    def logits(self, input_ids, state=None):
+        if not self.config_.cache_size:
+            return super().logits(input_ids, state)
+        vocab, weights, values, lam, state = self._cache_step(input_ids, state)
+        B, T, V = vocab.shape
+        cache = torch.zeros(B, T, V, dtype=torch.float64).scatter_add_(
+            2, values[:, None, :].expand(B, T, -1), weights)  # (B, T, V) p_cache
+        mixed = (1 - lam) * vocab.exp() + lam * cache
+        return mixed.log().float(), state
+
+    def token_logprobs(self, input_ids, target_ids, state=None):
+        if not self.config_.cache_size:
+            return super().token_logprobs(input_ids, target_ids, state)
+        vocab, weights, values, lam, state = self._cache_step(input_ids, state)
+        targets = torch.as_tensor(target_ids, dtype=torch.long)  # (B, T)
+        p_vocab = vocab.gather(-1, targets.clamp(min=0).unsqueeze(-1)).exp()  # (B, T, 1)
+        hits = (values[:, None, :] == targets.unsqueeze(-1)).double()  # (B, T, J)
+        p_cache = (weights * hits).sum(-1, keepdim=True)  # (B, T, 1)
+        logprob = ((1 - lam) * p_vocab + lam * p_cache).log().squeeze(-1)
+        return torch.where(targets >= 0, logprob, 0.0), state
+
+    def select_state(self, state, rows):
+        """Rows of the hidden state, each (layers, B, hidden) ((h, c) for the LSTM), and of the
+        continuous cache's pairs when there is one."""
+
+        def hidden(cell_state):
+            if cell_state is None:
+                return None
+            if isinstance(cell_state, tuple):  # the LSTM's (h, c)
+                return tuple(s.index_select(1, rows) for s in cell_state)
+            return cell_state.index_select(1, rows)
+
+        if not isinstance(state, CacheState):
+            return hidden(state)
+        pending = None if state.pending is None else state.pending.index_select(0, rows)
+        return CacheState(hidden(state.rnn), state.keys.index_select(0, rows),
+                          state.values.index_select(0, rows), pending)
 
 
 @MODELS.register("lstm")
