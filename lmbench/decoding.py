@@ -12,15 +12,24 @@ live beams join the finished ones, and the winner maximises the length-normalise
     score(y) = Σ_t ln p(y_t | y_<t) / |y| ** length_penalty
 
 (HF's ``length_penalty``; 0 ranks by the raw sum, 1 by the mean log-probability, and it only
-matters when stop ids give hypotheses of different lengths). States are opaque, so each beam
-carries its own and is extended with a batch of one; a parent's state is continued by each of
-its children, which relies on ``model.logits`` leaving the state it is given unchanged (true of
-every family: their states are rebuilt, never updated in place). ``use_cache=False`` re-reads
-each prefix instead. Ties are broken towards the lower (beam, token) index, so width 1 is
-exactly greedy decoding.
+matters when stop ids give hypotheses of different lengths). Ties are broken towards the lower
+(beam, token) index, so width 1 is exactly greedy decoding.
 
-**Best-of-N** draws N samples with seeds ``seed, seed + 1, ...`` (so sample i equals
-``generate(..., seed=seed + i)``) and keeps the one a pluggable scorer rates highest:
+States are opaque. When the model implements ``select_state`` (every built-in family does), the
+live beams are rows of one batch: each step, the state's rows of the surviving beams' parents
+are selected (a parent may be picked twice) and all children are extended in one (R, 1) call;
+``beam_search_batch`` does this for the beams of many prompts of one length at once, each
+prompt's beams ranked on their own. Otherwise each beam carries its own state and is extended
+with a batch of one; a parent's state is continued by each of its children, which relies on
+``model.logits`` leaving the state it is given unchanged (true of every family: their states
+are rebuilt, never updated in place). Both give the same beams whenever the model's batched
+logits equal its one-row logits (exactly for n-gram models; up to float rounding for neural
+ones). ``use_cache=False`` re-reads each prefix instead, all beams in one call.
+
+**Best-of-N** draws N samples with seeds ``seed, seed + 1, ...`` in one ``sample_batch`` (so
+sample i equals ``generate(..., seed=seed + i)``, up to float rounding for neural models;
+``best_of_n_batch`` draws the N samples of many prompts as one batch) and keeps the one a
+pluggable scorer rates highest:
 ``sequence_logprob`` (Σ ln p), ``mean_logprob`` (length-normalised), ``judge_perplexity(judge)``
 (another model sharing the tokenizer, scored as the evaluator scores; the score is -ln PPL_judge,
 so the lowest judge perplexity wins) or ``text_scorer(fn)`` for any function of the decoded text.
@@ -37,7 +46,14 @@ import torch
 from lmbench.errors import LmbenchError
 from lmbench.evaluation.scoring import EvalConfig, score_stream
 from lmbench.interface import LanguageModel, State
-from lmbench.sampling import LogitsProcessor, Sampler, SamplingConfig, next_logits, sample
+from lmbench.sampling import (
+    LogitsProcessor,
+    Sampler,
+    SamplingConfig,
+    next_logits,
+    prompt_batch,
+    sample_batch,
+)
 
 
 @dataclass(frozen=True)
@@ -67,17 +83,36 @@ def _candidate(model: LanguageModel, prompt_ids: Sequence[int], ids: list[int],
 # --------------------------------------------------------------------------------- beam search
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Beam:
     ids: list[int]  # new ids so far
     logprobs: list[float]  # the model's ln p of each
     total: float  # Σ processed ln p: what the beam is ranked by
-    logits: torch.Tensor | None  # (1, V) next-token scores after the beam
-    state: State
 
 
 def _normalise(total: float, length: int, length_penalty: float) -> float:
     return total / max(length, 1) ** length_penalty
+
+
+def _best_first(scores: torch.Tensor, k: int) -> list[int]:
+    """Indices of the ``k`` highest of the (N,) ``scores``, highest first, equal scores in index
+    order (as argmax breaks ties): the first k of a stable descending sort. Only the scores at
+    least as high as the k-th highest (found by ``topk``) are sorted; a full sort of the W V
+    extensions of every prompt at every step would cost more than a batched model call."""
+    k = min(k, scores.numel())
+    kth = torch.topk(scores, k, sorted=False).values.min()
+    candidates = (scores >= kth).nonzero().squeeze(-1)  # (N',) ascending, every tie of the k-th
+    order = torch.sort(scores[candidates], descending=True, stable=True).indices
+    return candidates[order][:k].tolist()
+
+
+def _selects_rows(model: LanguageModel, state: State) -> bool:
+    """Whether ``model`` implements ``select_state`` (tried on ``state``)."""
+    try:
+        model.select_state(state, torch.zeros(1, dtype=torch.long))
+    except NotImplementedError:
+        return False
+    return True
 
 
 def beam_search(model: LanguageModel, prompt_ids: Sequence[int], max_new_tokens: int,
@@ -96,56 +131,95 @@ def beam_search(model: LanguageModel, prompt_ids: Sequence[int], max_new_tokens:
         stop_ids: ids that finish a hypothesis (included in it).
         use_cache: continue each beam's state (True) or re-read its prefix (False).
     """
+    return beam_search_batch(model, [prompt_ids], max_new_tokens, beam_width, length_penalty,
+                             processors=processors, stop_ids=stop_ids, use_cache=use_cache)[0]
+
+
+def beam_search_batch(model: LanguageModel, prompts: Sequence[Sequence[int]],
+                      max_new_tokens: int, beam_width: int, length_penalty: float = 1.0, *,
+                      processors: Sequence[LogitsProcessor] = (), stop_ids: Sequence[int] = (),
+                      use_cache: bool = True) -> list[Candidate]:
+    """``beam_search`` of every prompt of ``prompts`` (all of one length), each prompt's beams
+    ranked on their own; the live beams of all the prompts are extended together, one
+    (R, 1) call per step, when the model implements ``select_state`` (or with
+    ``use_cache=False``), else one call per beam. Arguments as ``beam_search``'s."""
     if isinstance(beam_width, bool) or not isinstance(beam_width, int) or beam_width < 1:
         raise LmbenchError(f"beam_width must be an integer >= 1, got {beam_width!r}")
     if max_new_tokens < 0:
         raise LmbenchError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    if not prompts:
+        return []
     ranker, stop = Sampler(tuple(processors)), set(stop_ids)
-    start = [model.tokenizer.boundary_id, *prompt_ids]
-    finished: list[tuple[list[int], list[float], float]] = []  # (ids, logprobs, score)
+    start = prompt_batch(model, prompts)  # (B, 1 + P)
+    B = start.shape[0]
+    finished: list[list[tuple[list[int], list[float], float]]] = [[] for _ in range(B)]
+    # Row r of `logits` (and of the batch `state`, or `state[r]` one beam at a time) is the r-th
+    # live beam, prompt by prompt; `origin[r]` is the prompt it continues.
+    beams = [[_Beam([], [], 0.0)] for _ in range(B)]
     with torch.inference_mode():
-        logits, state = next_logits(model, torch.tensor([start]), len(start), None, use_cache)
-        beams = [_Beam([], [], 0.0, logits, state)]
+        logits, state = next_logits(model, start, start.shape[1], None, use_cache)  # (B, V)
+        batched = not use_cache or _selects_rows(model, state)
+        if not batched:  # a state per beam: each prompt read alone
+            pieces = [next_logits(model, start[j : j + 1], start.shape[1], None, use_cache)
+                      for j in range(B)] if B > 1 else [(logits, state)]
+            logits, state = torch.cat([p[0] for p in pieces]), [p[1] for p in pieces]
         for step in range(max_new_tokens):
-            contexts = [torch.tensor([start + beam.ids]) for beam in beams]  # (1, T) each
-            raw = torch.stack([torch.log_softmax(b.logits[0].double(), -1) for b in beams])
-            ranked = torch.stack([  # (W, V) Σ processed ln p of every extension
-                beam.total + torch.log_softmax(ranker.process(ctx, beam.logits)[0].double(), -1)
-                for beam, ctx in zip(beams, contexts)])
+            origin = [j for j in range(B) for _ in beams[j]]  # (R,) prompt of each live beam
+            live = [beam for group in beams for beam in group]
+            new_ids = torch.tensor([b.ids for b in live], dtype=torch.long)  # (R, step)
+            contexts = torch.cat([start[origin], new_ids], dim=1)  # (R, 1 + P + step)
+            raw = torch.log_softmax(logits.double(), -1)  # (R, V) the model's ln p
+            totals = torch.tensor([b.total for b in live], dtype=torch.float64)  # (R,)
+            ranked = totals[:, None] + torch.log_softmax(  # (R, V) Σ processed ln p
+                ranker.process(contexts, logits).double(), -1)
             V = ranked.shape[-1]
-            # a stable sort keeps equal scores in index order, as argmax does
-            order = torch.sort(ranked.flatten(), descending=True, stable=True).indices
-            children: list[tuple[int, list[int], list[float], float]] = []
-            for rank, index in enumerate(order[: 2 * beam_width].tolist()):
-                parent, token = divmod(index, V)
-                total = float(ranked[parent, token])
-                if total == float("-inf"):
-                    break  # everything further down was filtered out
-                ids = beams[parent].ids + [token]
-                logprobs = beams[parent].logprobs + [float(raw[parent, token])]
-                if token in stop:
-                    if rank < beam_width:
-                        finished.append((ids, logprobs,
-                                         _normalise(total, len(ids), length_penalty)))
-                    continue
-                children.append((parent, ids, logprobs, total))
-                if len(children) == beam_width:
-                    break
-            last = step == max_new_tokens - 1
-            new_beams = []
-            for parent, ids, logprobs, total in children:
-                logits, state = None, None
-                if not last:  # no need for the scores after the final token
-                    context = torch.tensor([start + ids])
-                    logits, state = next_logits(model, context, 1, beams[parent].state, use_cache)
-                new_beams.append(_Beam(ids, logprobs, total, logits, state))
-            beams = new_beams
-            if not beams:
+            children: list[tuple[int, int, _Beam]] = []  # (prompt, parent row, child)
+            first = 0  # row of the prompt's first beam
+            for j in range(B):
+                width = len(beams[j])
+                block = ranked[first : first + width]  # (W_j, V)
+                kept = 0
+                for rank, index in enumerate(_best_first(block.flatten(), 2 * beam_width)):
+                    parent, token = divmod(index, V)
+                    total = float(block[parent, token])
+                    if total == float("-inf"):
+                        break  # everything further down was filtered out
+                    row = first + parent
+                    child = _Beam(live[row].ids + [token],
+                                  live[row].logprobs + [float(raw[row, token])], total)
+                    if token in stop:
+                        if rank < beam_width:
+                            finished[j].append((child.ids, child.logprobs, _normalise(
+                                total, len(child.ids), length_penalty)))
+                        continue
+                    children.append((j, row, child))
+                    kept += 1
+                    if kept == beam_width:
+                        break
+                first += width
+            beams = [[child for k, _, child in children if k == j] for j in range(B)]
+            if not children:
                 break
-    finished += [(b.ids, b.logprobs, _normalise(b.total, len(b.ids), length_penalty))
-                 for b in beams]
-    ids, logprobs, score = max(finished, key=lambda f: f[2])  # first of equals
-    return _candidate(model, prompt_ids, ids, logprobs, score)
+            if step == max_new_tokens - 1:
+                break  # no need for the scores after the final token
+            parents = torch.tensor([row for _, row, _ in children])  # (R',)
+            new_ids = torch.tensor([child.ids for _, _, child in children])  # (R', step + 1)
+            contexts = torch.cat([start[[j for j, _, _ in children]], new_ids], dim=1)
+            if batched:  # every child in one call, continuing its parent's row of the state
+                selected = model.select_state(state, parents) if use_cache else None
+                logits, state = next_logits(model, contexts, 1, selected, use_cache)
+            else:  # one call per child, continuing its parent's own state
+                pieces = [next_logits(model, contexts[i : i + 1], 1, state[row], use_cache)
+                          for i, row in enumerate(parents.tolist())]
+                logits, state = torch.cat([p[0] for p in pieces]), [p[1] for p in pieces]
+    results = []
+    for j in range(B):
+        hypotheses = finished[j] + [(b.ids, b.logprobs, _normalise(b.total, len(b.ids),
+                                                                   length_penalty))
+                                    for b in beams[j]]
+        ids, logprobs, score = max(hypotheses, key=lambda f: f[2])  # first of equals
+        results.append(_candidate(model, prompts[j], ids, logprobs, score))
+    return results
 
 
 # ---------------------------------------------------------------------------------- best-of-N
@@ -199,16 +273,35 @@ def best_of_n(model: LanguageModel, prompt_ids: Sequence[int], n: int,
               scorer: Scorer = sequence_logprob, *, max_new_tokens: int,
               sampler: Sampler | SamplingConfig | None = None, seed: int = 0,
               use_cache: bool = True, stop_ids: Sequence[int] = ()) -> Candidate:
-    """Draw ``n`` samples (seeds ``seed .. seed + n - 1``) and return the one ``scorer`` rates
-    highest (the earliest seed among equals); its ``score`` field holds the scorer's value."""
+    """Draw ``n`` samples (seeds ``seed .. seed + n - 1``, in one batch) and return the one
+    ``scorer`` rates highest (the earliest seed among equals); its ``score`` field holds the
+    scorer's value."""
+    return best_of_n_batch(model, [prompt_ids], n, scorer, max_new_tokens=max_new_tokens,
+                           sampler=sampler, seeds=[seed], use_cache=use_cache,
+                           stop_ids=stop_ids)[0]
+
+
+def best_of_n_batch(model: LanguageModel, prompts: Sequence[Sequence[int]], n: int,
+                    scorer: Scorer = sequence_logprob, *, max_new_tokens: int,
+                    sampler: Sampler | SamplingConfig | None = None, seeds: Sequence[int],
+                    use_cache: bool = True, stop_ids: Sequence[int] = ()) -> list[Candidate]:
+    """``best_of_n`` of every prompt of ``prompts`` (all of one length), prompt j with seeds
+    ``seeds[j] .. seeds[j] + n - 1``: all ``len(prompts) * n`` draws are one ``sample_batch``."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise LmbenchError(f"best-of-N needs an integer n >= 1, got {n!r}")
-    best = None
-    for i in range(n):
-        drawn = sample(model, prompt_ids, max_new_tokens, sampler=sampler, seed=seed + i,
-                       use_cache=use_cache, stop_ids=stop_ids)
-        candidate = _candidate(model, prompt_ids, drawn.ids, drawn.logprobs, float("nan"))
-        candidate = replace(candidate, score=float(scorer(candidate)))
-        if best is None or candidate.score > best.score:
-            best = candidate
-    return best
+    if len(seeds) != len(prompts):
+        raise LmbenchError(f"seeds must give one seed per prompt: {len(seeds)} seeds for "
+                           f"{len(prompts)} prompts")
+    drawn = sample_batch(model, [p for p in prompts for _ in range(n)], max_new_tokens,
+                         sampler=sampler, seeds=[s + i for s in seeds for i in range(n)],
+                         use_cache=use_cache, stop_ids=stop_ids)
+    results = []
+    for j, prompt in enumerate(prompts):
+        best = None
+        for draw in drawn[j * n : (j + 1) * n]:
+            candidate = _candidate(model, prompt, draw.ids, draw.logprobs, float("nan"))
+            candidate = replace(candidate, score=float(scorer(candidate)))
+            if best is None or candidate.score > best.score:
+                best = candidate
+        results.append(best)
+    return results

@@ -19,6 +19,10 @@ Three methods carry the maths (B = batch, T = time, V = vocabulary):
     ``logits(x[:, :k], None)`` followed by ``logits(x[:, k:], state)`` equals ``logits(x, None)``.
     A call never modifies the state it is given (beam search reuses a parent's state).
 
+``select_state(state, rows)`` (optional)
+    The state of some rows of a batch (indices may repeat), so batched beam search can continue
+    each surviving beam from its parent in one call; the default raises ``NotImplementedError``.
+
 ``fit(corpus, *, valid=..., budget=..., checkpoint_dir=...)``
     Fits the tokenizer on the training split (unless already fitted) and then the model.
 
@@ -105,6 +109,20 @@ class LanguageModel(ABC):
     def training_log(self) -> dict | None:
         """What iterative training did (steps, tokens, seconds, the curve); None if nothing."""
         return None
+
+    def select_state(self, state: State, rows: torch.Tensor) -> State:
+        """The state of the batch rows ``rows`` of ``state``, as a state of ``len(rows)`` rows.
+
+        ``rows`` is a (B',) int64 tensor of indices into the batch ``state`` was returned for;
+        an index may repeat (two beams continuing one parent) or be left out. Continuing the
+        result with (B', T) ids gives, row by row, what continuing row ``rows[i]`` alone would
+        give. ``None`` (the start of a stream) selects to ``None``. Like ``logits``, it never
+        modifies ``state``.
+
+        Optional: batched beam search (``lmbench.decoding``) uses it to continue every surviving
+        beam from its parent in one call; a family whose state is not simple to index leaves this
+        default, and beam search then extends each beam in a call of its own."""
+        raise NotImplementedError(f"the {self.name} model does not select rows of its state")
 
     # Free helpers built on the three methods -------------------------------------------------
 

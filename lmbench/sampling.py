@@ -29,6 +29,12 @@ new token with the state the model returned, so no family re-reads its prefix. W
 windowed model) at every step: slower, and the reference the cached path must equal. A
 ``torch.Generator`` seeded from ``seed`` makes the output a function of (model, prompt, sampler,
 seed) alone. Processors see the ids the model has read: boundary, prompt, then the new tokens.
+
+``sample_batch`` continues B prompts of one length P together: one (B, 1 + P) call, then one
+(B, 1) call per step, with row b drawn by a generator of its own seeded from ``seeds[b]``
+(``Sampler.draw_rows``). Every processor acts row by row, so row b equals ``sample`` of prompt b
+with seed ``seeds[b]`` whenever the model's batched logits equal its one-row logits: exactly for
+the n-gram family, up to float rounding for neural ones. ``sample`` is the batch of one.
 Beam search and best-of-N live in ``lmbench.decoding``.
 """
 
@@ -220,15 +226,35 @@ class Sampler:
 
     def __call__(self, input_ids: torch.Tensor, logits: torch.Tensor,
                  generator: torch.Generator | None = None) -> torch.Tensor:
-        """(B, T) ids and (B, V) scores -> (B,) next ids."""
-        scores = self.process(input_ids, logits)
-        if torch.isneginf(scores).all(dim=-1).any():
-            raise LmbenchError("every token was filtered out (check no_repeat_ngram_size and "
-                               "the other processors)")
+        """(B, T) ids and (B, V) scores -> (B,) next ids, every row drawn with ``generator``."""
+        scores = self._checked(input_ids, logits)
         if self.greedy:
             return scores.argmax(dim=-1)
         probs = torch.softmax(scores.double(), dim=-1)  # (B, V); float64 so tiny p stay > 0
         return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+    def draw_rows(self, input_ids: torch.Tensor, logits: torch.Tensor,
+                  generators: Sequence[torch.Generator]) -> torch.Tensor:
+        """(B, T) ids and (B, V) scores -> (B,) next ids, row b drawn with ``generators[b]``
+        alone: it equals ``self(input_ids[b:b+1], logits[b:b+1], generators[b])``, whatever
+        the other rows of the batch hold (every processor acts row by row)."""
+        if len(generators) != logits.shape[0]:
+            raise LmbenchError(f"draw_rows needs one generator per row: {len(generators)} "
+                               f"generators for {logits.shape[0]} rows")
+        scores = self._checked(input_ids, logits)
+        if self.greedy:
+            return scores.argmax(dim=-1)
+        probs = torch.softmax(scores.double(), dim=-1)  # (B, V)
+        return torch.cat([torch.multinomial(probs[b : b + 1], 1, generator=generator)[:, 0]
+                          for b, generator in enumerate(generators)])  # (B,)
+
+    def _checked(self, input_ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """The processed (B, V) scores; an error if a row has nothing left."""
+        scores = self.process(input_ids, logits)
+        if torch.isneginf(scores).all(dim=-1).any():
+            raise LmbenchError("every token was filtered out (check no_repeat_ngram_size and "
+                               "the other processors)")
+        return scores
 
 
 @dataclass(frozen=True)
@@ -294,7 +320,8 @@ def as_sampler(sampler: Sampler | SamplingConfig | None) -> Sampler:
 
 def next_logits(model: LanguageModel, context: torch.Tensor, n_new: int, state: State,
                 use_cache: bool) -> tuple[torch.Tensor, State]:
-    """The (1, V) next-token scores after ``context`` (1, T) and the state to continue from.
+    """The (B, V) next-token scores after each row of ``context`` (B, T) and the state to
+    continue from.
 
     With the cache, only the last ``n_new`` ids are fed, continuing ``state``; without it, the
     whole context (its last ``max_window`` ids for a windowed model) from no state."""
@@ -304,6 +331,17 @@ def next_logits(model: LanguageModel, context: torch.Tensor, n_new: int, state: 
         feed = feed[:, -window:]  # a prompt (or prefix) longer than one call accepts
     logits, new_state = model.logits(feed, state if use_cache else None)
     return logits[:, -1], (new_state if use_cache else None)
+
+
+def prompt_batch(model: LanguageModel, prompts: Sequence[Sequence[int]]) -> torch.Tensor:
+    """The (B, 1 + P) ids a batch of ``prompts`` is read from: the boundary id, then the prompt.
+    Every prompt must have the same length P (rows of a batch advance in lockstep)."""
+    lengths = sorted({len(p) for p in prompts})
+    if len(lengths) > 1:
+        raise LmbenchError(f"prompts of one batch must have one length, got lengths {lengths}; "
+                           "decode prompts of different lengths in separate calls")
+    boundary = model.tokenizer.boundary_id
+    return torch.tensor([[boundary, *map(int, p)] for p in prompts], dtype=torch.long)
 
 
 @dataclass(frozen=True)
@@ -318,26 +356,63 @@ def sample(model: LanguageModel, prompt_ids: Sequence[int], max_new_tokens: int,
            sampler: Sampler | SamplingConfig | None = None, seed: int = 0, use_cache: bool = True,
            stop_ids: Sequence[int] = ()) -> Sample:
     """``generate``, also returning ln p(token | prefix) under the unprocessed model."""
+    return sample_batch(model, [prompt_ids], max_new_tokens, sampler=sampler, seeds=[seed],
+                        use_cache=use_cache, stop_ids=stop_ids)[0]
+
+
+def sample_batch(model: LanguageModel, prompts: Sequence[Sequence[int]], max_new_tokens: int, *,
+                 sampler: Sampler | SamplingConfig | None = None, seeds: Sequence[int],
+                 use_cache: bool = True, stop_ids: Sequence[int] = ()) -> list[Sample]:
+    """``sample`` for every prompt of ``prompts`` (all of one length) at once: one
+    ``model.logits`` call reads the (B, 1 + P) boundary and prompts, then one (B, 1) call per
+    step continues the batch's state.
+
+    Row b draws with a ``torch.Generator`` of its own seeded from ``seeds[b]``, so its output
+    equals ``sample(model, prompts[b], ..., seed=seeds[b])`` whenever the batched logits equal
+    the single-row ones: exactly for n-gram models, up to float rounding (which can flip a
+    near-tie) for neural ones. A row that draws a stop id is finished; the others go on, and
+    the finished rows are still fed (their last id again) but no longer read.
+
+    Example::
+
+        drawn = sample_batch(model, [[4, 8], [15, 16]], 20, sampler=SamplingConfig(top_p=0.95),
+                             seeds=[0, 1000])
+    """
     if max_new_tokens < 0:
         raise LmbenchError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    if len(seeds) != len(prompts):
+        raise LmbenchError(f"seeds must give one seed per prompt: {len(seeds)} seeds for "
+                           f"{len(prompts)} prompts")
+    if not prompts:
+        return []
     sampler, stop = as_sampler(sampler), set(stop_ids)
-    generator = torch.Generator().manual_seed(seed)
-    start = [model.tokenizer.boundary_id, *prompt_ids]
-    sequence = torch.empty((1, len(start) + max_new_tokens), dtype=torch.long)  # (1, T_max)
-    sequence[0, : len(start)] = torch.tensor(start, dtype=torch.long)
-    length, ids, logprobs = len(start), [], []
+    generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+    start = prompt_batch(model, prompts)  # (B, 1 + P)
+    B, length = start.shape
+    sequence = torch.empty((B, length + max_new_tokens), dtype=torch.long)  # (B, T_max)
+    sequence[:, :length] = start
+    ids: list[list[int]] = [[] for _ in range(B)]
+    logprobs: list[list[float]] = [[] for _ in range(B)]
+    live = list(range(B))  # rows still generating
     with torch.inference_mode():
-        logits, state = next_logits(model, sequence[:, :length], length, None, use_cache)
+        logits, state = next_logits(model, sequence[:, :length], length, None, use_cache)  # (B, V)
         for step in range(max_new_tokens):
-            token = sampler(sequence[:, :length], logits, generator)  # (1,)
-            ids.append(int(token))
-            logprobs.append(float(torch.log_softmax(logits[0].double(), -1)[ids[-1]]))
-            sequence[0, length] = token[0]
+            rows = torch.tensor(live)
+            row_logits = logits[rows]  # (B_live, V)
+            tokens = sampler.draw_rows(sequence[rows, :length], row_logits,
+                                       [generators[b] for b in live])  # (B_live,)
+            picked = torch.log_softmax(row_logits.double(), -1).gather(-1, tokens[:, None])
+            sequence[:, length] = sequence[:, length - 1]  # finished rows repeat their last id
+            sequence[rows, length] = tokens
             length += 1
-            if ids[-1] in stop or step == max_new_tokens - 1:
+            for b, token, logprob in zip(live, tokens.tolist(), picked[:, 0].tolist()):
+                ids[b].append(token)
+                logprobs[b].append(logprob)
+            live = [b for b in live if ids[b][-1] not in stop]
+            if not live or step == max_new_tokens - 1:
                 break  # no need for the logits after the last token
             logits, state = next_logits(model, sequence[:, :length], 1, state, use_cache)
-    return Sample(ids, logprobs)
+    return [Sample(i, p) for i, p in zip(ids, logprobs)]
 
 
 def generate(model: LanguageModel, prompt_ids: Sequence[int], max_new_tokens: int, *,

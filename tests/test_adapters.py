@@ -12,6 +12,7 @@ import torch
 
 import lmbench
 from lmbench.adapters import FunctionLM
+from lmbench.decoding import beam_search_batch
 from lmbench.errors import LmbenchError
 from lmbench.evaluation.scoring import EvalConfig, evaluate
 from lmbench.reports import leaderboard_table
@@ -56,6 +57,24 @@ def test_a_wrapped_model_scores_exactly_like_the_model(tiny_corpus):
     assert through.nll_nats == pytest.approx(direct.nll_nats, rel=1e-9)
     ids = kn3.tokenizer.encode_split(tiny_corpus.split("test"))[:30].tolist()
     _check_contract(wrapped, ids)
+
+
+def test_a_function_model_batches_its_beams(tiny_corpus):
+    kn3 = lmbench.build_model("ngram", order=3, smoothing="kneser-ney").fit(tiny_corpus)
+
+    class OneBeamAtATime(FunctionLM):
+        def select_state(self, state, rows):
+            raise NotImplementedError
+
+    def function(ids):
+        return kn3.logits(ids)[0]
+
+    batched = FunctionLM(function, kn3.tokenizer, max_context=2)
+    sequential = OneBeamAtATime(function, kn3.tokenizer, max_context=2)
+    ids = kn3.tokenizer.encode_split(tiny_corpus.split("test")).tolist()
+    prompts = [ids[0:3], ids[5:8]]
+    assert (beam_search_batch(batched, prompts, 6, 3)
+            == beam_search_batch(sequential, prompts, 6, 3))
 
 
 def test_function_mistakes_are_reported(tiny_corpus):

@@ -9,9 +9,11 @@ import pytest
 import torch
 
 import lmbench
+from lmbench.decoding import beam_search, beam_search_batch
 from lmbench.evaluation.scoring import EvalConfig, evaluate
+from lmbench.interface import LanguageModel
 from lmbench.models import MODELS, load_model
-from lmbench.sampling import Sampler, SamplingConfig, TopK, generate
+from lmbench.sampling import Sampler, SamplingConfig, TopK, generate, sample, sample_batch
 
 # One or more tiny configurations per registered family (seconds each).
 TINY_CONFIGS: dict[str, list[dict]] = {
@@ -34,7 +36,9 @@ TINY_CONFIGS.update({
               "train": TINY_TRAIN}],
     "rnn": [{"embed_dim": 16, "hidden_dim": 16, "n_layer": 1, "tokenizer": "char",
              "train": TINY_TRAIN}],
-    "lstm": [{"embed_dim": 16, "hidden_dim": 24, "n_layer": 2, "train": TINY_TRAIN}],
+    "lstm": [{"embed_dim": 16, "hidden_dim": 24, "n_layer": 2, "train": TINY_TRAIN},
+             {"embed_dim": 16, "hidden_dim": 16, "n_layer": 1, "adaptive_cutoffs": [8, 20],
+              "cache_size": 12, "cache_theta": 0.5, "cache_lambda": 0.2, "train": TINY_TRAIN}],
     "gru": [{"embed_dim": 16, "hidden_dim": 16, "n_layer": 1, "tokenizer": "bpe",
              "tokenizer_options": {"vocab_size": 300}, "train": TINY_TRAIN}],
     "gpt": [{"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 24, "train": TINY_TRAIN},
@@ -51,6 +55,14 @@ TINY_CONFIGS.update({
     "seq2seq": [{"n_layer": 1, "n_head": 2, "n_embd": 16, "segment_len": 8, "train": TINY_TRAIN},
                 {"n_layer": 1, "n_head": 2, "n_embd": 16, "segment_len": 4, "tokenizer": "word",
                  "train": {**TINY_TRAIN, "seq_len": 8}}],
+    "interpolation": [{"components": [{"family": "ngram", "order": 2},
+                                      {"family": "gru", "embed_dim": 8, "hidden_dim": 8,
+                                       "n_layer": 1, "train": TINY_TRAIN}]},
+                      {"components": [{"family": "ngram", "order": 3, "tokenizer": "char"},
+                                      {"family": "gpt", "n_layer": 1, "n_head": 2, "n_embd": 16,
+                                       "block_size": 24, "tokenizer": "char",
+                                       "train": TINY_TRAIN}],
+                       "weights": [0.3, 0.7]}],
 })
 
 CASES = [(family, options) for family in TINY_CONFIGS for options in TINY_CONFIGS[family]]
@@ -136,3 +148,81 @@ def test_generation_with_the_cache_equals_generation_without_it(fitted):
     cached = generate(fitted, prompt, 30, sampler=greedy)
     assert cached == generate(fitted, prompt, 30, sampler=greedy, use_cache=False)
     assert cached == generate(fitted, prompt, 30, seed=5, sampler=Sampler((TopK(1),)))
+
+
+# ------------------------------------------------------------------------- batched decoding
+
+SELECTS_STATE = {"ngram", "nplm", "rnn", "lstm", "gru", "gpt", "moe", "bert", "seq2seq"}
+
+
+class _OneBeamAtATime(LanguageModel):
+    """``model`` without ``select_state``: beam search extends each beam in a call of its own
+    (the sequential reference)."""
+
+    def __init__(self, model: LanguageModel) -> None:
+        self.model, self.name = model, model.name
+        self.tokenizer, self.capabilities = model.tokenizer, model.capabilities
+
+    def logits(self, input_ids, state=None):
+        return self.model.logits(input_ids, state)
+
+    def token_logprobs(self, input_ids, target_ids, state=None):
+        return self.model.token_logprobs(input_ids, target_ids, state)
+
+    def fit(self, corpus, **options):
+        return self
+
+    def n_params(self):
+        return self.model.n_params()
+
+    def config(self):
+        return self.model.config()
+
+    def save(self, path):
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, path):
+        raise NotImplementedError
+
+
+def _prompts(model, corpus, n=3, length=4) -> list[list[int]]:
+    """``n`` different prompts of ``length`` ids from the test split."""
+    ids = model.tokenizer.encode_split(corpus.split("test")).tolist()
+    return [ids[7 * i : 7 * i + length] for i in range(n)]
+
+
+def test_select_state_continues_the_chosen_rows(fitted, tiny_corpus):
+    prompts = _prompts(fitted, tiny_corpus)
+    contexts = torch.tensor([[fitted.tokenizer.boundary_id, *p] for p in prompts])  # (3, 5)
+    _, state = fitted.logits(contexts)
+    rows = torch.tensor([2, 0, 0])
+    try:
+        selected = fitted.select_state(state, rows)
+    except NotImplementedError:
+        assert fitted.name not in SELECTS_STATE, f"{fitted.name} must implement select_state"
+        pytest.skip(f"{fitted.name} does not select rows of its state")
+    following = contexts[:, 1:2]  # (3, 1) any ids
+    continued, _ = fitted.logits(following, selected)
+    whole, _ = fitted.logits(torch.cat((contexts[rows], following), dim=1))
+    assert torch.allclose(torch.log_softmax(continued[:, -1].double(), -1),
+                          torch.log_softmax(whole[:, -1].double(), -1), atol=1e-5)
+    assert fitted.select_state(None, rows) is None
+
+
+def test_batched_greedy_equals_one_prompt_at_a_time(fitted, tiny_corpus):
+    prompts, greedy = _prompts(fitted, tiny_corpus), SamplingConfig(temperature=0)
+    batched = sample_batch(fitted, prompts, 24, sampler=greedy, seeds=[0, 0, 0])
+    for prompt, row in zip(prompts, batched):
+        alone = sample(fitted, prompt, 24, sampler=greedy)
+        assert row.ids == alone.ids
+        assert row.logprobs == pytest.approx(alone.logprobs, abs=1e-4)
+
+
+def test_batched_beam_search_equals_sequential_beam_search(fitted, tiny_corpus):
+    prompts = _prompts(fitted, tiny_corpus, n=2)
+    batched = beam_search_batch(fitted, prompts, 8, beam_width=3)
+    sequential = [beam_search(_OneBeamAtATime(fitted), p, 8, beam_width=3) for p in prompts]
+    assert [c.ids for c in batched] == [c.ids for c in sequential]
+    assert [c.score for c in batched] == pytest.approx([c.score for c in sequential], abs=1e-4)
+    assert beam_search(fitted, prompts[1], 8, beam_width=3).ids == sequential[1].ids

@@ -14,8 +14,11 @@ import torch
 
 import lmbench
 from lmbench.decoding import (
+    _best_first,
     beam_search,
+    beam_search_batch,
     best_of_n,
+    best_of_n_batch,
     continuation_logprobs,
     judge_perplexity,
     mean_logprob,
@@ -36,6 +39,7 @@ from lmbench.sampling import (
     build_sampler,
     generate,
     sample,
+    sample_batch,
 )
 
 FIXED = torch.tensor([2.0, 1.0, 0.5, 0.0, -1.0, -3.0], dtype=torch.float64)  # V = 6
@@ -356,3 +360,99 @@ def test_a_judge_with_another_vocabulary_is_an_error(ngram):
     judge = MockModel(vocab_size=3, fixed=torch.zeros(3, dtype=torch.float64))
     with pytest.raises(LmbenchError, match="share the tokenizer"):
         best_of_n(ngram, _prompt(ngram), 2, judge_perplexity(judge), max_new_tokens=5)
+
+
+# -------------------------------------------------------------------------- batched decoding
+
+
+class SelectingMock(MockModel):
+    """``MockModel`` whose state rows can be selected, so beam search batches its beams."""
+
+    def select_state(self, state, rows):
+        return None if state is None else [list(state[r]) for r in rows.tolist()]
+
+
+def _equal_prompts(model):
+    prompts = [model.tokenizer.encode(text) for text in ("the c", "a cat", "sat o")]
+    assert len({len(p) for p in prompts}) == 1
+    return prompts
+
+
+@pytest.mark.parametrize("processor", ALL_PROCESSORS, ids=repr)
+def test_processors_act_row_by_row(processor):
+    logits = torch.randn(3, 8, generator=torch.Generator().manual_seed(1)).double()
+    ids = torch.tensor([[1, 2, 1, 2], [3, 3, 3, 3], [0, 5, 7, 0]])
+    rows = [processor(ids[b : b + 1], logits[b : b + 1]) for b in range(3)]
+    assert torch.equal(processor(ids, logits), torch.cat(rows))
+
+
+@pytest.mark.parametrize("config", [None, SamplingConfig(temperature=0.8, top_k=10, top_p=0.95),
+                                    SamplingConfig(repetition_penalty=1.3, no_repeat_ngram_size=4),
+                                    SamplingConfig(min_p=0.05), SamplingConfig(temperature=0)])
+def test_batched_sampling_with_seeds_per_row_equals_one_prompt_at_a_time(ngram, config):
+    prompts, seeds = _equal_prompts(ngram), [3, 1000, 3]
+    batched = sample_batch(ngram, prompts, 30, sampler=config, seeds=seeds)
+    alone = [sample(ngram, p, 30, sampler=config, seed=s) for p, s in zip(prompts, seeds)]
+    assert batched == alone  # ids and logprobs, exactly
+    uncached = sample_batch(ngram, prompts, 30, sampler=config, seeds=seeds, use_cache=False)
+    assert uncached == alone
+
+
+def test_batched_sampling_with_stop_ids_stops_each_row_on_its_own(ngram):
+    prompts, seeds = _equal_prompts(ngram), [0, 1, 2]
+    stop = ngram.tokenizer.encode(" ")
+    batched = sample_batch(ngram, prompts, 40, seeds=seeds, stop_ids=stop)
+    assert batched == [sample(ngram, p, 40, seed=s, stop_ids=stop)
+                       for p, s in zip(prompts, seeds)]
+    assert any(row.ids[-1] in stop and len(row.ids) < 40 for row in batched)
+
+
+def test_a_batch_needs_prompts_of_one_length_and_a_seed_each(ngram):
+    prompts = [ngram.tokenizer.encode("the c"), ngram.tokenizer.encode("a")]
+    for decode in (lambda: sample_batch(ngram, prompts, 5, seeds=[0, 1]),
+                   lambda: beam_search_batch(ngram, prompts, 5, 2),
+                   lambda: best_of_n_batch(ngram, prompts, 2, max_new_tokens=5, seeds=[0, 1])):
+        with pytest.raises(LmbenchError, match="prompts of one batch must have one length"):
+            decode()
+    with pytest.raises(LmbenchError, match="seeds"):
+        sample_batch(ngram, _equal_prompts(ngram), 5, seeds=[0])
+    assert sample_batch(ngram, [], 5, seeds=[]) == []
+
+
+def test_best_of_n_batch_equals_best_of_n_per_prompt(ngram):
+    prompts, seeds = _equal_prompts(ngram), [0, 1000, 2000]
+    batched = best_of_n_batch(ngram, prompts, 3, mean_logprob, max_new_tokens=12,
+                              sampler=SamplingConfig(top_p=0.9), seeds=seeds)
+    assert batched == [best_of_n(ngram, p, 3, mean_logprob, max_new_tokens=12,
+                                 sampler=SamplingConfig(top_p=0.9), seed=s)
+                       for p, s in zip(prompts, seeds)]
+
+
+@pytest.mark.parametrize("stop_text", ["", " "])
+def test_beam_search_batch_equals_beam_search_per_prompt(ngram, stop_text):
+    prompts, stop = _equal_prompts(ngram), ngram.tokenizer.encode(stop_text)
+    batched = beam_search_batch(ngram, prompts, 12, 3, stop_ids=stop,
+                                processors=(NoRepeatNGram(3),))
+    assert batched == [beam_search(ngram, p, 12, 3, stop_ids=stop,
+                                   processors=(NoRepeatNGram(3),)) for p in prompts]
+
+
+@pytest.mark.parametrize("stop_ids", [(), (2,)])
+def test_batched_beams_equal_beams_extended_one_at_a_time(stop_ids):
+    prompts = [[1, 4], [3, 3], [5, 1]]
+    one_at_a_time, batched = MockModel(vocab_size=7), SelectingMock(vocab_size=7)
+    kwargs = dict(stop_ids=stop_ids, processors=(RepetitionPenalty(1.5),), length_penalty=0.5)
+    expected = beam_search_batch(one_at_a_time, prompts, 6, 3, **kwargs)
+    assert beam_search_batch(batched, prompts, 6, 3, **kwargs) == expected
+    assert len(batched.fed) <= 6 < len(one_at_a_time.fed)  # a call per step, not per beam
+    assert [beam_search(batched, p, 6, 3, **kwargs) for p in prompts] == expected
+
+
+def test_beam_ranking_is_a_stable_descending_sort():
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(300):  # many ties and -inf, as filtered extensions give
+        scores = torch.randint(-3, 3, (30,), generator=generator).double()
+        scores[torch.rand(30, generator=generator) < 0.3] = float("-inf")
+        for k in (1, 4, 10, 40):
+            expected = torch.sort(scores, descending=True, stable=True).indices[:k].tolist()
+            assert _best_first(scores, k) == expected

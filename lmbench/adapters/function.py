@@ -89,6 +89,10 @@ class FunctionLM(LanguageModel):
         scores = self._call(context)[:, -new.shape[1]:]  # (B, T, V)
         return scores, (context if kept is None else context[:, -kept:])
 
+    def select_state(self, state: State, rows: torch.Tensor) -> State:
+        """Rows of the (B, S) context ids."""
+        return None if state is None else state.index_select(0, rows)
+
     def token_logprobs(self, input_ids, target_ids, state: State = None):
         logits, state = self.logits(input_ids, state)  # (B, T, V)
         targets = torch.as_tensor(target_ids, dtype=torch.long)

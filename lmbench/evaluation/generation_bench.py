@@ -10,12 +10,18 @@ human reference: its statistics form the "human" row. Prompts are token position
 tokenizer get identical prompts, and slots never overlap, so prompts are independent for the
 intervals.
 
-Decoding. Each ``Strategy`` continues every prompt by ``continuation_len`` tokens (no stop ids):
-sampling through ``lmbench.sampling.generate``, beam search and best-of-N through
-``lmbench.decoding``. Prompt j uses seed ``seed + 1000 j`` under every strategy (best-of-N draws
-seeds ``seed + 1000 j`` .. ``+ N - 1``). Decode speed is continuation tokens returned per second
-of decoding; the pure-sampling row (one model call per token, continuing the model's state) is
-the family's decode throughput.
+Decoding. Each ``Strategy`` continues every prompt by ``continuation_len`` tokens (no stop ids).
+All prompts have ``prompt_len`` tokens, so they are decoded ``batch_size`` at a time: sampling
+through ``lmbench.sampling.sample_batch``, beam search and best-of-N through
+``lmbench.decoding.beam_search_batch`` and ``best_of_n_batch`` (a batch of B prompts is B rows
+of one model call per token; B x width for beam search, B x N for best-of-N). Prompt j uses
+seed ``seed + 1000 j`` under every strategy, whatever batch it falls in (best-of-N draws seeds
+``seed + 1000 j`` .. ``+ N - 1``), and every row draws with a generator of its own, so the
+output does not depend on ``batch_size`` except through float rounding of a neural model's
+batched logits (none for n-gram models). Decode speed (``decode tok/s``) is continuation tokens
+generated per second of wall time for the strategy, at that batch size: a throughput, not the
+latency of one stream (``lmbench bench`` measures batch-1 decoding). The pure-sampling row (one
+batched model call per token, continuing the model's state) is the family's decode throughput.
 
 Metrics, per row, on ``metric_unit`` = "words" (the decoded text split into words, punctuation
 runs and line breaks; for word models exactly their tokens) or "tokens" (the model's ids):
@@ -41,8 +47,8 @@ import numpy as np
 
 from lmbench.data.corpora import Corpus, load_corpus
 from lmbench.decoding import (
-    beam_search,
-    best_of_n,
+    beam_search_batch,
+    best_of_n_batch,
     continuation_logprobs,
     judge_perplexity,
     mean_logprob,
@@ -61,7 +67,7 @@ from lmbench.evaluation.generation_stats import Estimate, IntervalConfig, estima
 from lmbench.evaluation.mauve_features import TfidfSvd, compute_mauve, embed_features, has_embed
 from lmbench.interface import LanguageModel
 from lmbench.results import environment
-from lmbench.sampling import SamplingConfig, build_sampler, generate
+from lmbench.sampling import SamplingConfig, build_sampler, sample_batch
 
 RANKERS = ("sequence_logprob", "mean_logprob", "judge_perplexity")
 _WORDS = re.compile(r"<unk>|<bos>|\w+(?:'\w+)?|[^\w\s]+|\n")
@@ -140,10 +146,13 @@ class GenerationBenchConfig:
     n_bootstrap: int = 1000
     n_groups: int = 20  # jackknife groups (distinct-n, Zipf, MAUVE)
     n_samples_shown: int = 3  # prompts shown side by side in the Markdown
+    # Prompts decoded together (rows of one model call; x width for beam search, x N for
+    # best-of-N). Seeds stay seed + 1000 j per prompt, so only float rounding depends on it.
+    batch_size: int = 50
 
     def __post_init__(self) -> None:
         for name in ("n_prompts", "continuation_len", "feature_dim", "feature_docs", "copy_n",
-                     "repetition_window"):
+                     "repetition_window", "batch_size"):
             if getattr(self, name) < 1:
                 raise LmbenchError(f"generation bench: {name} must be >= 1")
         if self.prompt_len < 0:
@@ -182,19 +191,22 @@ def cut_prompts(n_tokens: int, config: GenerationBenchConfig) -> np.ndarray:
     return np.sort(slots) * span
 
 
-def decode(model: LanguageModel, strategy: Strategy, prompt: list[int], n_new: int, seed: int,
-           judge: LanguageModel) -> list[int]:
-    """The continuation of ``prompt`` by ``strategy``."""
+def decode_batch(model: LanguageModel, strategy: Strategy, prompts: list[list[int]], n_new: int,
+                 seeds: list[int], judge: LanguageModel) -> list[list[int]]:
+    """The continuations of ``prompts`` (all of one length) by ``strategy``, decoded as one
+    batch; prompt j is seeded by ``seeds[j]``."""
     if strategy.beam_width is not None:
         processors = build_sampler(strategy.sampling).processors
-        return beam_search(model, prompt, n_new, strategy.beam_width, strategy.length_penalty,
-                           processors=processors).ids
-    if strategy.best_of is not None:
+        found = beam_search_batch(model, prompts, n_new, strategy.beam_width,
+                                  strategy.length_penalty, processors=processors)
+    elif strategy.best_of is not None:
         scorer = {"sequence_logprob": sequence_logprob, "mean_logprob": mean_logprob,
                   "judge_perplexity": judge_perplexity(judge)}[strategy.rank_by]
-        return best_of_n(model, prompt, strategy.best_of, scorer, max_new_tokens=n_new,
-                         sampler=strategy.sampling, seed=seed).ids
-    return generate(model, prompt, n_new, seed=seed, sampler=strategy.sampling)
+        found = best_of_n_batch(model, prompts, strategy.best_of, scorer, max_new_tokens=n_new,
+                                sampler=strategy.sampling, seeds=seeds)
+    else:
+        found = sample_batch(model, prompts, n_new, sampler=strategy.sampling, seeds=seeds)
+    return [f.ids for f in found]
 
 
 def same_tokenizer(a: LanguageModel, b: LanguageModel) -> bool:
@@ -296,11 +308,15 @@ class _ModelBench:
                          None)]
         for strategy in c.strategies:
             self.log(f"[{label}] {strategy.label}: {len(self.prompts)} prompts x "
-                     f"{c.continuation_len} tokens")
+                     f"{c.continuation_len} tokens, {c.batch_size} prompts per batch")
             started = time.perf_counter()
-            sequences = [decode(model, strategy, p, c.continuation_len, c.seed + 1000 * j,
-                                self.judge) for j, p in enumerate(self.prompts)]
-            wall_s = time.perf_counter() - started
+            sequences: list[list[int]] = []
+            for first in range(0, len(self.prompts), c.batch_size):
+                batch = self.prompts[first : first + c.batch_size]
+                seeds = [c.seed + 1000 * j for j in range(first, first + len(batch))]
+                sequences += decode_batch(model, strategy, batch, c.continuation_len, seeds,
+                                          self.judge)
+            wall_s = time.perf_counter() - started  # the whole row: every batch
             texts[strategy.label] = tuple(tokenizer.decode(s) for s in sequences)
             rows.append(self.row(strategy.label, strategy.describe(), sequences, wall_s))
         return ModelGenerations(label, model.name, tokenizer.name, self.judge.name,

@@ -231,6 +231,10 @@ class MaskedLM(NeuralLM):
                                        at_mask.expand(B, T, width).flatten(0, 1))  # (B T, V)
         return logits.view(B, T, -1), seen[:, -keep:]
 
+    def select_state(self, state, rows):
+        """Rows of the (B, S) ids seen so far."""
+        return None if state is None else torch.as_tensor(state).index_select(0, rows)
+
     def _read_masked(self, net, copies, key_mask, read) -> torch.Tensor:
         """(N, L) copies with one ``read`` position each -> (N, V) fp32 logits, in chunks."""
         step = max(1, self.score_chunk_tokens // max(1, copies.shape[1]))

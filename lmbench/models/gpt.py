@@ -67,6 +67,11 @@ class KVCache:
     def length(self) -> int:
         return self.tokens.shape[1]
 
+    def select(self, rows: torch.Tensor) -> KVCache:
+        """The cache of the batch rows ``rows`` (B',), a new cache (this one is unchanged)."""
+        return KVCache([(k.index_select(0, rows), v.index_select(0, rows))
+                        for k, v in self.layers], self.tokens.index_select(0, rows))
+
 
 class GPTNetwork(nn.Module):
     """The decoder; ``feed_forward`` builds each block's feed-forward module (default: the dense
@@ -90,8 +95,10 @@ class GPTNetwork(nn.Module):
         self.head.weight = self.token_embedding.weight  # tied input/output embeddings
 
     def forward(self, input_ids: torch.Tensor, state: KVCache | None = None,
-                want_state: bool = True) -> tuple[torch.Tensor, KVCache | None]:
-        """(B, T) ids after ``state`` -> (B, T, V) logits and the extended cache."""
+                want_state: bool = True, n_logits: int | None = None
+                ) -> tuple[torch.Tensor, KVCache | None]:
+        """(B, T) ids after ``state`` -> (B, T, V) logits and the extended cache; with
+        ``n_logits``, the logits of the last ``n_logits`` positions only (B, n_logits, V)."""
         B, T = input_ids.shape
         block = self.config.block_size
         if T > block:
@@ -99,8 +106,8 @@ class GPTNetwork(nn.Module):
         if state is not None and state.length + T > block:
             # Sliding window: recompute the last `block` tokens without the cache.
             history = torch.cat((state.tokens, input_ids), dim=1)[:, -block:]
-            logits, new_state = self.forward(history, None, want_state)
-            return logits[:, -T:], new_state
+            # Only the new positions' logits: the output layer is most of the cost.
+            return self.forward(history, None, want_state, n_logits=T)
         past = 0 if state is None else state.length
         positions = torch.arange(past, past + T)
         x = self.token_embedding(input_ids)  # (B, T, C)
@@ -111,7 +118,9 @@ class GPTNetwork(nn.Module):
         for i, block_module in enumerate(self.blocks):
             x, cache = block_module(x, positions, None if state is None else state.layers[i])
             caches.append(cache)
-        logits = self.head(self.ln_final(x))  # (B, T, V)
+        if n_logits is not None:
+            x = x[:, -n_logits:]
+        logits = self.head(self.ln_final(x))  # (B, T or n_logits, V)
         if not want_state:
             return logits, None
         tokens = input_ids if state is None else torch.cat((state.tokens, input_ids), dim=1)
@@ -132,6 +141,10 @@ class GPTLM(NeuralLM):
 
     def build_network(self, vocab_size: int) -> GPTNetwork:
         return GPTNetwork(self.config_, vocab_size)
+
+    def select_state(self, state: KVCache | None, rows: torch.Tensor) -> KVCache | None:
+        """Rows of the KV cache (keys, values and the ids they came from)."""
+        return None if state is None else state.select(rows)
 
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
         """(B, T) ids -> (B, D) float32: the final LayerNorm's output averaged over the T

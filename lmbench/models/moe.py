@@ -45,7 +45,7 @@ from torch import nn
 from lmbench.errors import LmbenchError
 from lmbench.interface import Capabilities
 from lmbench.models.base import NeuralLM
-from lmbench.models.gpt import GPTConfig, GPTNetwork, decoder_flops_per_token
+from lmbench.models.gpt import GPTConfig, GPTNetwork, KVCache, decoder_flops_per_token
 from lmbench.registry import MODELS
 
 
@@ -191,6 +191,11 @@ class MoELM(NeuralLM):
 
     def build_network(self, vocab_size: int) -> MoENetwork:
         return MoENetwork(self.config_, vocab_size)
+
+    def select_state(self, state: KVCache | None, rows: torch.Tensor) -> KVCache | None:
+        """Rows of the KV cache (``gpt``'s): at inference no token's routing depends on the
+        other rows, so a selected row continues exactly as it would alone."""
+        return None if state is None else state.select(rows)
 
     def flops_per_token(self, context_len: float | None = None) -> float:
         """Forward FLOPs per token; only ``top_k`` of the ``n_expert`` experts run on a token."""

@@ -179,6 +179,12 @@ class NGramLM(LanguageModel):
                 out[b, t] = dist
         return torch.from_numpy(out), _tail_state(history, len(tables) - 1)
 
+    def select_state(self, state, rows):
+        """Rows of the (B, n-1) history tail."""
+        if state is None:
+            return None
+        return np.asarray(state, dtype=np.int64)[torch.as_tensor(rows).numpy()]
+
     # ------------------------------------------------------------------------- bookkeeping
 
     def n_params(self) -> int:

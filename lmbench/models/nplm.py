@@ -120,6 +120,16 @@ class NPLMLM(NeuralLM):
                                 trigram_logprobs + math.log(weight))
         return mixed, (network_state, trigram_state)
 
+    def select_state(self, state, rows):
+        """Rows of the (B, n-2) last ids, and of the trigram's history when mixing."""
+        if state is None:
+            return None
+        if self.trigram_ is None:
+            return state.index_select(0, rows)
+        network_state, trigram_state = state
+        return (network_state.index_select(0, rows),
+                self.trigram_.select_state(trigram_state, rows))
+
     def n_params(self) -> int:
         extra = self.trigram_.n_params() if self.trigram_ is not None else 0
         return super().n_params() + extra

@@ -115,6 +115,16 @@ class Seq2SeqState:
         """Tokens of the current segment decoded so far."""
         return self.tokens.shape[1]
 
+    def select(self, rows: torch.Tensor) -> Seq2SeqState:
+        """The state of the batch rows ``rows`` (B',), a new state (this one is unchanged)."""
+
+        def pick(pairs: list[KeysValues] | None) -> list[KeysValues] | None:
+            return None if pairs is None else [(k.index_select(0, rows), v.index_select(0, rows))
+                                               for k, v in pairs]
+
+        return Seq2SeqState(self.tokens.index_select(0, rows), pick(self.memory),
+                            pick(self.layers))
+
 
 class EncoderBlock(nn.Module):
     """Pre-LN: x + Attn(LN x, LN x) (bidirectional), then x + FFN(LN x)."""
@@ -271,6 +281,11 @@ class Seq2SeqLM(NeuralLM):
 
     def build_network(self, vocab_size: int) -> Seq2SeqNetwork:
         return Seq2SeqNetwork(self.config_, vocab_size, self.tokenizer.boundary_id)
+
+    def select_state(self, state: Seq2SeqState | None, rows: torch.Tensor
+                     ) -> Seq2SeqState | None:
+        """Rows of the segment's tokens, encoded source and decoder cache."""
+        return None if state is None else state.select(rows)
 
     def training_loss(self, network, inputs, targets, state=None):
         """Next-token cross-entropy of every target under the scoring conditioning (module

@@ -81,6 +81,9 @@ class QuantizedLM(LanguageModel):
     def token_logprobs(self, input_ids, target_ids, state=None):
         return self.inner.token_logprobs(input_ids, target_ids, state)
 
+    def select_state(self, state, rows):
+        return self.inner.select_state(state, rows)
+
     def n_params(self) -> int:
         """The weights of the original model (quantized ones are no longer ``Parameter``s)."""
         return self._n_params

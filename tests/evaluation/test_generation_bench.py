@@ -136,12 +136,25 @@ def test_the_judge_must_share_the_tokenizer(kn3, tiny_corpus):
     (dict(features="gpt2"), "features"),
     (dict(metric_unit="bytes"), "metric_unit"),
     (dict(continuation_len=0), "continuation_len"),
+    (dict(batch_size=0), "batch_size"),
 ])
 def test_bad_configs_are_one_line_errors(bad, message):
     with pytest.raises(LmbenchError, match=message):
         GenerationBenchConfig(**bad)
     with pytest.raises(LmbenchError, match="not both"):
         Strategy("x", beam_width=2, best_of=2)
+
+
+def test_results_do_not_depend_on_the_batch_size(report, kn3, tiny_corpus):
+    labels = ("beam", "top-p 0.95", "best-of-N")
+    strategies = tuple(s for s in quick_config().strategies if s.label in labels)
+    config = quick_config(strategies=strategies, batch_size=4)  # 9 prompts: 4, 4 and 1
+    again = run_generation_bench({"kn3": kn3}, tiny_corpus, config)
+    assert all(again.models[0].texts[label] == report.models[0].texts[label]
+               for label in labels)
+    assert all(row.tokens_per_s > 0 for row in again.models[0].rows[1:])
+    assert len(again.models[0].starts) == 9
+    assert "prompts decoded 4 at a time" in again.to_markdown()
 
 
 def test_text_words_keep_word_tokens_whole():
