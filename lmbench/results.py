@@ -116,6 +116,15 @@ class RunResult:
         return cls(**values)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()  # read once: os.umask is process-wide and not thread-safe to query
+
+
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     """Write JSON to a temporary file beside ``path``, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -124,6 +133,7 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             json.dump(payload, out, indent=2, allow_nan=True)
             out.write("\n")
+        os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp makes it private (0600)
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
@@ -139,6 +149,7 @@ def write_npz_atomic(path: Path, arrays: dict[str, Any], meta: dict[str, Any]) -
     try:
         with os.fdopen(handle, "wb") as out:
             np.savez(out, meta=np.array(json.dumps(meta)), **arrays)
+        os.chmod(temporary, 0o666 & ~_UMASK)
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
