@@ -43,7 +43,7 @@ from lmbench.evaluation.generation_bench import (
 from lmbench.evaluation.generation_results import run_sidecar
 from lmbench.models import load_model
 from lmbench.results import write_json_atomic
-from lmbench.store import RECORD_NAME, read_run, write_sidecar
+from lmbench.store import RECORD_NAME, read_run, write_sidecar, write_text_atomic
 
 
 def model_label(path: Path) -> str:
@@ -152,13 +152,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args.out or f"reports/generation_{Path(report.corpus).name}")
     markdown = report.to_markdown()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    Path(f"{out}.md").write_text(markdown + "\n", encoding="utf-8")
     record = report.to_dict()
+    write_text_atomic(Path(f"{out}.md"), markdown + "\n")
     write_json_atomic(Path(f"{out}.json"), record)
-    with open(f"{out}.samples.jsonl", "w", encoding="utf-8") as lines:
-        for generation in report.generations():
-            lines.write(json.dumps(generation) + "\n")
+    write_text_atomic(Path(f"{out}.samples.jsonl"),
+                      "".join(json.dumps(generation) + "\n" for generation in report.generations()))
     print(markdown)
     print(f"\n{time.perf_counter() - started:.1f} s; written {out}.md, {out}.json, "
           f"{out}.samples.jsonl", file=sys.stderr)
