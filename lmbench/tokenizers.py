@@ -84,6 +84,12 @@ def build_tokenizer(name: str, **options: Any) -> Tokenizer:
     return TOKENIZERS.get(name)(**options)
 
 
+def same_vocabulary(a: Tokenizer, b: Tokenizer) -> bool:
+    """Whether two fitted tokenizers map text to the same ids (same kind, same vocabulary), so
+    models using them score and predict over one vocabulary."""
+    return a.name == b.name and a.state() == b.state()
+
+
 def tokenizer_to_json(tokenizer: Tokenizer) -> str:
     payload = {"name": tokenizer.name, "config": tokenizer.config(), "state": tokenizer.state()}
     return json.dumps(payload)

@@ -68,6 +68,7 @@ from lmbench.evaluation.mauve_features import TfidfSvd, compute_mauve, embed_fea
 from lmbench.interface import LanguageModel
 from lmbench.results import environment
 from lmbench.sampling import SamplingConfig, build_sampler, sample_batch
+from lmbench.tokenizers import same_vocabulary
 
 RANKERS = ("sequence_logprob", "mean_logprob", "judge_perplexity")
 _WORDS = re.compile(r"<unk>|<bos>|\w+(?:'\w+)?|[^\w\s]+|\n")
@@ -209,10 +210,6 @@ def decode_batch(model: LanguageModel, strategy: Strategy, prompts: list[list[in
     return [f.ids for f in found]
 
 
-def same_tokenizer(a: LanguageModel, b: LanguageModel) -> bool:
-    return a.tokenizer.name == b.tokenizer.name and a.tokenizer.state() == b.tokenizer.state()
-
-
 # ------------------------------------------------------------------------------- the bench
 
 
@@ -223,7 +220,7 @@ class _ModelBench:
                  log: Callable[[str], None]) -> None:
         self.model, self.config, self.log = model, config, log
         self.judge = config.judge or model
-        if not same_tokenizer(self.judge, model):
+        if not same_vocabulary(self.judge.tokenizer, model.tokenizer):
             raise LmbenchError(f"the judge ({self.judge.name}) must share the tokenizer of the "
                                f"model it judges ({model.name}, {model.tokenizer.name})")
         tokenizer = model.tokenizer

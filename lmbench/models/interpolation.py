@@ -36,6 +36,7 @@ from lmbench.errors import LmbenchError
 from lmbench.interface import Budget, Capabilities, LanguageModel
 from lmbench.registry import MODELS
 from lmbench.results import read_npz, write_npz_atomic
+from lmbench.tokenizers import same_vocabulary
 
 
 @dataclass(frozen=True)
@@ -87,10 +88,6 @@ def em_weights(nll: np.ndarray, iterations: int = 100, tolerance: float = 1e-6
     return weights
 
 
-def _same_vocabulary(a: LanguageModel, b: LanguageModel) -> bool:
-    return a.tokenizer.name == b.tokenizer.name and a.tokenizer.state() == b.tokenizer.state()
-
-
 @MODELS.register("interpolation")
 class InterpolatedLM(LanguageModel):
     """A weighted mixture of fitted models (module docstring)."""
@@ -119,7 +116,7 @@ class InterpolatedLM(LanguageModel):
 
     def _set_components(self, models: list[LanguageModel]) -> None:
         for other in models[1:]:
-            if not _same_vocabulary(models[0], other):
+            if not same_vocabulary(models[0].tokenizer, other.tokenizer):
                 raise LmbenchError(f"interpolated models must share one tokenizer: "
                                    f"{models[0].name} uses {models[0].tokenizer.name}, "
                                    f"{other.name} uses {other.tokenizer.name} (or another "
@@ -183,27 +180,30 @@ class InterpolatedLM(LanguageModel):
 
     # ------------------------------------------------------------------------------ scoring
 
-    def token_logprobs(self, input_ids, target_ids, state=None):
+    def _mix(self, call, state) -> tuple[torch.Tensor, tuple]:
+        """logsumexp_k(ln λ_k + call(model_k, state_k)) over the components, where ``call``
+        returns (log-probabilities (B, T[, V]), new state); and the tuple of new states."""
         models, log_w = self._components(), np.log(np.maximum(self._weights(), 1e-300))
-        states = state or (None,) * len(models)
         parts, new_states = [], []
-        for model, part_state, lw in zip(models, states, log_w, strict=True):
-            logprob, new_state = model.token_logprobs(input_ids, target_ids, part_state)
-            parts.append(logprob.double() + float(lw))  # (B, T)
+        for model, part_state, lw in zip(models, state or (None,) * len(models), log_w,
+                                         strict=True):
+            logprob, new_state = call(model, part_state)
+            parts.append(logprob.double() + float(lw))
             new_states.append(new_state)
-        mixed = torch.logsumexp(torch.stack(parts), dim=0)  # (B, T)
-        targets = torch.as_tensor(target_ids)
-        return torch.where(targets >= 0, mixed, 0.0), tuple(new_states)
+        return torch.logsumexp(torch.stack(parts), dim=0), tuple(new_states)
+
+    def token_logprobs(self, input_ids, target_ids, state=None):
+        mixed, states = self._mix(  # (B, T)
+            lambda model, s: model.token_logprobs(input_ids, target_ids, s), state)
+        return torch.where(torch.as_tensor(target_ids) >= 0, mixed, 0.0), states
 
     def logits(self, input_ids, state=None):
-        models, log_w = self._components(), np.log(np.maximum(self._weights(), 1e-300))
-        states = state or (None,) * len(models)
-        parts, new_states = [], []
-        for model, part_state, lw in zip(models, states, log_w, strict=True):
-            logits, new_state = model.logits(input_ids, part_state)  # (B, T, V)
-            parts.append(torch.log_softmax(logits.double(), dim=-1) + float(lw))
-            new_states.append(new_state)
-        return torch.logsumexp(torch.stack(parts), dim=0).float(), tuple(new_states)
+        def log_probs(model, s):
+            logits, new_state = model.logits(input_ids, s)  # (B, T, V)
+            return torch.log_softmax(logits.double(), dim=-1), new_state
+
+        mixed, states = self._mix(log_probs, state)  # (B, T, V)
+        return mixed.float(), states
 
     def select_state(self, state, rows):
         """Each component's own selection of the rows (beam search); raises
