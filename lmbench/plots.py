@@ -164,7 +164,8 @@ def _curve_points(curve, key: str) -> tuple[list[float], list[float]]:
 def _to_svg(plt, fig) -> str:
     fig.tight_layout()
     buffer = io.StringIO()
-    fig.savefig(buffer, format="svg", metadata={"Date": None})
+    with plt.rc_context({"svg.fonttype": "none"}):  # labels as <text>, not glyph outlines
+        fig.savefig(buffer, format="svg", metadata={"Date": None})
     plt.close(fig)
     text = buffer.getvalue()
     text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)  # creator RDF
