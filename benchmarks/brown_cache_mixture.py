@@ -10,7 +10,7 @@ Starting from the saved LSTM (trained by the run file above, 20 minutes on 2 cor
 1. tunes the continuous cache (Grave et al. 2017: window ``cache_size``, flatness θ, weight λ)
    on the first ``--tune-tokens`` tokens of the *valid* split by grid search, as the paper does;
 2. estimates the interpolation weights of LSTM + KN-5 and LSTM-with-cache + KN-5 by EM on the
-   whole valid split (``lmbench.models.interpolation``);
+   whole valid split (``lmbench.combinators.interpolation``);
 3. scores every combination on valid and test with the ordinary evaluator and writes each as a
    run record into ``--store`` (so ``lmbench leaderboard`` ranks them beside the plain models),
    and a Markdown + JSON table to ``--out``.
@@ -32,13 +32,13 @@ from pathlib import Path
 import numpy as np
 
 import lmbench
+from lmbench.combinators.interpolation import InterpolatedLM
+from lmbench.core.io import write_json_atomic, write_text_atomic
+from lmbench.core.results import environment
 from lmbench.data.corpora import load_corpus
 from lmbench.evaluation.scoring import EvalConfig, score_stream
 from lmbench.models import load_model
-from lmbench.models.interpolation import InterpolatedLM
-from lmbench.results import environment, write_json_atomic
-from lmbench.runner import record_run
-from lmbench.store import write_text_atomic
+from lmbench.runs.runner import record_run
 
 CACHE_SIZES = (500, 2000)
 THETAS = (0.1, 0.3)

@@ -4,7 +4,7 @@
         --out reports/decode_speed
 
 Each model is fitted for ``--fit-steps`` steps (speed does not depend on training) and measured
-by ``lmbench.bench.measure_throughput``: greedy decoding with batch 1 through the model's own
+by ``lmbench.evaluation.throughput.measure_throughput``: greedy decoding with batch 1 through the model's own
 incremental state (KV cache, hidden state, n-gram history), a ``--prompt-tokens`` prompt then
 ``--new-tokens`` new tokens, median of ``--repeats`` runs after one warm-up, with the per-token
 latency p50 / p95, prefill tokens/s and scoring tokens/s beside it. Run it alone: the machine has
@@ -19,14 +19,14 @@ import sys
 import time
 from pathlib import Path
 
-from lmbench.bench import BenchConfig, measure_throughput
-from lmbench.config import load_config
+from lmbench.core.errors import LmbenchError
+from lmbench.core.interface import Budget
+from lmbench.core.io import write_json_atomic, write_text_atomic
+from lmbench.core.results import environment
 from lmbench.data.corpora import load_corpus
-from lmbench.errors import LmbenchError
-from lmbench.interface import Budget
+from lmbench.evaluation.throughput import BenchConfig, measure_throughput
 from lmbench.models import build_model
-from lmbench.results import environment, write_json_atomic
-from lmbench.store import write_text_atomic
+from lmbench.runs.config import load_config
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,7 +34,8 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from lmbench.errors import LmbenchError
+from lmbench.core.errors import LmbenchError
+from lmbench.core.io import write_json_atomic, write_text_atomic
 from lmbench.evaluation.generation_bench import (
     GenerationBenchConfig,
     quick_config,
@@ -42,8 +43,7 @@ from lmbench.evaluation.generation_bench import (
 )
 from lmbench.evaluation.generation_results import run_sidecar
 from lmbench.models import load_model
-from lmbench.results import write_json_atomic
-from lmbench.store import RECORD_NAME, read_run, write_sidecar, write_text_atomic
+from lmbench.storage.store import RECORD_NAME, read_run, write_sidecar
 
 
 def model_label(path: Path) -> str:

@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 
 import lmbench
+from lmbench.core.interface import Budget
 from lmbench.evaluation.resources import matmul_peak_flops
-from lmbench.interface import Budget
 
 
 def nanogpt_val_loss(net, val: torch.Tensor, block: int = 64, batch: int = 12, iters: int = 200,
@@ -87,7 +87,7 @@ def main() -> None:
         "nanogpt_protocol_val_loss": nanogpt_loss,
         "lmbench_val_nats_per_char": result.nll_nats / result.n_tokens,
         "lmbench_val_bits_per_byte": result.bits_per_byte, "n_params": model.n_params(),
-        "env": lmbench.results.environment(),
+        "env": lmbench.core.results.environment(),
     }
     target = 1.886
     lines = [

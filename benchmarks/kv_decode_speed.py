@@ -2,7 +2,7 @@
 
     python benchmarks/kv_decode_speed.py [--model-file runs/<id>/model.npz] [--new-tokens 256]
 
-Times ``lmbench.sampling.generate`` continuing a ``--prompt-len``-token prompt by
+Times ``lmbench.inference.sampling.generate`` continuing a ``--prompt-len``-token prompt by
 ``--new-tokens`` tokens (pure sampling, one seed), once with ``use_cache=True`` (the prompt is
 read once, then one token per call, continuing the ``KVCache``) and once with ``use_cache=False``
 (the whole prefix is re-read at every step), best of ``--repeats`` after a warm-up, and prints
@@ -25,8 +25,9 @@ import time
 import torch
 
 from lmbench.data.corpora import Split
-from lmbench.models import GPTLM, build_model, load_model
-from lmbench.sampling import generate
+from lmbench.inference.sampling import generate
+from lmbench.models import build_model, load_model
+from lmbench.models.gpt import GPTLM
 
 TARGET = 5.0  # the speed-up target for 256 tokens
 

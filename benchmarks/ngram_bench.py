@@ -131,7 +131,7 @@ def main() -> None:
         "score_tokens_per_s_median": float(np.median([r.tokens_per_s for r in results])),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
-    report = {"lmbench": ours, "env": lmbench.results.environment()}
+    report = {"lmbench": ours, "env": lmbench.core.results.environment()}
     with tempfile.TemporaryDirectory() as workdir:
         report["kenlm_module_on_our_arpa"] = kenlm_scores_our_arpa(model, corpus, Path(workdir))
         if args.lmplz:

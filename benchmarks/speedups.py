@@ -8,7 +8,7 @@ Sections (each timed as the median of ``--repeats`` runs after one warm-up):
 1. KV cache: greedy decoding of ``--new-tokens`` ids with the cache against re-reading the whole
    prefix at every step (``generate(use_cache=False)``), on a gpt of the target's shape whose
    block holds prompt + new tokens (so the cache never slides); outputs must be identical.
-2. Speculative greedy decoding (``lmbench.speedups.speculative``) against target-only greedy
+2. Speculative greedy decoding (``lmbench.inference.speculative``) against target-only greedy
    decoding, for several gamma, with a small gpt draft and char n-gram drafts: acceptance rate,
    target calls, wall-clock speedup; outputs must be identical.
 3. Quantization: int8 dynamic and bf16 against fp32: scoring tokens/s on the valid split, and
@@ -38,14 +38,14 @@ from pathlib import Path
 import numpy as np
 
 import lmbench
+from lmbench.core.interface import Budget
+from lmbench.core.results import environment
 from lmbench.evaluation.scoring import EvalConfig, score_stream
-from lmbench.interface import Budget
-from lmbench.results import environment
-from lmbench.sampling import SamplingConfig, generate
-from lmbench.speedups.attention import attention_table, benchmark_attention
-from lmbench.speedups.distill import DistillConfig, distill
-from lmbench.speedups.quantize import QuantConfig, quantize
-from lmbench.speedups.speculative import speculative_generate
+from lmbench.inference.attention import attention_table, benchmark_attention
+from lmbench.inference.quantize import QuantConfig, quantize
+from lmbench.inference.sampling import SamplingConfig, generate
+from lmbench.inference.speculative import speculative_generate
+from lmbench.training.distill import DistillConfig, distill
 
 GREEDY = SamplingConfig(temperature=0)
 

@@ -12,23 +12,37 @@
     lmbench.compare("runs/mine/<run-a>", "runs/mine/<run-b>").p_value
 """
 
-__version__ = "0.1.0"
+import importlib
 
-from lmbench.adapters import FunctionLM  # noqa: E402
-from lmbench.data.corpora import Corpus, Split, load_corpus  # noqa: E402
-from lmbench.errors import LmbenchError  # noqa: E402
-from lmbench.evaluation.scoring import EvalConfig, evaluate  # noqa: E402
-from lmbench.interface import Budget, Capabilities, LanguageModel  # noqa: E402
-from lmbench.models import MODELS, build_model, load_arpa, load_model  # noqa: E402
-from lmbench.results import EvalResult, RunResult  # noqa: E402
-from lmbench.runner import record_run  # noqa: E402
-from lmbench.sampling import SamplingConfig, generate  # noqa: E402
-from lmbench.significance import Comparison, compare  # noqa: E402
-from lmbench.store import ResultStore  # noqa: E402
+from lmbench.core.version import __version__
 
-__all__ = [
-    "MODELS", "Budget", "Capabilities", "Corpus", "EvalConfig", "EvalResult", "LanguageModel",
-    "LmbenchError", "RunResult", "Split", "build_model", "evaluate", "load_arpa", "load_corpus",
-    "load_model", "SamplingConfig", "generate",
-    "Comparison", "FunctionLM", "ResultStore", "compare", "record_run",
-]
+# The package face, resolved on first use (PEP 562) so that `import lmbench` (and so every
+# `lmbench` command, `--help` included) does not import torch until something needs it.
+_FACE = {
+    "Budget": "lmbench.core.interface", "Capabilities": "lmbench.core.interface",
+    "LanguageModel": "lmbench.core.interface", "LmbenchError": "lmbench.core.errors",
+    "EvalResult": "lmbench.core.results", "RunResult": "lmbench.core.results",
+    "Corpus": "lmbench.data.corpora", "Split": "lmbench.data.corpora",
+    "load_corpus": "lmbench.data.corpora",
+    "MODELS": "lmbench.models.catalog", "build_model": "lmbench.models.catalog",
+    "load_model": "lmbench.models.catalog", "load_arpa": "lmbench.models.ngram",
+    "FunctionLM": "lmbench.adapters.function",
+    "EvalConfig": "lmbench.evaluation.scoring", "evaluate": "lmbench.evaluation.scoring",
+    "Comparison": "lmbench.evaluation.significance", "compare": "lmbench.evaluation.significance",
+    "SamplingConfig": "lmbench.inference.sampling", "generate": "lmbench.inference.sampling",
+    "record_run": "lmbench.runs.runner", "ResultStore": "lmbench.storage.store",
+}
+
+__all__ = ["__version__", *sorted(_FACE)]
+
+
+def __getattr__(name: str):
+    if name in _FACE:
+        value = getattr(importlib.import_module(_FACE[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'lmbench' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_FACE])

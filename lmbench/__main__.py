@@ -1,5 +1,5 @@
 import sys
 
-from lmbench.cli import main
+from lmbench.cli.main import main
 
 sys.exit(main())

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from lmbench.results import EvalResult, RunResult
+from lmbench.core.results import EvalResult, RunResult
 
 
 def fake_run(run_id: str, *, model: str = "m", corpus: str = "tiny", tokenizer: str = "word",

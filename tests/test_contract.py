@@ -9,11 +9,11 @@ import pytest
 import torch
 
 import lmbench
-from lmbench.decoding import beam_search, beam_search_batch
+from lmbench.core.interface import LanguageModel
 from lmbench.evaluation.scoring import EvalConfig, evaluate
-from lmbench.interface import LanguageModel
+from lmbench.inference.decoding import beam_search, beam_search_batch
+from lmbench.inference.sampling import Sampler, SamplingConfig, TopK, generate, sample, sample_batch
 from lmbench.models import MODELS, load_model
-from lmbench.sampling import Sampler, SamplingConfig, TopK, generate, sample, sample_batch
 
 # One or more tiny configurations per registered family (seconds each).
 TINY_CONFIGS: dict[str, list[dict]] = {

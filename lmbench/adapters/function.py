@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from lmbench.errors import LmbenchError
-from lmbench.interface import Capabilities, LanguageModel, State
-from lmbench.tokenizers import Tokenizer, build_tokenizer
+from lmbench.core.errors import LmbenchError
+from lmbench.core.interface import Capabilities, LanguageModel, State
+from lmbench.core.tokenizers import Tokenizer, build_tokenizer
 
 NextTokenFunction = Callable[[torch.Tensor], "torch.Tensor | np.ndarray"]
 

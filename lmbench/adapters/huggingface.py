@@ -36,8 +36,8 @@ import numpy as np
 import torch
 
 from lmbench.adapters.function import FunctionLM
-from lmbench.errors import LmbenchError
-from lmbench.tokenizers import Tokenizer, _printable, tokenizer_from_json, tokenizer_to_json
+from lmbench.core.errors import LmbenchError
+from lmbench.core.tokenizers import Tokenizer, _printable, tokenizer_from_json, tokenizer_to_json
 
 _LMBENCH_TOKENIZER = "lmbench_tokenizer.json"  # written beside save_pretrained's files
 

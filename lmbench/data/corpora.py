@@ -44,8 +44,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lmbench.errors import LmbenchError
-from lmbench.registry import Registry
+from lmbench.core.errors import LmbenchError
+from lmbench.core.registry import Registry
 
 SPLITS = ("train", "valid", "test")
 

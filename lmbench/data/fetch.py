@@ -13,8 +13,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from lmbench.core.errors import LmbenchError, did_you_mean
 from lmbench.data.corpora import CORPORA, data_root
-from lmbench.errors import LmbenchError, did_you_mean
 
 
 @dataclass(frozen=True)

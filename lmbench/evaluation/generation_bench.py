@@ -12,8 +12,8 @@ intervals.
 
 Decoding. Each ``Strategy`` continues every prompt by ``continuation_len`` tokens (no stop ids).
 All prompts have ``prompt_len`` tokens, so they are decoded ``batch_size`` at a time: sampling
-through ``lmbench.sampling.sample_batch``, beam search and best-of-N through
-``lmbench.decoding.beam_search_batch`` and ``best_of_n_batch`` (a batch of B prompts is B rows
+through ``lmbench.inference.sampling.sample_batch``, beam search and best-of-N through
+``lmbench.inference.decoding.beam_search_batch`` and ``best_of_n_batch`` (a batch of B prompts is B rows
 of one model call per token; B x width for beam search, B x N for best-of-N). Prompt j uses
 seed ``seed + 1000 j`` under every strategy, whatever batch it falls in (best-of-N draws seeds
 ``seed + 1000 j`` .. ``+ N - 1``), and every row draws with a generator of its own, so the
@@ -45,16 +45,11 @@ from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
+from lmbench.core.errors import LmbenchError
+from lmbench.core.interface import LanguageModel
+from lmbench.core.results import environment
+from lmbench.core.tokenizers import same_vocabulary
 from lmbench.data.corpora import Corpus, load_corpus
-from lmbench.decoding import (
-    beam_search_batch,
-    best_of_n_batch,
-    continuation_logprobs,
-    judge_perplexity,
-    mean_logprob,
-    sequence_logprob,
-)
-from lmbench.errors import LmbenchError
 from lmbench.evaluation import generation_stats as stats
 from lmbench.evaluation.generation_metrics import NGramIndex
 from lmbench.evaluation.generation_results import (
@@ -65,10 +60,15 @@ from lmbench.evaluation.generation_results import (
 )
 from lmbench.evaluation.generation_stats import Estimate, IntervalConfig, estimate
 from lmbench.evaluation.mauve_features import TfidfSvd, compute_mauve, embed_features, has_embed
-from lmbench.interface import LanguageModel
-from lmbench.results import environment
-from lmbench.sampling import SamplingConfig, build_sampler, sample_batch
-from lmbench.tokenizers import same_vocabulary
+from lmbench.inference.decoding import (
+    beam_search_batch,
+    best_of_n_batch,
+    continuation_logprobs,
+    judge_perplexity,
+    mean_logprob,
+    sequence_logprob,
+)
+from lmbench.inference.sampling import SamplingConfig, build_sampler, sample_batch
 
 RANKERS = ("sequence_logprob", "mean_logprob", "judge_perplexity")
 _WORDS = re.compile(r"<unk>|<bos>|\w+(?:'\w+)?|[^\w\s]+|\n")

@@ -41,7 +41,7 @@ from collections.abc import Hashable, Sequence
 import numpy as np
 from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu, sentence_bleu
 
-from lmbench.errors import LmbenchError
+from lmbench.core.errors import LmbenchError
 
 Tokens = Sequence[Hashable]  # one sequence: token ids or token strings
 

@@ -10,7 +10,7 @@ side.
 
 Run sidecars. When a benchmarked model was saved in a run folder (``<store>/<run_id>/model.npz``),
 ``run_sidecar`` turns its part of the JSON record into ``<store>/<run_id>/generation.json``,
-which ``lmbench.store`` merges into that run's ``RunResult.generation`` on every read (the
+which ``lmbench.storage.store`` merges into that run's ``RunResult.generation`` on every read (the
 record itself never changes): the leaderboard's generation columns and samples and ``lmbench
 compare``'s generation differences come from it. Schema 1::
 
@@ -40,7 +40,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING
 
-from lmbench.errors import LmbenchError
+from lmbench.core.errors import LmbenchError
 from lmbench.evaluation.generation_stats import Estimate
 
 if TYPE_CHECKING:
@@ -241,7 +241,7 @@ def run_sidecar(report: dict, label: str, run_id: str, judge_file: str | None = 
     Example::
 
         payload = run_sidecar(report.to_dict(), "brown-gpt-...", "brown-gpt-...")
-        lmbench.store.write_sidecar("runs/brown/brown-gpt-...", "generation", payload)
+        lmbench.storage.store.write_sidecar("runs/brown/brown-gpt-...", "generation", payload)
     """
     models = {m["label"]: m for m in report["models"]}
     if label not in models:

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lmbench.errors import LmbenchError
+from lmbench.core.errors import LmbenchError
 from lmbench.evaluation.generation_metrics import NGramIndex, Tokens, _as_list, _ngrams
 
 Statistic = Callable[[np.ndarray], np.ndarray]  # (R, n) prompt weights -> (R,) values

@@ -31,8 +31,8 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from lmbench.errors import LmbenchError
-from lmbench.interface import LanguageModel
+from lmbench.core.errors import LmbenchError
+from lmbench.core.interface import LanguageModel
 
 INSTALL_HINT = "pip install mauve-text faiss-cpu scikit-learn"
 # Word runs and single punctuation marks, so punctuation counts as a feature.

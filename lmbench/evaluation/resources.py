@@ -26,8 +26,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from lmbench.interface import LanguageModel
-from lmbench.results import environment
+from lmbench.core.interface import LanguageModel
+from lmbench.core.results import environment
 
 
 @dataclass(frozen=True)

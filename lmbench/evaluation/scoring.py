@@ -36,10 +36,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from lmbench.core.errors import LmbenchError
+from lmbench.core.interface import Capabilities, LanguageModel
+from lmbench.core.results import EvalResult
 from lmbench.data.corpora import Corpus, Split, load_corpus
-from lmbench.errors import LmbenchError
-from lmbench.interface import Capabilities, LanguageModel
-from lmbench.results import EvalResult
 
 
 @dataclass(frozen=True)

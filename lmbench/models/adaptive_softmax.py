@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from lmbench.errors import LmbenchError
+from lmbench.core.errors import LmbenchError
 
 
 def check_cutoffs(cutoffs: Sequence[int], vocab_size: int | None = None) -> None:

@@ -3,22 +3,22 @@
 Each line of an ``\\n-grams:`` section is ``log10 p <tab> w1 ... wn [<tab> log10 backoff]``.
 ``<s>`` stands for lmbench's internal start-of-segment context and is written with probability
 -99 (log10 0), as KenLM does. Log-zero values (MLE's unseen events) are written as -99 too.
-``load_arpa`` builds an ``NGramLM`` with a closed word vocabulary from the unigrams.
+``read_arpa`` gives the tables and a closed word vocabulary from the unigrams;
+``lmbench.models.ngram.load_arpa`` builds the ``NGramLM`` from them.
 """
 
 from __future__ import annotations
 
+import io
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from lmbench.errors import LmbenchError
-from lmbench.models.ngram import NGramConfig, NGramLM
+from lmbench.core.errors import LmbenchError
+from lmbench.core.io import write_atomic
+from lmbench.core.tokenizers import UNK, WordTokenizer
 from lmbench.models.ngram_estimate import Level
-from lmbench.tokenizers import UNK, WordTokenizer
 
 LOG10_ZERO = -99.0
 LN10 = math.log(10.0)
@@ -29,45 +29,43 @@ def _log10_text(values_ln: np.ndarray) -> list[str]:
     return [f"{v:.8g}" for v in log10.tolist()]
 
 
-def write_arpa(model: NGramLM, path: Path) -> None:
-    """Write ``model`` to ``path`` atomically (temporary file, then rename)."""
-    tables = model._tables()
-    V = model.tokenizer.vocab_size
-    words = [*model.tokenizer.token_strings(), "<s>"]  # row V of the unigram table is <s>
+def write_arpa(tables: list[Level], words: list[str], path: Path) -> None:
+    """Write n-gram ``tables`` (row ``V`` of the unigram table is ``<s>``; ``words`` names the
+    ``V + 1`` rows) to ``path`` through the one atomic writer."""
+    V = len(words) - 1
     if len(set(words)) != len(words):
         raise LmbenchError("ARPA export needs distinct token strings; this tokenizer has "
                            "duplicates")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".part")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write("\n\\data\\\n")
-            for n, table in enumerate(tables, start=1):
-                out.write(f"ngram {n}={len(table.keys)}\n")
-            names = np.array(words, dtype=object)  # text of each row of the current order
-            for n, table in enumerate(tables, start=1):
-                out.write(f"\n\\{n}-grams:\n")
-                if n > 1:
-                    names = names[table.keys // (V + 1)] + " " + np.array(words, dtype=object)[
-                        table.keys % (V + 1)]
-                log_prob = table.log_prob.copy()
-                if n == 1:
-                    log_prob[V] = -np.inf  # <s> is never predicted
-                probs = _log10_text(log_prob)
-                if n < len(tables):
-                    backoffs = _log10_text(table.log_backoff)
-                    out.writelines(f"{p}\t{w}\t{b}\n" for p, w, b in zip(probs, names, backoffs))
-                else:
-                    out.writelines(f"{p}\t{w}\n" for p, w in zip(probs, names))
-            out.write("\n\\end\\\n")
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+
+    def write(binary) -> None:
+        out = io.TextIOWrapper(binary, encoding="utf-8", newline="\n")
+        out.write("\n\\data\\\n")
+        for n, table in enumerate(tables, start=1):
+            out.write(f"ngram {n}={len(table.keys)}\n")
+        names = np.array(words, dtype=object)  # text of each row of the current order
+        for n, table in enumerate(tables, start=1):
+            out.write(f"\n\\{n}-grams:\n")
+            if n > 1:
+                names = names[table.keys // (V + 1)] + " " + np.array(words, dtype=object)[
+                    table.keys % (V + 1)]
+            log_prob = table.log_prob.copy()
+            if n == 1:
+                log_prob[V] = -np.inf  # <s> is never predicted
+            probs = _log10_text(log_prob)
+            if n < len(tables):
+                backoffs = _log10_text(table.log_backoff)
+                out.writelines(f"{p}\t{w}\t{b}\n" for p, w, b in zip(probs, names, backoffs))
+            else:
+                out.writelines(f"{p}\t{w}\n" for p, w in zip(probs, names))
+        out.write("\n\\end\\\n")
+        out.flush()
+        out.detach()  # leave the binary file open for write_atomic to sync and close
+
+    write_atomic(path, write)
 
 
-def load_arpa(path: str | Path) -> NGramLM:
-    """Read an ARPA file into an ``NGramLM`` (word tokenizer over the file's unigrams).
+def read_arpa(path: str | Path) -> tuple[list[Level], WordTokenizer]:
+    """Read an ARPA file into n-gram tables and a word tokenizer over the file's unigrams.
 
     Malformed files raise ``LmbenchError`` naming the file and line."""
     path = Path(path)
@@ -82,7 +80,7 @@ def load_arpa(path: str | Path) -> NGramLM:
             raise LmbenchError(f"{path}: not UTF-8 text") from None
 
 
-def _parse(lines, path: Path) -> NGramLM:
+def _parse(lines, path: Path) -> tuple[list[Level], WordTokenizer]:
     def fail(line_no: int, message: str) -> LmbenchError:
         return LmbenchError(f"{path}:{line_no}: {message}")
 
@@ -147,10 +145,10 @@ def _parse(lines, path: Path) -> NGramLM:
             break
     else:
         raise fail(line_no, "missing \\end\\ (truncated file?)")
-    return _build_model(sections, path)
+    return _build_tables(sections, path)
 
 
-def _build_model(sections, path: Path) -> NGramLM:
+def _build_tables(sections, path: Path) -> tuple[list[Level], WordTokenizer]:
     unigram_words = [w[0] for _, w, _ in sections[0]]
     if len(set(unigram_words)) != len(unigram_words):
         raise LmbenchError(f"{path}: duplicate unigrams")
@@ -189,6 +187,4 @@ def _build_model(sections, path: Path) -> NGramLM:
         rank = np.empty(len(rows), np.int64)
         rank[order] = np.arange(len(rows))
         previous = {" ".join(words): int(rank[i]) for i, (_, words, _) in enumerate(rows)}
-    model = NGramLM(NGramConfig(order=len(tables), smoothing="from-arpa"), tokenizer)
-    model.tables_ = tables
-    return model
+    return tables, tokenizer

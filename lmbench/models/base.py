@@ -7,7 +7,7 @@ fields), ``capabilities`` and ``build_network(vocab_size)``. The network's
 
     token_logprobs = log_softmax(logits) gathered at the targets (targets == -1 give 0.0)
 
-evaluated in fp32 under ``torch.inference_mode``; ``fit`` = tokenizer + ``lmbench.train.train``;
+evaluated in fp32 under ``torch.inference_mode``; ``fit`` = tokenizer + ``lmbench.training.trainer.train``;
 ``save``/``load`` = the weights as numpy arrays in one ``.npz`` with the config, tokenizer and
 training log as JSON.
 """
@@ -23,12 +23,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lmbench.config import build_config
-from lmbench.errors import LmbenchError
-from lmbench.interface import Budget, LanguageModel
-from lmbench.results import read_npz, write_npz_atomic
-from lmbench.tokenizers import Tokenizer, build_tokenizer, tokenizer_from_json, tokenizer_to_json
-from lmbench.train import TrainLog, train
+from lmbench.core.errors import LmbenchError
+from lmbench.core.interface import Budget, LanguageModel
+from lmbench.core.io import read_npz, write_npz_atomic
+from lmbench.core.options import build_config
+from lmbench.core.tokenizers import (
+    Tokenizer,
+    build_tokenizer,
+    tokenizer_from_json,
+    tokenizer_to_json,
+)
+from lmbench.training.trainer import TrainLog, train
 
 
 class NeuralLM(LanguageModel):

@@ -57,12 +57,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmbench.errors import LmbenchError
-from lmbench.interface import Capabilities
+from lmbench.core.errors import LmbenchError
+from lmbench.core.interface import Capabilities
 from lmbench.models.base import NeuralLM
 from lmbench.models.layers import Block, init_gpt_weights
-from lmbench.registry import MODELS
-from lmbench.train import TrainConfig
+from lmbench.training.trainer import TrainConfig
 
 MASK_FRACTION, RANDOM_FRACTION = 0.8, 0.1  # of the chosen tokens; the remaining 0.1 stay as is
 
@@ -143,7 +142,6 @@ class BertNetwork(nn.Module):
         return F.linear(x, self.token_embedding.weight[: self.vocab_size])  # tied; no [MASK] logit
 
 
-@MODELS.register("bert")
 class MaskedLM(NeuralLM):
     """Encoder-only masked LM (BERT), scored by pseudo-log-likelihood; see the module docstring."""
 

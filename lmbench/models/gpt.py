@@ -22,12 +22,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from lmbench.errors import LmbenchError
-from lmbench.interface import Capabilities
+from lmbench.core.errors import LmbenchError
+from lmbench.core.interface import Capabilities
 from lmbench.models.base import NeuralLM
 from lmbench.models.layers import Block, init_gpt_weights
-from lmbench.registry import MODELS
-from lmbench.train import TrainConfig
+from lmbench.training.trainer import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -127,7 +126,6 @@ class GPTNetwork(nn.Module):
         return logits, KVCache(caches, tokens)
 
 
-@MODELS.register("gpt")
 class GPTLM(NeuralLM):
     """Decoder-only Transformer (GPT) with learned or rotary positions and a KV cache."""
 

@@ -42,11 +42,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmbench.errors import LmbenchError
-from lmbench.interface import Capabilities
+from lmbench.core.errors import LmbenchError
+from lmbench.core.interface import Capabilities
 from lmbench.models.base import NeuralLM
 from lmbench.models.gpt import GPTConfig, GPTNetwork, KVCache, decoder_flops_per_token
-from lmbench.registry import MODELS
 
 
 @dataclass(frozen=True)
@@ -177,7 +176,6 @@ class MoENetwork(GPTNetwork):
         return [block.mlp for block in self.blocks]
 
 
-@MODELS.register("moe")
 class MoELM(NeuralLM):
     """GPT decoder with top-k routed mixture-of-experts MLPs (Switch / Mixtral)."""
 

@@ -23,13 +23,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from lmbench.config import build_config
-from lmbench.errors import LmbenchError
-from lmbench.interface import Budget, Capabilities, LanguageModel
+from lmbench.core.errors import LmbenchError
+from lmbench.core.interface import Budget, Capabilities, LanguageModel
+from lmbench.core.io import read_npz, write_npz_atomic
+from lmbench.core.options import build_config
+from lmbench.core.tokenizers import (
+    Tokenizer,
+    build_tokenizer,
+    tokenizer_from_json,
+    tokenizer_to_json,
+)
+from lmbench.models.arpa import read_arpa, write_arpa
 from lmbench.models.ngram_estimate import Level, canonical_smoothing, count_ngrams, estimate
-from lmbench.registry import MODELS
-from lmbench.results import read_npz, write_npz_atomic
-from lmbench.tokenizers import Tokenizer, build_tokenizer, tokenizer_from_json, tokenizer_to_json
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,6 @@ class NGramConfig:
             raise LmbenchError(f"discount must be in (0, 1), got {self.discount}")
 
 
-@MODELS.register("ngram")
 class NGramLM(LanguageModel):
     """A backoff n-gram model. ``fit`` counts and smooths; ``tables_`` hold the result."""
 
@@ -218,9 +222,8 @@ class NGramLM(LanguageModel):
 
     def save_arpa(self, path: str | Path) -> None:
         """Write the tables as an ARPA file (log10), readable by KenLM and SRILM."""
-        from lmbench.models.arpa import write_arpa
-
-        write_arpa(self, Path(path))
+        words = [*self.tokenizer.token_strings(), "<s>"]  # row V of the unigram table is <s>
+        write_arpa(self._tables(), words, Path(path))
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -274,3 +277,12 @@ def _tail_state(history: np.ndarray, width: int) -> np.ndarray:
     if T >= width:
         return history[:, T - width:].copy()
     return np.concatenate([np.full((B, width - T), -1, np.int64), history], axis=1)
+
+
+def load_arpa(path: str | Path) -> NGramLM:
+    """An ``NGramLM`` read from an ARPA file (KenLM's ``lmplz``, SRILM), word tokenizer over its
+    unigrams. Malformed files raise ``LmbenchError`` naming the file and line."""
+    tables, tokenizer = read_arpa(path)
+    model = NGramLM(NGramConfig(order=len(tables), smoothing="from-arpa"), tokenizer)
+    model.tables_ = tables
+    return model

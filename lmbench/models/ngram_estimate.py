@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lmbench.errors import LmbenchError, did_you_mean
+from lmbench.core.errors import LmbenchError, did_you_mean
 
 SMOOTHINGS = ("mle", "add-k", "witten-bell", "kneser-ney", "modified-kneser-ney")
 FROM_ARPA = "from-arpa"  # the smoothing of a model read from an ARPA file: known only to its author

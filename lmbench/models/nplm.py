@@ -23,12 +23,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from lmbench.errors import LmbenchError
-from lmbench.interface import Capabilities
+from lmbench.core.errors import LmbenchError
+from lmbench.core.interface import Capabilities
 from lmbench.models.base import NeuralLM
 from lmbench.models.ngram import NGramConfig, NGramLM, tables_from_arrays, tables_to_arrays
-from lmbench.registry import MODELS
-from lmbench.train import TrainConfig
+from lmbench.training.trainer import TrainConfig
 
 
 def _nplm_train_defaults() -> TrainConfig:
@@ -86,7 +85,6 @@ class NPLMNetwork(nn.Module):
         return logits, ids[:, ids.shape[1] - past:]
 
 
-@MODELS.register("nplm")
 class NPLMLM(NeuralLM):
     """Bengio et al. 2003's neural probabilistic LM (MLP over n-1 word features)."""
 

@@ -36,12 +36,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from lmbench.errors import LmbenchError
-from lmbench.interface import Capabilities
+from lmbench.core.errors import LmbenchError
+from lmbench.core.interface import Capabilities
 from lmbench.models.adaptive_softmax import AdaptiveSoftmax, check_cutoffs
 from lmbench.models.base import NeuralLM
-from lmbench.registry import MODELS
-from lmbench.train import TrainConfig
+from lmbench.training.trainer import TrainConfig
 
 
 def _rnn_train_defaults() -> TrainConfig:
@@ -252,18 +251,15 @@ class RNNLM(NeuralLM):
                           state.values.index_select(0, rows), pending)
 
 
-@MODELS.register("lstm")
 class LSTMLM(RNNLM):
     """LSTM language model (Zaremba et al. 2014 shape, tied weights)."""
 
     name = "lstm"
 
 
-@MODELS.register("gru")
 class GRULM(RNNLM):
     """GRU language model."""
 
     name = "gru"
 
 
-MODELS.register("rnn")(RNNLM)

@@ -52,8 +52,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmbench.errors import LmbenchError
-from lmbench.interface import Capabilities
+from lmbench.core.errors import LmbenchError
+from lmbench.core.interface import Capabilities
 from lmbench.models.base import NeuralLM
 from lmbench.models.layers import (
     MLP,
@@ -62,8 +62,7 @@ from lmbench.models.layers import (
     init_gpt_weights,
     sinusoidal_positions,
 )
-from lmbench.registry import MODELS
-from lmbench.train import TrainConfig
+from lmbench.training.trainer import TrainConfig
 
 
 def _seq2seq_train_defaults() -> TrainConfig:
@@ -267,7 +266,6 @@ class Seq2SeqNetwork(nn.Module):
                                     [(last(k, n_last), last(v, n_last)) for k, v in caches])
 
 
-@MODELS.register("seq2seq")
 class Seq2SeqLM(NeuralLM):
     """Encoder-decoder Transformer: each segment decoded from the encoded previous segment."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import lmbench
-from lmbench.errors import LmbenchError
+from lmbench.core.errors import LmbenchError
 
 
 def test_brown_follows_the_documented_bengio_split(data_dir):

@@ -6,8 +6,8 @@ import hashlib
 
 import pytest
 
+from lmbench.core.errors import LmbenchError
 from lmbench.data.fetch import REMOTE_FILES, download_checked, fetch
-from lmbench.errors import LmbenchError
 
 
 def test_download_checks_the_sha256(tmp_path):

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import lmbench
-from lmbench.errors import LmbenchError
+from lmbench.core.errors import LmbenchError
 from lmbench.evaluation.generation_bench import (
     DEFAULT_STRATEGIES,
     GenerationBenchConfig,
@@ -24,7 +24,7 @@ from lmbench.evaluation.generation_bench import (
 )
 from lmbench.evaluation.generation_results import metric_infos
 from lmbench.evaluation.mauve_features import TfidfSvd, compute_mauve, embed_features, has_embed
-from lmbench.sampling import SamplingConfig, generate
+from lmbench.inference.sampling import SamplingConfig, generate
 
 pytest.importorskip("mauve")
 ROWS = ["human", "greedy", "beam", "pure sampling", "temperature 0.7", "top-k 40", "top-p 0.95",

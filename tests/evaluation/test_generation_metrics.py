@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lmbench.errors import LmbenchError
+from lmbench.core.errors import LmbenchError
 from lmbench.evaluation.generation_metrics import (
     NGramIndex,
     bleu,

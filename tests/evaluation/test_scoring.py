@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import lmbench
+from lmbench.core.interface import Capabilities
 from lmbench.evaluation.scoring import EvalConfig, evaluate, plan_windows, score_stream
-from lmbench.interface import Capabilities
 
 
 @pytest.mark.parametrize("n_tokens", [1, 7, 64, 65, 1000])

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 import lmbench
-from lmbench.errors import LmbenchError
+from lmbench.core.errors import LmbenchError
 from lmbench.evaluation.scoring import score_stream
 from lmbench.models.adaptive_softmax import AdaptiveSoftmax
 

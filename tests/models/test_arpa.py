@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import lmbench
-from lmbench.errors import LmbenchError
+from lmbench.core.errors import LmbenchError
 
 
 def _sentence_scores(model, sentences):
@@ -80,7 +80,7 @@ def test_malformed_arpa_files_name_the_line(tmp_path, text, message):
 
 
 def test_cli_evaluates_an_arpa_file(tiny_corpus, tmp_path, capsys):
-    from lmbench.cli import main
+    from lmbench.cli.main import main
 
     (tmp_path / "corpus").mkdir()
     for split in ("train", "valid", "test"):

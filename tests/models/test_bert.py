@@ -7,10 +7,10 @@ import pytest
 import torch
 
 import lmbench.models.bert  # noqa: F401  (registers "bert")
+from lmbench.inference.sampling import generate
 from lmbench.models import load_model
 from lmbench.models.bert import BertConfig, MaskedLM, corrupt
-from lmbench.sampling import generate
-from lmbench.train import TrainConfig
+from lmbench.training.trainer import TrainConfig
 
 TINY_TRAIN = {"max_steps": 60, "batch_size": 16, "seq_len": 31, "warmup_steps": 5,
               "learning_rate": 1e-2, "eval_every": 1000, "eval_tokens": 200, "bf16": False,

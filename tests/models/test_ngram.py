@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import lmbench
-from lmbench.errors import LmbenchError
+from lmbench.core.errors import LmbenchError
 from lmbench.models.ngram import NGramLM
 
 BOS = "<s>"

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import lmbench
-from lmbench.errors import LmbenchError
+from lmbench.core.errors import LmbenchError
 
 
 @pytest.fixture(scope="module")

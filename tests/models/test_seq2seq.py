@@ -10,11 +10,11 @@ import torch
 
 import lmbench
 import lmbench.models.seq2seq  # noqa: F401  (registers "seq2seq")
-from lmbench.errors import LmbenchError
+from lmbench.core.errors import LmbenchError
 from lmbench.evaluation.scoring import EvalConfig, evaluate, score_stream
 from lmbench.models import load_model
 from lmbench.models.seq2seq import Seq2SeqConfig, Seq2SeqNetwork
-from lmbench.train import TrainConfig
+from lmbench.training.trainer import TrainConfig
 
 L = 8  # segment_len of the fitted model
 TINY = {"n_layer": 1, "n_head": 2, "n_embd": 16, "segment_len": L,
@@ -131,7 +131,7 @@ def test_save_and_load_round_trip_scores_exactly(fitted, tiny_corpus, tmp_path):
 
 
 def test_generation_crosses_segment_boundaries(fitted):
-    from lmbench.sampling import generate
+    from lmbench.inference.sampling import generate
 
     out = generate(fitted, fitted.tokenizer.encode("the cat")[:2], 3 * L, seed=1)
     assert out == generate(fitted, fitted.tokenizer.encode("the cat")[:2], 3 * L, seed=1)

@@ -1,0 +1,2 @@
+"""The ``lmbench`` command line: one module per group of commands; ``main.py`` builds the parser.
+"""

@@ -1,0 +1,2 @@
+"""Models built from other models: ``interpolation`` (a linear mixture with EM weights).
+"""

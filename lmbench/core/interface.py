@@ -1,0 +1,133 @@
+"""The one interface every model family implements: ids in, natural-log probabilities out.
+
+A model owns its tokenizer. Text meets the model only at ``fit`` (through a ``Corpus``) and at
+the edges of generation; everything in between is int64 token ids in batch-first tensors.
+
+Three methods carry the maths (B = batch, T = time, V = vocabulary):
+
+``token_logprobs(input_ids, target_ids, state)``
+    ``(B, T)`` ids -> ``(B, T)`` float64 ``log p(target[b, t] | context)`` in nats, where the
+    context is ``input_ids[b, :t+1]`` preceded by whatever ``state`` carries. Targets equal to
+    ``-1`` are ignored and get ``0.0``. In a stream, ``input_ids`` is the stream shifted right by
+    one with the tokenizer's ``boundary_id`` in front, so the first token is predicted after the
+    boundary (for word models after ``</s>``, i.e. at the start of a sentence).
+
+``logits(input_ids, state)``
+    ``(B, T)`` new ids continuing from ``state`` -> ``(B, T, V)`` next-token scores whose
+    ``log_softmax`` is the model's next-token distribution, and the new state. ``state`` is
+    opaque: the n-gram history, an RNN's hidden state, a Transformer's KV cache.
+    ``logits(x[:, :k], None)`` followed by ``logits(x[:, k:], state)`` equals ``logits(x, None)``.
+    A call never modifies the state it is given (beam search reuses a parent's state).
+
+``select_state(state, rows)`` (optional)
+    The state of some rows of a batch (indices may repeat), so batched beam search can continue
+    each surviving beam from its parent in one call; the default raises ``NotImplementedError``.
+
+``fit(corpus, *, valid=..., budget=..., checkpoint_dir=...)``
+    Fits the tokenizer on the training split (unless already fitted) and then the model.
+
+The ``Capabilities`` tell the evaluator how to window a long stream without asking which
+family it holds; see ``lmbench.evaluation.scoring.plan_windows``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lmbench.core.tokenizers import Tokenizer
+
+State = Any  # opaque per-family incremental state; None means "start of a stream"
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a model can do, so generic code never branches on its family."""
+
+    exact_likelihood: bool = True  # False: pseudo-likelihood (masked LMs); never ranked as PPL
+    max_context: int | None = None  # tokens of left context that can matter; None: unbounded
+    max_window: int | None = None  # longest T one call accepts; None: any length
+    carries_state: bool = False  # scoring passes `state` from window to window (RNNs)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much training a model may spend; any field left None is not a limit."""
+
+    max_steps: int | None = None
+    max_tokens: int | None = None
+    max_seconds: float | None = None
+
+
+class LanguageModel(ABC):
+    """Base class of every family. Subclasses set ``name``, ``tokenizer`` and ``capabilities``."""
+
+    name: str
+    tokenizer: Tokenizer
+    capabilities: Capabilities
+
+    @abstractmethod
+    def fit(self, corpus, *, valid: bool = True, budget: Budget | None = None,
+            checkpoint_dir: str | Path | None = None) -> LanguageModel:
+        """Fit on ``corpus.train`` (and use ``corpus.valid`` for early stopping where the family
+        trains iteratively and ``valid`` is true). ``budget`` overrides the family's own training
+        limits; with ``checkpoint_dir`` an iterative family saves checkpoints there and resumes
+        from the last one. Returns ``self``."""
+
+    @abstractmethod
+    def token_logprobs(
+        self, input_ids: torch.Tensor, target_ids: torch.Tensor, state: State = None
+    ) -> tuple[torch.Tensor, State]:
+        """``(B, T)`` inputs and targets -> ``(B, T)`` float64 log-probabilities (nats) and the
+        state after the last input. See the module docstring for the exact conditioning."""
+
+    @abstractmethod
+    def logits(self, input_ids: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
+        """``(B, T)`` new ids -> ``(B, T, V)`` next-token logits and the new state."""
+
+    @abstractmethod
+    def n_params(self) -> int:
+        """Trainable parameters, or stored probabilities and backoffs for count-based models."""
+
+    @abstractmethod
+    def config(self) -> dict[str, Any]:
+        """The resolved constructor arguments, JSON-serialisable (recorded in every result)."""
+
+    @abstractmethod
+    def save(self, path: str | Path) -> None:
+        """Write everything needed to rebuild the fitted model (tokenizer included)."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, path: str | Path) -> LanguageModel: ...
+
+    def training_log(self) -> dict | None:
+        """What iterative training did (steps, tokens, seconds, the curve); None if nothing."""
+        return None
+
+    def select_state(self, state: State, rows: torch.Tensor) -> State:
+        """The state of the batch rows ``rows`` of ``state``, as a state of ``len(rows)`` rows.
+
+        ``rows`` is a (B',) int64 tensor of indices into the batch ``state`` was returned for;
+        an index may repeat (two beams continuing one parent) or be left out. Continuing the
+        result with (B', T) ids gives, row by row, what continuing row ``rows[i]`` alone would
+        give. ``None`` (the start of a stream) selects to ``None``. Like ``logits``, it never
+        modifies ``state``.
+
+        Optional: batched beam search (``lmbench.inference.decoding``) uses it to continue every surviving
+        beam from its parent in one call; a family whose state is not simple to index leaves this
+        default, and beam search then extends each beam in a call of its own."""
+        raise NotImplementedError(f"the {self.name} model does not select rows of its state")
+
+    # Free helpers built on the three methods -------------------------------------------------
+
+    def next_token_logprobs(self, context_ids: list[int]) -> np.ndarray:
+        """The (V,) next-token log-distribution after ``context_ids`` (boundary prepended)."""
+        ids = torch.tensor([[self.tokenizer.boundary_id, *context_ids]], dtype=torch.long)
+        scores, _ = self.logits(ids)
+        return torch.log_softmax(scores[0, -1].double(), dim=-1).numpy()

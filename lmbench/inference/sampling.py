@@ -1,0 +1,441 @@
+"""Sampling as composition: logits processors, a ``Sampler``, and ``generate``.
+
+A *logits processor* is any ``Callable[[Tensor, Tensor], Tensor]``: it takes the ids read so far
+``input_ids`` (B, T) and the next-token scores ``logits`` (B, V) and returns new (B, V) scores
+(HF transformers' ``LogitsProcessor`` protocol). The processors here are frozen dataclasses that
+validate their arguments in ``__post_init__`` and never modify their inputs. A removed token gets
+``filter_value = -inf``; ``min_tokens_to_keep`` (>= 1) tokens of highest score always survive a
+filter, so a distribution can never be emptied by top-k, top-p or min-p.
+
+- ``Temperature(t)``: z / t (t > 0). t < 1 sharpens, t > 1 flattens; t -> 0 tends to argmax.
+- ``TopK(k)``: keep the k largest scores (Fan et al. 2018).
+- ``TopP(p)``: nucleus sampling (Holtzman et al. 2019): keep the smallest set of most probable
+  tokens whose probability sums to at least p; a token is kept iff the mass strictly above it
+  is < p.
+- ``MinP(p)``: keep tokens with probability >= p * max probability (Nguyen et al. 2024).
+- ``RepetitionPenalty(r)``: CTRL's penalty (Keskar et al. 2019) on every id already in
+  ``input_ids``: z / r where z > 0, z * r where z <= 0 (the sign-aware form of HF transformers;
+  CTRL divides, which would *raise* a negative score).
+- ``NoRepeatNGram(n)``: ban any token that would complete an n-gram already in ``input_ids``
+  (fairseq's ``--no-repeat-ngram-size``).
+
+``build_sampler(SamplingConfig)`` fixes the order: penalties -> temperature -> top-k -> top-p ->
+min-p, so truncation always acts on the tempered distribution. ``temperature = 0`` means greedy
+(argmax after the penalties; the truncations never remove the argmax, so they are dropped).
+
+``generate`` feeds the boundary id and the prompt in one ``model.logits`` call, then one call per
+new token with the state the model returned, so no family re-reads its prefix. With
+``use_cache=False`` it instead re-reads the whole prefix (the last ``max_window`` ids for a
+windowed model) at every step: slower, and the reference the cached path must equal. A
+``torch.Generator`` seeded from ``seed`` makes the output a function of (model, prompt, sampler,
+seed) alone. Processors see the ids the model has read: boundary, prompt, then the new tokens.
+
+``sample_batch`` continues B prompts of one length P together: one (B, 1 + P) call, then one
+(B, 1) call per step, with row b drawn by a generator of its own seeded from ``seeds[b]``
+(``Sampler.draw_rows``). Every processor acts row by row, so row b equals ``sample`` of prompt b
+with seed ``seeds[b]`` whenever the model's batched logits equal its one-row logits: exactly for
+the n-gram family, up to float rounding for neural ones. ``sample`` is the batch of one.
+Beam search and best-of-N live in ``lmbench.inference.decoding``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from lmbench.core.errors import LmbenchError
+from lmbench.core.interface import LanguageModel, State
+
+LogitsProcessor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (B,T), (B,V) -> (B,V)
+NEG_INF = float("-inf")
+
+
+def _check_keep(min_tokens_to_keep: int) -> None:
+    if not isinstance(min_tokens_to_keep, int) or min_tokens_to_keep < 1:
+        raise LmbenchError(
+            f"min_tokens_to_keep must be an integer >= 1, got {min_tokens_to_keep!r}")
+
+
+def _protect_top(remove: torch.Tensor, logits: torch.Tensor, keep: int) -> torch.Tensor:
+    """``remove`` (B, V) with the ``keep`` highest-scoring tokens of each row set to False."""
+    top = torch.topk(logits, min(keep, logits.shape[-1]), dim=-1).indices  # (B, keep)
+    return remove.scatter(-1, top, False)
+
+
+# ---------------------------------------------------------------------------------- processors
+
+
+@dataclass(frozen=True)
+class Temperature:
+    """Divide the scores by ``temperature`` (> 0). For greedy decoding use
+    ``SamplingConfig(temperature=0)`` or ``Sampler(greedy=True)``."""
+
+    temperature: float
+
+    def __post_init__(self) -> None:
+        if not self.temperature > 0:  # also rejects NaN
+            raise LmbenchError(f"Temperature needs a value > 0, got {self.temperature}; for greedy "
+                               "decoding use SamplingConfig(temperature=0) or Sampler(greedy=True)")
+
+    def __call__(self, input_ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        return logits / self.temperature
+
+
+@dataclass(frozen=True)
+class TopK:
+    """Keep the ``max(k, min_tokens_to_keep)`` highest scores (Fan et al. 2018); among equal
+    scores the lower ids, so ``TopK(1)`` is exactly greedy."""
+
+    k: int
+    min_tokens_to_keep: int = 1
+    filter_value: float = NEG_INF
+
+    def __post_init__(self) -> None:
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
+            raise LmbenchError(f"top_k must be an integer >= 1, got {self.k!r}")
+        _check_keep(self.min_tokens_to_keep)
+
+    def __call__(self, input_ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        k = max(self.k, self.min_tokens_to_keep)
+        if k >= logits.shape[-1]:
+            return logits
+        # exactly k survive; a stable sort breaks ties towards the lower id, as argmax does
+        order = torch.sort(logits, dim=-1, descending=True, stable=True).indices  # (B, V)
+        remove = torch.ones_like(logits, dtype=torch.bool).scatter(-1, order[..., :k], False)
+        return logits.masked_fill(remove, self.filter_value)
+
+
+@dataclass(frozen=True)
+class TopP:
+    """Nucleus sampling (Holtzman et al. 2019): keep the smallest set of most probable tokens
+    whose total probability is >= ``p``, ``p`` in (0, 1]. Practice uses 0.9-0.95."""
+
+    p: float
+    min_tokens_to_keep: int = 1
+    filter_value: float = NEG_INF
+
+    def __post_init__(self) -> None:
+        if not 0 < self.p <= 1:
+            raise LmbenchError(f"top_p must be in (0, 1], got {self.p}")
+        _check_keep(self.min_tokens_to_keep)
+
+    def __call__(self, input_ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        if self.p >= 1:  # the whole distribution; skip the float round-off of the cumsum
+            return logits
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True, stable=True)
+        probs = torch.softmax(sorted_logits.double(), dim=-1)
+        mass_above = probs.cumsum(dim=-1) - probs  # probability of the tokens ranked higher
+        remove_sorted = mass_above >= self.p
+        remove_sorted[..., : self.min_tokens_to_keep] = False
+        remove = remove_sorted.scatter(-1, order, remove_sorted)  # back to vocabulary order
+        return logits.masked_fill(remove, self.filter_value)
+
+
+@dataclass(frozen=True)
+class MinP:
+    """Keep tokens whose probability is >= ``p`` times the top probability (Nguyen et al.
+    2024, "Turning Up the Heat: Min-p Sampling"); ``p`` in [0, 1], 0 keeps everything."""
+
+    p: float
+    min_tokens_to_keep: int = 1
+    filter_value: float = NEG_INF
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.p <= 1:
+            raise LmbenchError(f"min_p must be in [0, 1], got {self.p}")
+        _check_keep(self.min_tokens_to_keep)
+
+    def __call__(self, input_ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        if self.p == 0:
+            return logits
+        logprobs = torch.log_softmax(logits.double(), dim=-1)  # (B, V)
+        threshold = logprobs.max(dim=-1, keepdim=True).values + math.log(self.p)
+        remove = logprobs < threshold  # never the argmax, so one token always survives
+        if self.min_tokens_to_keep > 1:
+            remove = _protect_top(remove, logits, self.min_tokens_to_keep)
+        return logits.masked_fill(remove, self.filter_value)
+
+
+@dataclass(frozen=True)
+class RepetitionPenalty:
+    """CTRL's repetition penalty (Keskar et al. 2019) on every id in ``input_ids``:
+    z / penalty where z > 0, z * penalty otherwise. ``penalty`` > 0; 1 is a no-op, > 1
+    discourages repeats."""
+
+    penalty: float
+
+    def __post_init__(self) -> None:
+        if not self.penalty > 0:
+            raise LmbenchError(f"repetition_penalty must be > 0, got {self.penalty}")
+
+    def __call__(self, input_ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        if input_ids.shape[-1] == 0:
+            return logits
+        seen = logits.gather(-1, input_ids)  # (B, T)
+        penalised = torch.where(seen > 0, seen / self.penalty, seen * self.penalty)
+        return logits.scatter(-1, input_ids, penalised)
+
+
+@dataclass(frozen=True)
+class NoRepeatNGram:
+    """Ban every token that would complete an ``n``-gram already present in ``input_ids``
+    (``n`` = 1 bans every id already read)."""
+
+    n: int
+    filter_value: float = NEG_INF
+
+    def __post_init__(self) -> None:
+        if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
+            raise LmbenchError(f"no_repeat_ngram_size must be an integer >= 1, got {self.n!r}")
+
+    def __call__(self, input_ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        n = self.n
+        banned = torch.zeros(logits.shape, dtype=torch.bool)
+        for b, row in enumerate(input_ids.tolist()):
+            if len(row) < n - 1:
+                continue
+            prefix = row[len(row) - n + 1:] if n > 1 else []
+            for i in range(len(row) - n + 1):  # every earlier n-gram whose first n-1 ids match
+                if row[i : i + n - 1] == prefix:
+                    banned[b, row[i + n - 1]] = True
+        return logits.masked_fill(banned.to(logits.device), self.filter_value)
+
+
+# ------------------------------------------------------------------------------------- sampler
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """Apply ``processors`` in order, then take the argmax (``greedy``) or draw from the
+    softmax of the result (ancestral sampling; no processors = the model's distribution)."""
+
+    processors: tuple[LogitsProcessor, ...] = ()
+    greedy: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "processors", tuple(self.processors))
+
+    def process(self, input_ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids and (B, V) scores -> the processed (B, V) scores."""
+        for processor in self.processors:
+            logits = processor(input_ids, logits)
+        return logits
+
+    def __call__(self, input_ids: torch.Tensor, logits: torch.Tensor,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """(B, T) ids and (B, V) scores -> (B,) next ids, every row drawn with ``generator``."""
+        scores = self._checked(input_ids, logits)
+        if self.greedy:
+            return scores.argmax(dim=-1)
+        probs = torch.softmax(scores.double(), dim=-1)  # (B, V); float64 so tiny p stay > 0
+        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+    def draw_rows(self, input_ids: torch.Tensor, logits: torch.Tensor,
+                  generators: Sequence[torch.Generator]) -> torch.Tensor:
+        """(B, T) ids and (B, V) scores -> (B,) next ids, row b drawn with ``generators[b]``
+        alone: it equals ``self(input_ids[b:b+1], logits[b:b+1], generators[b])``, whatever
+        the other rows of the batch hold (every processor acts row by row)."""
+        if len(generators) != logits.shape[0]:
+            raise LmbenchError(f"draw_rows needs one generator per row: {len(generators)} "
+                               f"generators for {logits.shape[0]} rows")
+        scores = self._checked(input_ids, logits)
+        if self.greedy:
+            return scores.argmax(dim=-1)
+        probs = torch.softmax(scores.double(), dim=-1)  # (B, V)
+        return torch.cat([torch.multinomial(probs[b : b + 1], 1, generator=generator)[:, 0]
+                          for b, generator in enumerate(generators)])  # (B,)
+
+    def _checked(self, input_ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """The processed (B, V) scores; an error if a row has nothing left."""
+        scores = self.process(input_ids, logits)
+        if torch.isneginf(scores).all(dim=-1).any():
+            raise LmbenchError("every token was filtered out (check no_repeat_ngram_size and "
+                               "the other processors)")
+        return scores
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """The usual decoding knobs; ``build_sampler`` turns them into a ``Sampler``. Defaults are
+    pure ancestral sampling from the model's own distribution."""
+
+    temperature: float = 1.0  # 0: greedy (argmax); otherwise > 0
+    top_k: int | None = None  # keep the k most likely tokens; None: off
+    top_p: float = 1.0  # nucleus mass in (0, 1]; 1: off
+    min_p: float = 0.0  # keep p >= min_p * p_max, in [0, 1]; 0: off
+    repetition_penalty: float = 1.0  # CTRL penalty on ids already read; 1: off
+    no_repeat_ngram_size: int = 0  # ban repeated n-grams of this size; 0: off
+    min_tokens_to_keep: int = 1  # top-k / top-p / min-p never keep fewer
+
+    def __post_init__(self) -> None:
+        if not self.temperature >= 0:
+            raise LmbenchError(f"temperature must be >= 0 (0 means greedy), got {self.temperature}")
+        if isinstance(self.no_repeat_ngram_size, bool) or not isinstance(
+                self.no_repeat_ngram_size, int) or self.no_repeat_ngram_size < 0:
+            raise LmbenchError("no_repeat_ngram_size must be an integer >= 0, got "
+                               f"{self.no_repeat_ngram_size!r}")
+        _check_keep(self.min_tokens_to_keep)
+        build_sampler(self)  # the processors validate the rest
+
+
+def build_sampler(config: SamplingConfig) -> Sampler:
+    """The processors of ``config`` in the fixed order penalties -> temperature -> top-k ->
+    top-p -> min-p, skipping the ones set to their no-op value."""
+    c = config
+    processors: list[LogitsProcessor] = []
+    if c.repetition_penalty != 1:
+        processors.append(RepetitionPenalty(c.repetition_penalty))
+    if c.no_repeat_ngram_size:
+        processors.append(NoRepeatNGram(c.no_repeat_ngram_size))
+    greedy = c.temperature == 0
+    # Build (and so validate) the truncations even for greedy, which then drops them.
+    truncations: list[LogitsProcessor] = []
+    if c.top_k is not None:
+        truncations.append(TopK(c.top_k, c.min_tokens_to_keep))
+    if c.top_p != 1:
+        truncations.append(TopP(c.top_p, c.min_tokens_to_keep))
+    if c.min_p != 0:
+        truncations.append(MinP(c.min_p, c.min_tokens_to_keep))
+    if not greedy:
+        if c.temperature != 1:
+            processors.append(Temperature(c.temperature))
+        processors.extend(truncations)
+    return Sampler(tuple(processors), greedy=greedy)
+
+
+def as_sampler(sampler: Sampler | SamplingConfig | None) -> Sampler:
+    """A ``Sampler`` from a sampler, a config, or None (pure ancestral sampling)."""
+    if sampler is None:
+        return Sampler()
+    if isinstance(sampler, SamplingConfig):
+        return build_sampler(sampler)
+    return sampler
+
+
+# ---------------------------------------------------------------------------------- generation
+
+
+def next_logits(model: LanguageModel, context: torch.Tensor, n_new: int, state: State,
+                use_cache: bool) -> tuple[torch.Tensor, State]:
+    """The (B, V) next-token scores after each row of ``context`` (B, T) and the state to
+    continue from.
+
+    With the cache, only the last ``n_new`` ids are fed, continuing ``state``; without it, the
+    whole context (its last ``max_window`` ids for a windowed model) from no state."""
+    window = model.capabilities.max_window
+    feed = context[:, -n_new:] if use_cache else context
+    if window is not None and (state is None or not use_cache):
+        feed = feed[:, -window:]  # a prompt (or prefix) longer than one call accepts
+    logits, new_state = model.logits(feed, state if use_cache else None)
+    return logits[:, -1], (new_state if use_cache else None)
+
+
+def prompt_batch(model: LanguageModel, prompts: Sequence[Sequence[int]]) -> torch.Tensor:
+    """The (B, 1 + P) ids a batch of ``prompts`` is read from: the boundary id, then the prompt.
+    Every prompt must have the same length P (rows of a batch advance in lockstep)."""
+    lengths = sorted({len(p) for p in prompts})
+    if len(lengths) > 1:
+        raise LmbenchError(f"prompts of one batch must have one length, got lengths {lengths}; "
+                           "decode prompts of different lengths in separate calls")
+    boundary = model.tokenizer.boundary_id
+    return torch.tensor([[boundary, *map(int, p)] for p in prompts], dtype=torch.long)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One sampled continuation and the model's own ln p of each token (before processors)."""
+
+    ids: list[int]
+    logprobs: list[float]
+
+
+def sample(model: LanguageModel, prompt_ids: Sequence[int], max_new_tokens: int, *,
+           sampler: Sampler | SamplingConfig | None = None, seed: int = 0, use_cache: bool = True,
+           stop_ids: Sequence[int] = ()) -> Sample:
+    """``generate``, also returning ln p(token | prefix) under the unprocessed model."""
+    return sample_batch(model, [prompt_ids], max_new_tokens, sampler=sampler, seeds=[seed],
+                        use_cache=use_cache, stop_ids=stop_ids)[0]
+
+
+def sample_batch(model: LanguageModel, prompts: Sequence[Sequence[int]], max_new_tokens: int, *,
+                 sampler: Sampler | SamplingConfig | None = None, seeds: Sequence[int],
+                 use_cache: bool = True, stop_ids: Sequence[int] = ()) -> list[Sample]:
+    """``sample`` for every prompt of ``prompts`` (all of one length) at once: one
+    ``model.logits`` call reads the (B, 1 + P) boundary and prompts, then one (B, 1) call per
+    step continues the batch's state.
+
+    Row b draws with a ``torch.Generator`` of its own seeded from ``seeds[b]``, so its output
+    equals ``sample(model, prompts[b], ..., seed=seeds[b])`` whenever the batched logits equal
+    the single-row ones: exactly for n-gram models, up to float rounding (which can flip a
+    near-tie) for neural ones. A row that draws a stop id is finished; the others go on, and
+    the finished rows are still fed (their last id again) but no longer read.
+
+    Example::
+
+        drawn = sample_batch(model, [[4, 8], [15, 16]], 20, sampler=SamplingConfig(top_p=0.95),
+                             seeds=[0, 1000])
+    """
+    if max_new_tokens < 0:
+        raise LmbenchError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    if len(seeds) != len(prompts):
+        raise LmbenchError(f"seeds must give one seed per prompt: {len(seeds)} seeds for "
+                           f"{len(prompts)} prompts")
+    if not prompts:
+        return []
+    sampler, stop = as_sampler(sampler), set(stop_ids)
+    generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+    start = prompt_batch(model, prompts)  # (B, 1 + P)
+    B, length = start.shape
+    sequence = torch.empty((B, length + max_new_tokens), dtype=torch.long)  # (B, T_max)
+    sequence[:, :length] = start
+    ids: list[list[int]] = [[] for _ in range(B)]
+    logprobs: list[list[float]] = [[] for _ in range(B)]
+    live = list(range(B))  # rows still generating
+    with torch.inference_mode():
+        logits, state = next_logits(model, sequence[:, :length], length, None, use_cache)  # (B, V)
+        for step in range(max_new_tokens):
+            rows = torch.tensor(live)
+            row_logits = logits[rows]  # (B_live, V)
+            tokens = sampler.draw_rows(sequence[rows, :length], row_logits,
+                                       [generators[b] for b in live])  # (B_live,)
+            picked = torch.log_softmax(row_logits.double(), -1).gather(-1, tokens[:, None])
+            sequence[:, length] = sequence[:, length - 1]  # finished rows repeat their last id
+            sequence[rows, length] = tokens
+            length += 1
+            for b, token, logprob in zip(live, tokens.tolist(), picked[:, 0].tolist()):
+                ids[b].append(token)
+                logprobs[b].append(logprob)
+            live = [b for b in live if ids[b][-1] not in stop]
+            if not live or step == max_new_tokens - 1:
+                break  # no need for the logits after the last token
+            logits, state = next_logits(model, sequence[:, :length], 1, state, use_cache)
+    return [Sample(i, p) for i, p in zip(ids, logprobs)]
+
+
+def generate(model: LanguageModel, prompt_ids: Sequence[int], max_new_tokens: int, *,
+             seed: int = 0, sampler: Sampler | SamplingConfig | None = None,
+             use_cache: bool = True, stop_ids: Sequence[int] = ()) -> list[int]:
+    """Continue ``prompt_ids`` (boundary prepended) by up to ``max_new_tokens`` ids.
+
+    Args:
+        model: any ``LanguageModel``.
+        prompt_ids: the prompt, in the model's token ids (may be empty).
+        max_new_tokens: how many ids to generate (fewer if a stop id is drawn).
+        seed: seeds this call's own ``torch.Generator``.
+        sampler: a ``Sampler``, a ``SamplingConfig``, or None for pure ancestral sampling.
+        use_cache: continue the model's state (True) or re-read the prefix each step (False).
+        stop_ids: ids that end generation; the stop id is included in the output.
+
+    Returns:
+        The new ids (without the prompt).
+
+    Example::
+
+        generate(model, model.tokenizer.encode("the cat"), 50, seed=1,
+                 sampler=SamplingConfig(temperature=0.8, top_p=0.95))
+    """
+    return sample(model, prompt_ids, max_new_tokens, sampler=sampler, seed=seed,
+                  use_cache=use_cache, stop_ids=stop_ids).ids

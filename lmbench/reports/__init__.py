@@ -1,0 +1,3 @@
+"""Reports: leaderboard tables (Markdown, CSV), the HTML page, its plots, and published
+reference rows.
+"""

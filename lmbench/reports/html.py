@@ -1,0 +1,232 @@
+"""The leaderboard as one self-contained HTML page: inline CSS, inline JS, inline SVG plots.
+
+Nothing is fetched when the page is opened (no fonts, scripts or images from elsewhere), so it
+can be mailed, committed or opened offline. Per corpus it shows, for each track, the ranked
+table (click a header to sort; blanks sort last), the published references in a separate table
+marked "published", the plots of ``lmbench.reports.plots`` and the generation samples of the runs side
+by side. Every piece of text that comes from a record, a corpus or a generation is escaped
+(``html.escape``), so a sample containing ``<script>`` is shown, never run.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from datetime import datetime, timezone
+
+import pandas as pd
+
+from lmbench.core.results import RunResult
+from lmbench.reports.plots import corpus_figures
+from lmbench.reports.published import Reference
+from lmbench.reports.tables import (
+    MEASURED_COLUMNS,
+    PSEUDO_NOTE,
+    PUBLISHED_COLUMNS,
+    PUBLISHED_FORMATS,
+    TRACK_ORDER,
+    TRACK_TITLES,
+    format_cells,
+    generation_note,
+    leaderboard_table,
+    published_table,
+    shown_columns,
+)
+
+MAX_SAMPLES = 6  # generation samples shown per run
+
+_CSS = """
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
+       max-width: 1200px; padding: 0 1em; color: #222; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; }
+h3 { font-size: 1.05em; margin-top: 1.6em; }
+table { border-collapse: collapse; margin: .5em 0 1em; font-size: 13px; }
+th, td { border: 1px solid #ddd; padding: .25em .55em; text-align: right; vertical-align: top;
+         white-space: nowrap; }
+td.wrap { white-space: normal; overflow-wrap: anywhere; min-width: 8em; }
+th { background: #f3f3f3; cursor: pointer; user-select: none; white-space: nowrap; }
+th[aria-sort="ascending"]::after { content: " \\25B2"; font-size: .7em; }
+th[aria-sort="descending"]::after { content: " \\25BC"; font-size: .7em; }
+td.text, th.text { text-align: left; }
+table.published { background: #fbf8ef; }
+table.published caption, .badge { font-weight: 600; color: #8a6d00; text-align: left; }
+.badge { border: 1px solid #d9c27a; border-radius: 3px; padding: 0 .3em; font-size: .8em; }
+.note { color: #555; font-size: .9em; max-width: 60em; }
+figure { margin: 1em 0; } figcaption { font-size: .9em; color: #444; }
+svg { max-width: 100%; height: auto; }
+pre { white-space: pre-wrap; margin: 0; font-size: 12px; max-width: 40em; text-align: left; }
+.problems li { font-family: monospace; font-size: 12px; }
+"""
+
+# Sort a table by the clicked column: numbers numerically, text alphabetically, blanks last.
+_JS = """
+document.querySelectorAll("table.sortable").forEach(function (table) {
+  var headers = table.tHead.rows[0].cells;
+  Array.prototype.forEach.call(headers, function (th, column) {
+    th.addEventListener("click", function () {
+      var ascending = th.getAttribute("aria-sort") !== "ascending";
+      Array.prototype.forEach.call(headers, function (h) { h.removeAttribute("aria-sort"); });
+      th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
+      var numeric = th.getAttribute("data-type") === "num";
+      var body = table.tBodies[0];
+      var rows = Array.prototype.slice.call(body.rows);
+      rows.sort(function (a, b) {
+        var x = a.cells[column].getAttribute("data-v"), y = b.cells[column].getAttribute("data-v");
+        if (x === y) { return 0; }
+        if (x === "") { return 1; }
+        if (y === "") { return -1; }
+        var order = numeric ? parseFloat(x) - parseFloat(y) : x.localeCompare(y);
+        return ascending ? order : -order;
+      });
+      rows.forEach(function (row) { body.appendChild(row); });
+    });
+  });
+});
+document.body.setAttribute("data-ready", "1");
+"""
+
+_WRAPPED = {"model", "source", "notes", "run id"}  # long text: the only cells that wrap
+_TEXT_COLUMNS = {"model", "tokenizer", "ppl 95% CI", "bpb 95% CI", "source", "notes", "split",
+                 "run id"}
+
+
+def render_html(records: list[RunResult], references: list[Reference], problems: list[str],
+                split: str = "test", title: str = "lmbench leaderboard",
+                command: str | None = None) -> str:
+    """The whole page as a string (see the module docstring)."""
+    table = leaderboard_table(records, split)
+    corpora = sorted(set(table["corpus"])) if not table.empty else []
+    published = published_table(references, corpora)
+    created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    parts = [f"<h1>{_e(title)}</h1>",
+             f"<p class='note'>Split <code>{_e(split)}</code>, {len(table)} measured runs, "
+             f"generated {_e(created)}"
+             + (f" by <code>{_e(command)}</code>" if command else "") + ". Rows marked "
+             "<span class='badge'>published</span> are figures from papers and other tools, "
+             "listed apart and never ranked with measured runs.</p>"]
+    if not corpora:
+        parts.append("<p>No measured runs for this split.</p>")
+    for corpus in corpora:
+        parts.append(_corpus_section(corpus, table, published, records, split))
+    if problems:
+        parts.append("<h2>Skipped files</h2><ul class='problems'>"
+                     + "".join(f"<li>{_e(p)}</li>" for p in problems) + "</ul>")
+    parts.append(_definitions())
+    body = "\n".join(parts)
+    return (f"<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n"
+            f"<meta name='viewport' content='width=device-width, initial-scale=1'>\n"
+            f"<title>{_e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n{body}\n"
+            f"<script>{_JS}</script>\n</body>\n</html>\n")
+
+
+def _corpus_section(corpus: str, table: pd.DataFrame, published: pd.DataFrame,
+                    records: list[RunResult], split: str) -> str:
+    parts = [f"<section id='{_e(_anchor(corpus))}'><h2>{_e(corpus)}</h2>"]
+    rows_of_corpus = table[table["corpus"] == corpus]
+    for track in sorted(set(rows_of_corpus["track"]), key=TRACK_ORDER.get):
+        rows = rows_of_corpus[rows_of_corpus["track"] == track]
+        parts.append(f"<h3>{_e(TRACK_TITLES[track])}</h3>")
+        parts.append(_table(rows, shown_columns(rows, MEASURED_COLUMNS + ["run id"], track),
+                            "sortable measured"))
+        if rows["rank"].isna().any():
+            parts.append(f"<p class='note'>{_e(PSEUDO_NOTE)}</p>")
+        note = generation_note(rows)
+        if note:
+            parts.append(f"<p class='note'>{_e(note)}</p>")
+        if not published.empty:
+            refs = published[(published["corpus"] == corpus) & (published["track"] == track)]
+            if not refs.empty:
+                parts.append(_table(refs, shown_columns(refs, PUBLISHED_COLUMNS, track),
+                                    "sortable published", PUBLISHED_FORMATS,
+                                    caption="Published references (not measured by lmbench "
+                                            "run; not ranked)"))
+    for caption, svg in corpus_figures(table, published, records, corpus):
+        parts.append(f"<figure>{svg}<figcaption>{_e(caption)}</figcaption></figure>")
+    parts.append(_samples([r for r in records if r.corpus == corpus and split in r.metrics]))
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _table(rows: pd.DataFrame, columns: list[str], classes: str,
+           formats: dict[str, str] | None = None, caption: str = "") -> str:
+    shown = format_cells(rows[columns], formats) if formats else format_cells(rows[columns])
+    head = "".join(
+        f"<th class='{'text' if c in _TEXT_COLUMNS else 'num'}' "
+        f"data-type='{'text' if c in _TEXT_COLUMNS else 'num'}'>{_e(c)}</th>" for c in columns)
+    body = []
+    for (_, raw), (_, text) in zip(rows[columns].iterrows(), shown.iterrows(), strict=True):
+        cells = []
+        for column in columns:
+            value = raw[column]
+            sort_value = "" if _blank(value) else (str(value) if column in _TEXT_COLUMNS
+                                                   else repr(float(value)))
+            cls = ("text wrap" if column in _WRAPPED else "text" if column in _TEXT_COLUMNS
+                   else "num")
+            cells.append(f"<td class='{cls}' data-v='{_e(sort_value)}'>{_e(text[column])}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    caption_html = f"<caption>{_e(caption)}</caption>" if caption else ""
+    return (f"<table class='{classes}'>{caption_html}<thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table>")
+
+
+def _samples(records: list[RunResult]) -> str:
+    """Generation samples, one column per run, one row per sample."""
+    runs = [r for r in records if isinstance((r.generation or {}).get("samples"), list)
+            and r.generation["samples"]]
+    if not runs:
+        return ""
+    samples = {r.run_id: list(r.generation["samples"])[:MAX_SAMPLES] for r in runs}
+    depth = max(len(s) for s in samples.values())
+    head = "<th class='text'>#</th>" + "".join(
+        f"<th class='text'>{_e(r.model)}</th>" for r in runs)
+    body = []
+    for i in range(depth):
+        cells = [f"<td class='text'>{i + 1}</td>"]
+        for r in runs:
+            entry = samples[r.run_id][i] if i < len(samples[r.run_id]) else None
+            if not isinstance(entry, dict):
+                entry = {"text": "" if entry is None else str(entry)}
+            cells.append(f"<td class='text'>{_sample_cell(entry)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return ("<h3>Generation samples</h3><p class='note'>Prompts in bold; each column is one "
+            "run. Runs measured by the generation benchmark show the human continuation, then "
+            "each decoding's, for the benchmark's first prompts (the same prompts for runs "
+            "that share a tokenizer and the benchmark's settings).</p>"
+            "<table class='samples'><thead><tr>" + head + "</tr></thead><tbody>"
+            + "".join(body) + "</tbody></table>")
+
+
+def _sample_cell(entry: dict) -> str:
+    """The prompt in bold, then the continuation; a sample with several continuations (the
+    generation benchmark's {"prompt", "human", <strategy>: text}) shows each under its name."""
+    prompt = entry.get("prompt")
+    parts = [f"<pre><b>{_e(prompt)}</b></pre>"] if prompt else []
+    others = [k for k in entry if k != "prompt"]
+    if others == ["text"]:
+        return "".join(parts) + f"<pre>{_e(entry['text'])}</pre>"
+    for key in others:
+        parts.append(f"<div class='note'>{_e(key)}</div><pre>{_e(entry[key])}</pre>")
+    return "".join(parts)
+
+
+def _definitions() -> str:
+    return ("<h2>How to read this</h2><p class='note'>Perplexity = exp(Σ NLL / tokens) over the "
+            "whole split; bits per byte = Σ NLL / (ln 2 · UTF-8 bytes of the raw text), which "
+            "compares across tokenizers. Word-track perplexities hide the words mapped to "
+            "&lt;unk&gt; (rate shown). 95% intervals: block bootstrap over the split. Train s: "
+            "fitting time; score tok/s: tokens scored per second; decode tok/s: tokens "
+            "generated per second by <code>lmbench bench</code>. Columns named gen come from "
+            "the generation benchmark (the note under each table names the decoding, prompts "
+            "and judge). Plots draw published references as dashed lines.</p>")
+
+
+def _blank(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value == ""
+
+
+def _anchor(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text)
+
+
+def _e(text) -> str:
+    return html.escape(str(text), quote=True)

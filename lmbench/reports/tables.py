@@ -1,0 +1,317 @@
+"""Leaderboards from result records: rank per corpus and track, render Markdown and CSV.
+
+Records come from a results folder through ``lmbench.storage.store`` (its SQLite index); a file that is
+not a readable record is reported by name and skipped, never breaking a report.
+
+Two tracks, never ranked together:
+
+- the closed-vocabulary word track (word tokenizer), ranked by perplexity, with the ``<unk>``
+  rate beside it (a model that maps more words to ``<unk>`` looks better than it is);
+- the open-vocabulary track (char, byte, BPE, any lossless tokenizer), ranked by bits per byte,
+  which compares across tokenizers (Σ nats / (ln 2 · UTF-8 bytes)).
+
+Rows whose likelihood is not exact (a masked LM's pseudo-log-likelihood) show a
+*pseudo*-perplexity in a column of its own and are listed unranked after the ranked rows.
+Published reference figures (``lmbench.reports.published``) go in tables of their own, marked
+"published", and are never ranked with measured rows. The HTML page is ``lmbench.reports.html``.
+
+Beside the likelihood columns: parameters, training time, scoring tokens/s, the decode tokens/s
+of ``lmbench bench`` (``throughput.json`` beside the record) and a few generation metrics
+(``GENERATION_COLUMNS``) of the generation benchmark's headline decoding, top-p 0.95
+(``generation.json`` beside the record; ``lmbench.storage.store`` merges both sidecars). A note under
+each table says which decoding, prompts and judge each model's generation columns come from;
+the CSV keeps every generation metric and those settings.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from lmbench.core.results import RunResult
+from lmbench.reports.published import Reference
+
+WORD, OPEN = "word (closed vocab)", "open vocab"
+TRACK_ORDER = {WORD: 0, OPEN: 1}
+TRACK_TITLES = {WORD: "word track (closed vocabulary), ranked by perplexity",
+                OPEN: "open-vocabulary track, ranked by bits per byte"}
+PSEUDO_NOTE = ("Pseudo-perplexity comes from a masked LM's pseudo-log-likelihood (each token "
+               "scored with context on both sides): it is not a perplexity, so those rows are "
+               "listed unranked.")
+FORMATS = {"perplexity": "{:.2f}", "pseudo-perplexity": "{:.2f}", "bits/byte": "{:.4f}",
+           "pseudo bits/byte": "{:.4f}", "<unk> rate": "{:.2%}", "params": "{:,.0f}",
+           "train s": "{:.1f}", "score tok/s": "{:,.0f}", "valid perplexity": "{:.2f}",
+           "rank": "{:.0f}", "decode tok/s": "{:,.0f}", "gen MAUVE": "{:.3f}",
+           "gen judge PPL": "{:.2f}", "gen distinct-2": "{:.3f}", "gen seq-rep-4": "{:.3f}",
+           "gen decode tok/s": "{:,.0f}"}
+# The generation metrics the tables show, by their key in ``RunResult.generation["metrics"]``
+# (the headline decoding row of the generation benchmark's sidecar; every other generation
+# metric is a ``gen <key>`` column of the CSV only).
+GENERATION_COLUMNS = {"mauve": "gen MAUVE", "judge_perplexity": "gen judge PPL",
+                      "distinct_2": "gen distinct-2", "seq_rep_4": "gen seq-rep-4",
+                      "decode_tokens_per_s": "gen decode tok/s"}
+GENERATION_NOTE = (
+    "Generation columns: the generation benchmark's headline decoding row "
+    "(benchmarks/generation_report.py --attach-to-runs writes it beside the record as "
+    "generation.json), or the generation metrics recorded with the run. MAUVE: closeness to the "
+    "human continuations (higher is closer); judge PPL: the judge model's perplexity of the "
+    "continuations (comparable only under one judge); distinct-2 and seq-rep-4: diversity and "
+    "repetition (closest to the human row is best); decode tok/s: tokens that decoding "
+    "generated per second of wall time (a throughput over batched prompts where a batch size is "
+    "named; lmbench bench's decode tok/s is one stream).")
+# Published figures as their sources print them (252, 146.74), not padded to two decimals.
+PUBLISHED_FORMATS = {**FORMATS, "perplexity": "{:.5g}", "valid perplexity": "{:.5g}"}
+
+
+def collect_results(folder: str | Path) -> tuple[list[RunResult], list[str]]:
+    """All records under ``folder`` and one line per file that could not be read."""
+    from lmbench.storage.store import ResultStore
+
+    store = ResultStore(folder)
+    return store.records(), store.problems()
+
+
+def track_of(record: RunResult) -> str:
+    return WORD if record.config.get("tokenizer") == "word" else OPEN
+
+
+def leaderboard_table(records: list[RunResult], split: str = "test") -> pd.DataFrame:
+    """One row per record that scored ``split``: ranked rows best first within each corpus and
+    track, then unranked pseudo-likelihood rows. Numbers stay numbers (formatting is render's)."""
+    rows = []
+    for record in records:
+        m = record.metrics.get(split)
+        if m is None:
+            continue
+        exact = m.exact_likelihood
+        row = {
+            "corpus": record.corpus, "track": track_of(record), "rank": None,
+            "model": record.model, "tokenizer": record.config.get("tokenizer", "?"),
+            "perplexity": m.perplexity if exact else None,
+            "ppl 95% CI": "{:.1f}-{:.1f}".format(*m.perplexity_ci95) if exact else "",
+            "pseudo-perplexity": None if exact else m.perplexity,
+            "bits/byte": m.bits_per_byte if exact else None,
+            "bpb 95% CI": "{:.3f}-{:.3f}".format(*m.bits_per_byte_ci95) if exact else "",
+            "pseudo bits/byte": None if exact else m.bits_per_byte,
+            "<unk> rate": m.unk_rate,
+            "params": record.n_params if record.n_params > 0 else None,
+            "train s": record.fit_s,
+            "score tok/s": m.tokens_per_s if math.isfinite(m.tokens_per_s) else None,
+            "scored bytes/s": (m.tokens_per_s * m.n_bytes / m.n_tokens
+                               if math.isfinite(m.tokens_per_s) else None),
+            "decode tok/s": _number((record.throughput or {}).get("decode_tokens_per_s")),
+            "run id": record.run_id,
+        }
+        row.update(_generation_cells(record.generation or {}))
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    key = table["perplexity"].where(table["track"] == WORD, table["bits/byte"])
+    pseudo_key = table["pseudo-perplexity"].where(table["track"] == WORD, table["pseudo bits/byte"])
+    table["_pseudo"] = key.isna()
+    table["_key"] = key.fillna(pseudo_key)
+    table = table.sort_values(["corpus", "track", "_pseudo", "_key", "model"], kind="stable")
+    ranked = ~table["_pseudo"]
+    table.loc[ranked, "rank"] = table[ranked].groupby(["corpus", "track"]).cumcount() + 1
+    return table.drop(columns=["_pseudo", "_key"]).reset_index(drop=True)
+
+
+def _generation_cells(generation: dict) -> dict:
+    """The ``gen`` columns of one record: its generation metrics (``GENERATION_COLUMNS`` under
+    their display names, the others as ``gen <key>``) and, from a benchmark sidecar, the
+    decoding, judge and prompt count they were measured with."""
+    metrics = generation.get("metrics")
+    cells = {GENERATION_COLUMNS.get(name, f"gen {name}"): _number(value)
+             for name, value in (metrics if isinstance(metrics, dict) else {}).items()
+             if _number(value) is not None}
+    if not cells:
+        return {}
+    config = generation.get("config") if isinstance(generation.get("config"), dict) else {}
+    judge, judge_file = generation.get("judge"), generation.get("judge_file")
+    if isinstance(judge, str) and isinstance(judge_file, str):
+        judge = f"{_file_label(judge_file)} ({judge})"
+    elif isinstance(judge, str) and "strategy" in generation:
+        judge = f"itself ({judge})"
+    strategy = generation.get("strategy")
+    return {**cells, "gen decoding": strategy if isinstance(strategy, str) else None,
+            "gen judge": judge if isinstance(judge, str) else None,
+            "gen prompts": _number(config.get("n_prompts")),
+            "gen batch size": _number(config.get("batch_size"))}
+
+
+def _file_label(path: str) -> str:
+    """A model file as the generation benchmark labels it: a run folder's name, else the file."""
+    parts = path.replace("\\", "/").split("/")
+    return parts[-2] if parts[-1] == "model.npz" and len(parts) > 1 else parts[-1]
+
+
+def _number(value) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def generation_note(rows: pd.DataFrame) -> str:
+    """``GENERATION_NOTE`` and the settings behind the ``gen`` columns of ``rows`` (decoding,
+    prompts, judge, with the models measured so), or "" when no row has a ``gen`` column."""
+    shown = [c for c in GENERATION_COLUMNS.values() if c in rows.columns]
+    if not shown:
+        return ""
+    groups: dict[str, list[str]] = {}
+    for _, row in rows.iterrows():
+        if all(_missing(row[c]) for c in shown):
+            continue
+        decoding = row.get("gen decoding")
+        if _missing(decoding):
+            setting = "as recorded with the run"
+        else:
+            prompts, batch = row.get("gen prompts"), row.get("gen batch size")
+            setting = (f"{decoding}, " + ("" if _missing(prompts) else f"{prompts:.0f} prompts, ")
+                       + ("" if _missing(batch) else f"batches of {batch:.0f}, ")
+                       + f"judge {'?' if _missing(row.get('gen judge')) else row['gen judge']}")
+        groups.setdefault(setting, []).append(str(row["model"]))
+    if not groups:
+        return ""
+    return GENERATION_NOTE + " Measured with: " + "; ".join(
+        f"{setting}: {', '.join(models)}" for setting, models in groups.items()) + "."
+
+
+def published_table(references: list[Reference], corpora: list[str] | None = None
+                    ) -> pd.DataFrame:
+    """The published figures (for ``corpora`` only, if given), best first per corpus and track."""
+    rows = [{
+        "corpus": r.corpus, "track": WORD if r.track == "word" else OPEN, "model": r.model,
+        "split": r.split, "perplexity": r.perplexity, "valid perplexity": r.valid_perplexity,
+        "bits/byte": r.bits_per_byte, "params": r.n_params, "source": r.source, "notes": r.notes,
+    } for r in references if corpora is None or r.corpus in corpora]
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    table["_key"] = table["perplexity"].where(table["track"] == WORD, table["bits/byte"])
+    table = table.sort_values(["corpus", "track", "_key"], kind="stable")
+    return table.drop(columns="_key").reset_index(drop=True)
+
+
+# Columns shown in the per-track tables (CSV keeps every column).
+MEASURED_COLUMNS = ["rank", "model", "tokenizer", "perplexity", "ppl 95% CI", "<unk> rate",
+                    "pseudo-perplexity", "bits/byte", "bpb 95% CI", "pseudo bits/byte", "params",
+                    "train s", "score tok/s", "decode tok/s", *GENERATION_COLUMNS.values()]
+PUBLISHED_COLUMNS = ["model", "split", "perplexity", "valid perplexity", "bits/byte", "params",
+                     "source", "notes"]
+
+
+def shown_columns(table: pd.DataFrame, columns: list[str], track: str) -> list[str]:
+    """The columns worth showing for one track: present and not all empty; ``<unk>`` rate
+    always on the word track, on the open track only where some tokenizer has an ``<unk>``;
+    per-token perplexity not on the open track (tokens differ across tokenizers there)."""
+    shown = []
+    for column in columns:
+        if column not in table.columns:
+            continue
+        if track == OPEN and column in ("perplexity", "ppl 95% CI", "pseudo-perplexity"):
+            continue
+        values = table[column]
+        if column == "<unk> rate" and track == OPEN and not (values.fillna(0) > 0).any():
+            continue
+        if column == "<unk> rate" and track == WORD:
+            shown.append(column)
+        elif values.notna().any() and not (values.astype(str) == "").all():
+            shown.append(column)
+    return shown
+
+
+def format_cells(table: pd.DataFrame, formats: dict[str, str] = FORMATS) -> pd.DataFrame:
+    """Numbers as display strings (blank where missing; text as it is)."""
+    shown = table.copy().astype(object)
+    for column in shown.columns:
+        fmt = formats.get(column, "{:.4g}" if column.startswith("gen ") else None)
+        shown[column] = [_cell(v, fmt) for v in shown[column]]
+    return shown
+
+
+def _cell(value, fmt: str | None) -> str:
+    if _missing(value):
+        return ""
+    if fmt is None:
+        return str(value)
+    try:
+        return fmt.format(value)
+    except (TypeError, ValueError):  # text in a numeric column (a gen setting)
+        return str(value)
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """One measured table as Markdown (all columns given; used by ``lmbench run``'s summary)."""
+    if table.empty:
+        return "(no results)"
+    columns = [c for c in MEASURED_COLUMNS if c in table.columns]
+    keep = [c for c in columns if table[c].notna().any() and not (table[c].astype(str) == "").all()]
+    return _markdown(table[["corpus", "track", *keep]])
+
+
+def _markdown(table: pd.DataFrame, formats: dict[str, str] = FORMATS) -> str:
+    """Formatted cells as a Markdown table: numbers right-aligned, kept as formatted."""
+    align = ["right" if c in formats or c.startswith("gen ") else "left" for c in table.columns]
+    return format_cells(table, formats).to_markdown(index=False, disable_numparse=True,
+                                                    colalign=align)
+
+
+def markdown_report(table: pd.DataFrame, published: pd.DataFrame, problems: list[str],
+                    split: str, title: str = "lmbench leaderboard") -> str:
+    """The full leaderboard as Markdown: per corpus and track, the ranked table, then the
+    published references for it, then the files that were skipped."""
+    lines = [f"# {title}", "", f"Split: `{split}`. {len(table)} measured runs. Published "
+             "figures are listed separately and never ranked with measured ones.", ""]
+    for corpus, track in _groups(table, published):
+        lines += [f"## {corpus}: {TRACK_TITLES[track]}", ""]
+        rows = _select(table, corpus, track)
+        if not rows.empty:
+            columns = shown_columns(rows, MEASURED_COLUMNS, track)
+            lines += [_markdown(rows[columns]), ""]
+            if rows["rank"].isna().any():
+                lines += [PSEUDO_NOTE, ""]
+            note = generation_note(rows)
+            if note:
+                lines += [note, ""]
+        refs = _select(published, corpus, track)
+        if not refs.empty:
+            columns = shown_columns(refs, PUBLISHED_COLUMNS, track)
+            lines += ["Published references (not measured by lmbench run; not ranked):", "",
+                      _markdown(refs[columns], PUBLISHED_FORMATS), ""]
+    if problems:
+        lines += ["## Skipped files", ""] + [f"- {p}" for p in problems] + [""]
+    return "\n".join(lines)
+
+
+def csv_report(table: pd.DataFrame, published: pd.DataFrame) -> str:
+    """Measured and published rows in one CSV, told apart by the ``kind`` column (published
+    rows have no rank)."""
+    measured = table.assign(kind="measured")
+    refs = published.assign(kind="published") if not published.empty else published
+    both = pd.concat([t for t in (measured, refs) if not t.empty], ignore_index=True)
+    if both.empty:
+        return ""
+    first = ["kind", "corpus", "track", "rank", "model"]
+    return both[[c for c in first if c in both] + [c for c in both if c not in first]].to_csv(
+        index=False)
+
+
+def _groups(table: pd.DataFrame, published: pd.DataFrame) -> list[tuple[str, str]]:
+    """(corpus, track) pairs that have measured rows (published-only ones are left out)."""
+    if table.empty:
+        return []
+    return sorted(set(zip(table["corpus"], table["track"], strict=True)),
+                  key=lambda group: (group[0], TRACK_ORDER[group[1]]))
+
+
+def _select(table: pd.DataFrame, corpus: str, track: str) -> pd.DataFrame:
+    if table.empty:
+        return table
+    return table[(table["corpus"] == corpus) & (table["track"] == track)]

@@ -1,0 +1,119 @@
+"""Run configuration: TOML files that reject unknown keys and wrong types.
+
+A run file names one corpus and a list of models::
+
+    corpus = "brown"                  # a registered corpus, or a path
+    splits = ["valid", "test"]        # which splits to score
+    seed = 0
+
+    [eval]                            # lmbench.evaluation.scoring.EvalConfig
+    block_len = 1024
+
+    [[models]]
+    label = "kn5"                     # the run's name on the leaderboard
+    family = "ngram"                  # a registered family (see `lmbench models`)
+    order = 5                         # every other key goes to the family's config dataclass
+    smoothing = "modified-kneser-ney"
+
+Every table is checked against a frozen dataclass: an unknown key is an error naming the file,
+the table and the key (with a did-you-mean), and so is a value of the wrong type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lmbench.core.errors import LmbenchError
+from lmbench.core.options import build_config, check_fields
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+from lmbench.evaluation.scoring import EvalConfig
+from lmbench.models.catalog import config_class_of
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    label: str  # name of the run on the leaderboard
+    family: str  # registered family name
+    options: dict[str, Any]  # fields of the family's config dataclass
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    corpus: str
+    models: tuple[ModelSpec, ...]
+    splits: tuple[str, ...] = ("valid", "test")
+    seed: int = 0
+    data_dir: str | None = None
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a run file (see the module docstring)."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LmbenchError(f"{path}: config file not found") from None
+    except UnicodeDecodeError:
+        raise LmbenchError(f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as error:
+        raise LmbenchError(f"{path}: invalid TOML ({error})") from None
+    return parse_config(data, str(path))
+
+
+def parse_config(data: dict[str, Any], where: str = "config") -> RunConfig:
+    """Validate a parsed run file; every error message starts with ``where``."""
+    try:
+        return _parse_config(data, where)
+    except LmbenchError as error:
+        if str(error).startswith(where):
+            raise
+        raise LmbenchError(f"{where}: {error}") from None
+
+
+def _parse_config(data: dict[str, Any], where: str) -> RunConfig:
+    data = dict(data)
+    eval_data = data.pop("eval", {})
+    model_tables = data.pop("models", None)
+    top = {k: v for k, v in data.items()}
+    check_fields(RunConfig, {**top, "models": (), "eval": EvalConfig()}, where)
+    if "corpus" not in top:
+        raise LmbenchError(f"{where}: missing key 'corpus' (a corpus name or path)")
+    if not isinstance(eval_data, dict):
+        raise LmbenchError(f"{where}: [eval] must be a table")
+    check_fields(EvalConfig, eval_data, f"{where} [eval]")
+    if not isinstance(model_tables, list) or not model_tables:
+        raise LmbenchError(f"{where}: needs at least one [[models]] table")
+    specs, labels = [], set()
+    for number, table in enumerate(model_tables, start=1):
+        table = dict(table)
+        family = table.pop("family", None)
+        if not isinstance(family, str):
+            raise LmbenchError(f"{where} [[models]] #{number}: missing key 'family' (a string)")
+        label = table.pop("label", None) or _default_label(family, table)
+        if not isinstance(label, str):
+            raise LmbenchError(f"{where} [[models]] #{number}: 'label' must be a string")
+        if label in labels:
+            raise LmbenchError(f"{where} [[models]] #{number}: label {label!r} is used twice")
+        labels.add(label)
+        try:  # keys, types and values (ranges, names), before anything runs
+            build_config(config_class_of(family), table, f"{where} [[models]] {label!r}")
+        except LmbenchError as error:
+            if str(error).startswith(where):
+                raise
+            raise LmbenchError(f"{where} [[models]] {label!r}: {error}") from None
+        specs.append(ModelSpec(label, family, table))
+    if "splits" in top:
+        top["splits"] = tuple(top["splits"])
+    return RunConfig(models=tuple(specs), eval=EvalConfig(**eval_data), **top)
+
+
+def _default_label(family: str, options: dict[str, Any]) -> str:
+    parts = [family] + [f"{k}={v}" for k, v in sorted(options.items()) if not isinstance(v, dict)]
+    return "-".join(str(p) for p in parts)

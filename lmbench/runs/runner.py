@@ -1,0 +1,123 @@
+"""``run(config)``: fit every model of a run file on its corpus, score the splits, write results.
+
+Each model's record goes to ``<out>/<run_id>/result.json`` through ``lmbench.storage.store`` (written
+atomically, never overwritten, indexed), so a crash or a bad model later in the list never
+leaves a half-written record. The runner knows nothing about families: it builds, fits and
+evaluates through the common interface. ``record_run`` does the same for a model built
+elsewhere (a user's model, a ``FunctionLM``, a Hugging Face checkpoint), so it joins the
+leaderboard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lmbench.core.interface import LanguageModel
+from lmbench.core.names import new_run_id
+from lmbench.core.results import RunResult, environment
+from lmbench.core.tokenizers import Tokenizer
+from lmbench.data.corpora import Corpus, load_corpus
+from lmbench.evaluation.scoring import EvalConfig, evaluate
+from lmbench.models import build_model
+from lmbench.runs.config import RunConfig
+from lmbench.storage.store import ResultStore
+
+
+def seed_everything(seed: int) -> None:
+    """Seed every generator a family may draw from, before it is built."""
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def tokenizer_fingerprint(tokenizer: Tokenizer) -> dict[str, Any]:
+    """Name, vocabulary size and a SHA-256 of the fitted vocabulary: two runs whose
+    fingerprints match tokenize a text identically, so their per-block NLLs align."""
+    from lmbench.core.tokenizers import tokenizer_to_json
+
+    digest = hashlib.sha256(tokenizer_to_json(tokenizer).encode("utf-8")).hexdigest()
+    return {"name": tokenizer.name, "vocab_size": tokenizer.vocab_size, "sha256": digest}
+
+
+def make_record(model: LanguageModel, corpus: Corpus, metrics: dict, *, label: str,
+                seed: int, fit_s: float, env: dict | None = None, family: str | None = None,
+                generation: dict | None = None, throughput: dict | None = None) -> RunResult:
+    """The ``RunResult`` of a fitted and scored model (not yet written)."""
+    config = {"family": family or getattr(model, "family", None) or model.name, **model.config()}
+    config.setdefault("tokenizer", model.tokenizer.name)
+    return RunResult(
+        run_id=new_run_id(corpus.name, label), model=label, corpus=corpus.name, config=config,
+        seed=seed, n_params=int(model.n_params()), fit_s=float(fit_s), metrics=metrics,
+        env=env or environment(), train_log=model.training_log(),
+        tokenizer=tokenizer_fingerprint(model.tokenizer), throughput=throughput,
+        generation=generation,
+    )
+
+
+def record_run(model: LanguageModel, corpus: Corpus | str, out_dir: str | Path, *,
+               label: str | None = None, splits: Sequence[str] = ("test",),
+               eval_config: EvalConfig | None = None, seed: int = 0, fit_s: float = 0.0,
+               data_dir=None, generation: dict | None = None,
+               throughput: dict | None = None) -> RunResult:
+    """Score an already fitted model on ``splits`` and write its record under ``out_dir``, where
+    ``lmbench leaderboard out_dir`` ranks it beside the built-in families.
+
+    Args:
+        model: any ``LanguageModel`` (a user's subclass, ``lmbench.adapters.FunctionLM``,
+            ``lmbench.adapters.huggingface.HuggingFaceLM``), already fitted.
+        corpus: a ``Corpus`` or a corpus name / path for ``load_corpus``.
+        out_dir: the results folder (``lmbench.storage.store.ResultStore``).
+        label: the row's name on the leaderboard (default: ``model.name``).
+        fit_s: training time to show, if the model was trained elsewhere.
+        generation: optional ``{"samples": [{"prompt", "text"}], "metrics": {name: value}}``.
+        throughput: optional extra figures, e.g. ``{"decode_tokens_per_s": 812.0}``.
+
+    Returns:
+        The ``RunResult`` written to ``<out_dir>/<run_id>/result.json``.
+    """
+    if isinstance(corpus, str):
+        corpus = load_corpus(corpus, data_dir)
+    eval_config = eval_config or EvalConfig()
+    metrics = {split: evaluate(model, corpus, split, eval_config) for split in splits}
+    result = make_record(model, corpus, metrics, label=label or model.name, seed=seed,
+                         fit_s=fit_s, generation=generation, throughput=throughput)
+    ResultStore(out_dir).put(result)
+    return result
+
+
+def run(config: RunConfig, out_dir: str | Path, save_models: bool = False, log=print
+        ) -> list[RunResult]:
+    """Fit and evaluate each model of ``config``; returns the records written under ``out_dir``."""
+    out_dir = Path(out_dir)
+    corpus = load_corpus(config.corpus, config.data_dir)
+    for split in config.splits:
+        corpus.split(split)  # fail before any training if a split is missing
+    env = environment()
+    store = ResultStore(out_dir)
+    results = []
+    for spec in config.models:
+        seed_everything(config.seed)
+        model = build_model(spec.family, **spec.options)
+        log(f"[{spec.label}] fitting on {corpus.name} train ...")
+        started = time.perf_counter()
+        model.fit(corpus, checkpoint_dir=out_dir / "checkpoints" / f"{corpus.name}-{spec.label}")
+        fit_s = time.perf_counter() - started
+        metrics = {split: evaluate(model, corpus, split, config.eval) for split in config.splits}
+        result = make_record(model, corpus, metrics, label=spec.label, seed=config.seed,
+                             fit_s=fit_s, env=env, family=spec.family)
+        if save_models:
+            model.save(out_dir / result.run_id / "model.npz")
+        store.put(result)
+        shown = ", ".join(f"{s} ppl {m.perplexity:.2f}" for s, m in metrics.items())
+        log(f"[{spec.label}] fit {fit_s:.1f}s; {shown}")
+        results.append(result)
+    return results

@@ -1,0 +1,3 @@
+"""The results store: one immutable ``result.json`` per run, sidecars beside it, a SQLite index
+rebuilt from the records.
+"""

@@ -1,0 +1,57 @@
+"""Tokenizers: the closed word vocabulary, lossless char/byte/BPE, and state round trips."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lmbench.core.tokenizers import build_tokenizer, tokenizer_from_json, tokenizer_to_json
+from lmbench.data.corpora import Split, _lines_split
+
+TEXT = "the cat sat .\nthe cat ran .\nthe dog sat !\nthe the cat . é ✓\n"
+
+
+def test_word_vocabulary_drops_words_seen_at_most_three_times():
+    split = _lines_split("train", TEXT)
+    tokenizer = build_tokenizer("word").fit(split)
+    assert tokenizer.tokens_ == ["<unk>", "</s>", "the"]  # "the" x5 stays; "." x3 does not
+    ids = tokenizer.encode_split(split)
+    assert ids[:5].tolist() == [2, 0, 0, 0, 1]  # the <unk> <unk> <unk> </s>
+    assert (ids == tokenizer.boundary_id).sum() == len(split.sentences)
+
+
+@pytest.mark.parametrize("name, options", [("char", {}), ("byte", {}),
+                                           ("bpe", {"vocab_size": 300})])
+def test_open_vocabulary_tokenizers_are_lossless_on_train_text(name, options):
+    split = _lines_split("train", TEXT * 5)
+    tokenizer = build_tokenizer(name, **options).fit(split)
+    ids = tokenizer.encode_split(split)
+    assert tokenizer.decode(ids) == split.text
+    assert tokenizer.boundary_id not in ids.tolist()
+
+
+def test_byte_and_bpe_are_lossless_on_unseen_text():
+    split = _lines_split("train", TEXT * 5)
+    unseen = "Zebras ∑ ünïcode\n\n  spaces\ttabs"
+    for name, options in (("byte", {}), ("bpe", {"vocab_size": 300})):
+        tokenizer = build_tokenizer(name, **options).fit(split)
+        assert tokenizer.decode(tokenizer.encode(unseen)) == unseen
+        assert tokenizer.is_lossless
+
+
+def test_char_maps_unseen_characters_to_unk():
+    tokenizer = build_tokenizer("char").fit(Split("train", "abc", ()))
+    assert tokenizer.encode("abz") == [2, 3, tokenizer.unk_id]
+
+
+@pytest.mark.parametrize("name, options", [("word", {"unk_max_count": 0}), ("char", {}),
+                                           ("byte", {}), ("bpe", {"vocab_size": 300})])
+def test_state_round_trips_through_json(name, options):
+    split = _lines_split("train", TEXT * 5)
+    tokenizer = build_tokenizer(name, **options).fit(split)
+    same = tokenizer_from_json(tokenizer_to_json(tokenizer))
+    np.testing.assert_array_equal(same.encode_split(split), tokenizer.encode_split(split))
+    assert same.vocab_size == tokenizer.vocab_size
+    strings = same.token_strings()
+    assert len(set(strings)) == len(strings) and not any(any(c.isspace() for c in s)
+                                                         for s in strings)
