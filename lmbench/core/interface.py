@@ -131,3 +131,64 @@ class LanguageModel(ABC):
         ids = torch.tensor([[self.tokenizer.boundary_id, *context_ids]], dtype=torch.long)
         scores, _ = self.logits(ids)
         return torch.log_softmax(scores[0, -1].double(), dim=-1).numpy()
+
+
+# Optional abilities ---------------------------------------------------------------------------
+#
+# A family declares an optional ability by inheriting one of these classes in its own file;
+# generic code asks ``isinstance(model, Trainable)`` (never ``getattr(model, "net")``,
+# ``hasattr`` or a try/except probe). Each class states its contract once, here.
+
+
+class Trainable(ABC):
+    """Weights in one ``torch.nn.Module``, trained by ``lmbench.training`` and adaptable by
+    ``lmbench.peft``; log-probabilities with gradients for objectives written once for every
+    torch family (preference and policy losses)."""
+
+    @abstractmethod
+    def network(self) -> torch.nn.Module:
+        """The fitted network (an error naming the model if it is not fitted)."""
+
+    @abstractmethod
+    def forward_logits(self, input_ids: torch.Tensor, state: State = None
+                       ) -> tuple[torch.Tensor, State]:
+        """Like ``logits`` but keeping the autograd graph and the network's current mode
+        (train or eval): ``(B, T)`` ids -> ``(B, T, V)`` logits with gradients, new state."""
+
+
+class SelectsStateRows(ABC):
+    """The state of some rows of a batch can be taken (batched beam search)."""
+
+    @abstractmethod
+    def select_state(self, state: State, rows: torch.Tensor) -> State:
+        """See ``LanguageModel.select_state``."""
+
+
+class Embeds(ABC):
+    """One feature vector per sequence (MAUVE's features, reward-model heads)."""
+
+    @abstractmethod
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """``(B, T)`` ids -> ``(B, D)`` float32 features."""
+
+
+class CountsFlops(ABC):
+    """An analytic count of forward FLOPs per token (for utilisation against the peak)."""
+
+    @abstractmethod
+    def flops_per_token(self, context_len: float | None = None) -> float:
+        """Forward FLOPs for one token attending to ``context_len`` earlier tokens."""
+
+
+class RollsBackState(ABC):
+    """A state can be cut back to an earlier length without recomputation (speculative
+    decoding rejects drafted tokens by cutting the target's KV cache)."""
+
+    @abstractmethod
+    def state_length(self, state: State) -> int:
+        """Tokens the state covers (0 for ``None``)."""
+
+    @abstractmethod
+    def rollback_state(self, state: State, length: int) -> State:
+        """The state after only the first ``length`` tokens of those ``state`` covers; a new
+        state (``state`` is unchanged)."""
