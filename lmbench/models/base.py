@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from lmbench.core.errors import LmbenchError
-from lmbench.core.interface import Budget, LanguageModel
+from lmbench.core.interface import Budget, LanguageModel, Trainable
 from lmbench.core.io import read_npz, write_npz_atomic
 from lmbench.core.options import build_config
 from lmbench.core.tokenizers import (
@@ -36,7 +36,7 @@ from lmbench.core.tokenizers import (
 from lmbench.training.trainer import TrainLog, train
 
 
-class NeuralLM(LanguageModel):
+class NeuralLM(LanguageModel, Trainable):
     """Base class of the torch families; see the module docstring."""
 
     config_class: type
@@ -91,6 +91,13 @@ class NeuralLM(LanguageModel):
         if self.net is None:
             raise LmbenchError(f"the {self.name} model is not fitted; call fit(corpus) first")
         return self.net
+
+    def network(self) -> torch.nn.Module:
+        return self._network()
+
+    def forward_logits(self, input_ids, state=None):
+        """(B, T) ids -> (B, T, V) logits with gradients, in the network's current mode."""
+        return self._network()(torch.as_tensor(input_ids, dtype=torch.long), state)
 
     # ------------------------------------------------------------------------------- scoring
 

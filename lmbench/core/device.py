@@ -1,0 +1,81 @@
+"""Where tensors live and how they are autocast, chosen once: ``device = "auto" | "cpu" |
+"cuda" | "cuda:N" | "mps"``.
+
+``auto`` takes CUDA when torch sees a GPU, else Apple's MPS where torch has it, else the CPU.
+bf16 autocast (Kalamkar et al. 2019, "A Study of BFLOAT16 for Deep Learning Training") is used
+only where the hardware runs bf16 matrix products natively: CUDA devices that report bf16
+support, and CPUs with AMX or AVX-512 BF16; elsewhere it would emulate bf16 slowly, so
+``autocast`` leaves fp32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from pathlib import Path
+
+import torch
+
+from lmbench.core.errors import LmbenchError
+
+DEVICE_NAMES = ("auto", "cpu", "cuda", "mps")  # "cuda:N" picks a GPU
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)  # absent from some torch builds
+    return bool(backend is not None and backend.is_available())
+
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """The ``torch.device`` for ``name``; an unknown name or an absent device is an error."""
+    if isinstance(name, torch.device):
+        return name
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if _mps_available() else torch.device("cpu")
+    kind, _, index = name.partition(":")
+    if kind not in DEVICE_NAMES or (index and (kind != "cuda" or not index.isdigit())):
+        raise LmbenchError(f"device must be one of {', '.join(DEVICE_NAMES)} or cuda:N, "
+                           f"got {name!r}")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise LmbenchError(f"device {name!r}: torch sees no CUDA GPU here (use 'cpu' or "
+                               "'auto')")
+        if index and int(index) >= torch.cuda.device_count():
+            raise LmbenchError(f"device {name!r}: only {torch.cuda.device_count()} CUDA "
+                               "device(s)")
+    if kind == "mps" and not _mps_available():
+        raise LmbenchError("device 'mps': this torch build has no MPS backend here")
+    return torch.device(name)
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu_has_native_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def supports_bf16(device: torch.device) -> bool:
+    """Whether bf16 autocast runs natively on ``device`` (see the module docstring)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return _cpu_has_native_bf16()
+    return False
+
+
+def autocast(device: torch.device, enabled: bool = True):
+    """bf16 autocast on ``device`` when ``enabled`` and supported there; else a no-op."""
+    if not (enabled and supports_bf16(device)):
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued kernels (timing on CUDA needs it; a no-op elsewhere)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
