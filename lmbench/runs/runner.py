@@ -52,7 +52,7 @@ def make_record(model: LanguageModel, corpus: Corpus, metrics: dict, *, label: s
                 seed: int, fit_s: float, env: dict | None = None, family: str | None = None,
                 generation: dict | None = None, throughput: dict | None = None) -> RunResult:
     """The ``RunResult`` of a fitted and scored model (not yet written)."""
-    config = {"family": family or getattr(model, "family", None) or model.name, **model.config()}
+    config = {"family": family or model.family, **model.config()}
     config.setdefault("tokenizer", model.tokenizer.name)
     return RunResult(
         run_id=new_run_id(corpus.name, label), model=label, corpus=corpus.name, config=config,

@@ -28,7 +28,7 @@ def test_quantized_scores_stay_close_and_the_original_is_untouched(gpt_target, t
     # mean NLL within `bound` nats per token, i.e. perplexity within about 3%
     assert abs(after - before) < bound
     assert after != before  # it really is another network
-    assert small.net is not gpt_target.net and small is not gpt_target
+    assert small.network() is not gpt_target.net and small is not gpt_target
     assert all(torch.equal(v, weights[k]) for k, v in gpt_target.net.state_dict().items())
     assert _nll(gpt_target, ids) == before
     assert small.n_params() == gpt_target.n_params()
@@ -37,7 +37,7 @@ def test_quantized_scores_stay_close_and_the_original_is_untouched(gpt_target, t
 
 def test_int8_replaces_the_linear_layers(gpt_target):
     small = quantize(gpt_target)
-    modules = list(small.net.modules())
+    modules = list(small.network().modules())
     assert not any(type(m) is torch.nn.Linear for m in modules)
     n_linear = sum(type(m) is torch.nn.Linear for m in gpt_target.net.modules())
     assert sum(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in modules) == n_linear
