@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
 import lmbench
+from lmbench.core.errors import LmbenchError
 from lmbench.core.interface import (
     CountsFlops,
     Embeds,
@@ -297,5 +299,10 @@ def test_trainable_gives_its_network_and_a_model_to_train_again(fitted):
         pytest.skip(f"{fitted.name} is not a torch network")
     assert isinstance(fitted.network(), torch.nn.Module)
     fresh = fitted.with_train_config(fitted.train_config())
-    assert type(fresh) is type(fitted) and fresh.config() == fitted.config()
-    assert fresh.tokenizer is fitted.tokenizer
+    assert type(fresh) is type(fitted) and fresh.tokenizer is fitted.tokenizer
+    assert fresh.config() == fitted.config()
+    with pytest.raises(LmbenchError, match="not fitted"):
+        fresh.network()  # a new model: fit trains it
+    one_step = replace(fitted.train_config(), max_steps=1)
+    assert fitted.with_train_config(one_step).train_config() == one_step
+    assert fitted.train_config().max_steps != 1  # the model itself is unchanged

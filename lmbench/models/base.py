@@ -7,9 +7,10 @@ fields), ``capabilities`` and ``build_network(vocab_size)``. The network's
 
     token_logprobs = log_softmax(logits) gathered at the targets (targets == -1 give 0.0)
 
-evaluated in fp32 under ``torch.inference_mode``; ``fit`` = tokenizer + ``lmbench.training.trainer.train``;
-``save``/``load`` = the weights as numpy arrays in one ``.npz`` with the config, tokenizer and
-training log as JSON.
+evaluated in fp32 under ``torch.inference_mode``; ``fit`` = tokenizer +
+``lmbench.training.trainer.train``; ``save``/``load`` = the weights as numpy arrays in one
+``.npz`` with the config, tokenizer and training log as JSON. Every torch family is
+``Trainable``; the other optional abilities (``lmbench.core.interface``) a family declares itself.
 """
 
 from __future__ import annotations

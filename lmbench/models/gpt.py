@@ -208,5 +208,5 @@ def decoder_flops_per_token(model: NeuralLM, context_len: float | None = None,
     if net.position_embedding is not None:
         embeddings += net.position_embedding.weight.numel()
     layers = model.n_params() - embeddings - idle_params
-    head = net.head.weight.numel()  # V C
+    head = net.token_embedding.weight.numel()  # V C: the head is tied to the embedding
     return 2.0 * layers + 2.0 * head + 4.0 * config.n_layer * config.n_embd * n_ctx
