@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
 import lmbench
-from lmbench.core.interface import LanguageModel
+from lmbench.core.errors import LmbenchError
+from lmbench.core.interface import (
+    CountsFlops,
+    Embeds,
+    LanguageModel,
+    RollsBackState,
+    SelectsStateRows,
+    Trainable,
+)
 from lmbench.evaluation.scoring import EvalConfig, evaluate
 from lmbench.inference.decoding import beam_search, beam_search_batch
 from lmbench.inference.sampling import Sampler, SamplingConfig, TopK, generate, sample, sample_batch
@@ -152,7 +161,8 @@ def test_generation_with_the_cache_equals_generation_without_it(fitted):
 
 # ------------------------------------------------------------------------- batched decoding
 
-SELECTS_STATE = {"ngram", "nplm", "rnn", "lstm", "gru", "gpt", "moe", "bert", "seq2seq"}
+SELECTS_STATE = {"ngram", "nplm", "rnn", "lstm", "gru", "gpt", "moe", "bert", "seq2seq",
+                 "interpolation"}
 
 
 class _OneBeamAtATime(LanguageModel):
@@ -197,11 +207,10 @@ def test_select_state_continues_the_chosen_rows(fitted, tiny_corpus):
     contexts = torch.tensor([[fitted.tokenizer.boundary_id, *p] for p in prompts])  # (3, 5)
     _, state = fitted.logits(contexts)
     rows = torch.tensor([2, 0, 0])
-    try:
-        selected = fitted.select_state(state, rows)
-    except NotImplementedError:
+    if not isinstance(fitted, SelectsStateRows):
         assert fitted.name not in SELECTS_STATE, f"{fitted.name} must implement select_state"
         pytest.skip(f"{fitted.name} does not select rows of its state")
+    selected = fitted.select_state(state, rows)
     following = contexts[:, 1:2]  # (3, 1) any ids
     continued, _ = fitted.logits(following, selected)
     whole, _ = fitted.logits(torch.cat((contexts[rows], following), dim=1))
@@ -226,3 +235,74 @@ def test_batched_beam_search_equals_sequential_beam_search(fitted, tiny_corpus):
     assert [c.ids for c in batched] == [c.ids for c in sequential]
     assert [c.score for c in batched] == pytest.approx([c.score for c in sequential], abs=1e-4)
     assert beam_search(fitted, prompts[1], 8, beam_width=3).ids == sequential[1].ids
+
+
+# ------------------------------------------------------------------------ declared abilities
+
+ABILITIES = {  # what each family declares (lmbench.core.interface), and nothing more
+    "gpt": {Trainable, SelectsStateRows, RollsBackState, Embeds, CountsFlops},
+    "moe": {Trainable, SelectsStateRows, RollsBackState, Embeds, CountsFlops},
+    **{name: {Trainable, SelectsStateRows}
+       for name in ("nplm", "rnn", "lstm", "gru", "bert", "seq2seq")},
+    "ngram": {SelectsStateRows},
+    "interpolation": {SelectsStateRows},
+}
+
+
+def test_each_family_declares_its_abilities():
+    assert set(ABILITIES) == set(MODELS)
+    for family, declared in ABILITIES.items():
+        model_class = MODELS.get(family)
+        found = {a for a in (Trainable, SelectsStateRows, RollsBackState, Embeds, CountsFlops)
+                 if issubclass(model_class, a)}
+        assert found == declared, family
+
+
+def test_embeds_gives_one_finite_vector_per_sequence(fitted, tiny_corpus):
+    if not isinstance(fitted, Embeds):
+        pytest.skip(f"{fitted.name} does not embed")
+    contexts = torch.tensor([[fitted.tokenizer.boundary_id, *p]
+                             for p in _prompts(fitted, tiny_corpus)])  # (3, 5)
+    vectors = fitted.embed(contexts)  # (3, D)
+    assert vectors.dtype == torch.float32 and vectors.ndim == 2 and vectors.shape[0] == 3
+    assert vectors.shape[1] > 0 and torch.isfinite(vectors).all()
+    assert torch.allclose(fitted.embed(contexts[1:2]), vectors[1:2], atol=1e-5)  # row by row
+
+
+def test_rolling_the_state_back_equals_reading_the_prefix_alone(fitted, tiny_corpus):
+    if not isinstance(fitted, RollsBackState):
+        pytest.skip(f"{fitted.name} does not roll its state back")
+    inputs, _ = _stream(fitted, tiny_corpus)
+    ids = inputs[:, :12]  # (1, 12) within every window
+    _, state = fitted.logits(ids)
+    assert fitted.state_length(state) == 12 and fitted.state_length(None) == 0
+    cut = fitted.rollback_state(state, 5)
+    assert fitted.state_length(cut) == 5 and fitted.state_length(state) == 12  # a new state
+    following = ids[:, 5:9]  # (1, 4)
+    rolled, _ = fitted.logits(following, cut)
+    _, prefix_state = fitted.logits(ids[:, :5])
+    recomputed, _ = fitted.logits(following, prefix_state)
+    assert torch.allclose(rolled, recomputed, atol=1e-5)
+    assert torch.allclose(rolled, fitted.logits(ids[:, :9])[0][:, 5:], atol=1e-5)
+
+
+def test_counts_flops_gives_a_positive_count(fitted):
+    if not isinstance(fitted, CountsFlops):
+        pytest.skip(f"{fitted.name} does not count FLOPs")
+    counts = [fitted.flops_per_token(), fitted.flops_per_token(1), fitted.flops_per_token(8)]
+    assert all(math.isfinite(c) and c > 0 for c in counts)
+    assert counts[1] <= counts[2]  # attending to more keys costs no less
+
+
+def test_trainable_gives_its_network_and_a_model_to_train_again(fitted):
+    if not isinstance(fitted, Trainable):
+        pytest.skip(f"{fitted.name} is not a torch network")
+    assert isinstance(fitted.network(), torch.nn.Module)
+    fresh = fitted.with_train_config(fitted.train_config())
+    assert type(fresh) is type(fitted) and fresh.tokenizer is fitted.tokenizer
+    assert fresh.config() == fitted.config()
+    with pytest.raises(LmbenchError, match="not fitted"):
+        fresh.network()  # a new model: fit trains it
+    one_step = replace(fitted.train_config(), max_steps=1)
+    assert fitted.with_train_config(one_step).train_config() == one_step
+    assert fitted.train_config().max_steps != 1  # the model itself is unchanged

@@ -28,13 +28,13 @@ import numpy as np
 import torch
 
 from lmbench.core.errors import LmbenchError
-from lmbench.core.interface import Capabilities, LanguageModel, State
+from lmbench.core.interface import Capabilities, LanguageModel, SelectsStateRows, State
 from lmbench.core.tokenizers import Tokenizer, build_tokenizer
 
 NextTokenFunction = Callable[[torch.Tensor], "torch.Tensor | np.ndarray"]
 
 
-class FunctionLM(LanguageModel):
+class FunctionLM(LanguageModel, SelectsStateRows):
     """A plain function ``(B, T) ids -> (B, T, V) next-token log-probabilities`` as a model.
 
     Args:
@@ -76,7 +76,7 @@ class FunctionLM(LanguageModel):
 
     def fit(self, corpus, *, valid: bool = True, budget=None, checkpoint_dir=None) -> FunctionLM:
         """Fit the tokenizer on ``corpus.train`` if it is not fitted; the function is as given."""
-        if not getattr(self.tokenizer, "fitted_", False):
+        if not self.tokenizer.is_fitted:
             self.tokenizer.fit(corpus.train)
         return self
 

@@ -19,7 +19,8 @@ A component is either a saved model file (``lmbench`` ``.npz`` or ``.arpa``; alr
 vocabulary), so the mixture is a distribution over one vocabulary. The state is the tuple of
 the components' states, each continued by its own family, so the mixture carries state from
 window to window (``carries_state``) and the evaluator scores each token exactly once.
-``n_params`` is the sum over components.
+``n_params`` is the sum over components. Every component selects rows of its state
+(``SelectsStateRows``), so the mixture does too and beam search batches its beams.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import numpy as np
 import torch
 
 from lmbench.core.errors import LmbenchError
-from lmbench.core.interface import Budget, Capabilities, LanguageModel
+from lmbench.core.interface import Budget, Capabilities, LanguageModel, SelectsStateRows
 from lmbench.core.io import read_npz, write_npz_atomic
 from lmbench.core.options import build_config
 from lmbench.core.tokenizers import same_vocabulary
@@ -91,7 +92,7 @@ def em_weights(nll: np.ndarray, iterations: int = 100, tolerance: float = 1e-6
     return weights
 
 
-class InterpolatedLM(LanguageModel):
+class InterpolatedLM(LanguageModel, SelectsStateRows):
     """A weighted mixture of fitted models (module docstring)."""
 
     name = "interpolation"
@@ -115,6 +116,11 @@ class InterpolatedLM(LanguageModel):
         return model
 
     def _set_components(self, models: list[LanguageModel]) -> None:
+        for model in models:
+            if not isinstance(model, SelectsStateRows):
+                raise LmbenchError(f"an interpolated model must select rows of its state "
+                                   f"(SelectsStateRows, as every registered family does); "
+                                   f"{model.name} does not")
         for other in models[1:]:
             if not same_vocabulary(models[0].tokenizer, other.tokenizer):
                 raise LmbenchError(f"interpolated models must share one tokenizer: "
@@ -202,8 +208,7 @@ class InterpolatedLM(LanguageModel):
         return mixed.float(), states
 
     def select_state(self, state, rows):
-        """Each component's own selection of the rows (beam search); raises
-        ``NotImplementedError`` if a component cannot select."""
+        """Each component's own selection of the rows (beam search)."""
         if state is None:
             return None
         return tuple(model.select_state(part, rows)

@@ -19,15 +19,15 @@ Three methods carry the maths (B = batch, T = time, V = vocabulary):
     ``logits(x[:, :k], None)`` followed by ``logits(x[:, k:], state)`` equals ``logits(x, None)``.
     A call never modifies the state it is given (beam search reuses a parent's state).
 
-``select_state(state, rows)`` (optional)
-    The state of some rows of a batch (indices may repeat), so batched beam search can continue
-    each surviving beam from its parent in one call; the default raises ``NotImplementedError``.
-
 ``fit(corpus, *, valid=..., budget=..., checkpoint_dir=...)``
     Fits the tokenizer on the training split (unless already fitted) and then the model.
 
 The ``Capabilities`` tell the evaluator how to window a long stream without asking which
 family it holds; see ``lmbench.evaluation.scoring.plan_windows``.
+
+Optional abilities are classes a family inherits (end of this module): ``Trainable`` (one torch
+network), ``SelectsStateRows`` (batched beam search), ``Embeds``, ``CountsFlops`` and
+``RollsBackState`` (speculative decoding). Generic code asks ``isinstance(model, Embeds)``.
 """
 
 from __future__ import annotations
@@ -35,12 +35,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from lmbench.core.tokenizers import Tokenizer
+
+if TYPE_CHECKING:  # the trainer imports this module
+    from lmbench.training.trainer import TrainConfig
 
 State = Any  # opaque per-family incremental state; None means "start of a stream"
 
@@ -110,19 +113,11 @@ class LanguageModel(ABC):
         """What iterative training did (steps, tokens, seconds, the curve); None if nothing."""
         return None
 
-    def select_state(self, state: State, rows: torch.Tensor) -> State:
-        """The state of the batch rows ``rows`` of ``state``, as a state of ``len(rows)`` rows.
-
-        ``rows`` is a (B',) int64 tensor of indices into the batch ``state`` was returned for;
-        an index may repeat (two beams continuing one parent) or be left out. Continuing the
-        result with (B', T) ids gives, row by row, what continuing row ``rows[i]`` alone would
-        give. ``None`` (the start of a stream) selects to ``None``. Like ``logits``, it never
-        modifies ``state``.
-
-        Optional: batched beam search (``lmbench.inference.decoding``) uses it to continue every surviving
-        beam from its parent in one call; a family whose state is not simple to index leaves this
-        default, and beam search then extends each beam in a call of its own."""
-        raise NotImplementedError(f"the {self.name} model does not select rows of its state")
+    @property
+    def family(self) -> str:
+        """The family the model belongs to in results (``config["family"]``): its ``name``
+        unless the class says otherwise (an adapter names the wrapped model freely)."""
+        return self.name
 
     # Free helpers built on the three methods -------------------------------------------------
 
@@ -155,13 +150,31 @@ class Trainable(ABC):
         """Like ``logits`` but keeping the autograd graph and the network's current mode
         (train or eval): ``(B, T)`` ids -> ``(B, T, V)`` logits with gradients, new state."""
 
+    @abstractmethod
+    def train_config(self) -> TrainConfig:
+        """The training settings ``fit`` trains the network with."""
+
+    @abstractmethod
+    def with_train_config(self, config: TrainConfig) -> LanguageModel:
+        """A new, unfitted model of the same family and settings (sharing this model's
+        tokenizer) that ``fit`` trains with ``config``; an ``LmbenchError`` if the model cannot
+        be trained again (a quantized copy)."""
+
 
 class SelectsStateRows(ABC):
-    """The state of some rows of a batch can be taken (batched beam search)."""
+    """The state of some rows of a batch can be taken (batched beam search,
+    ``lmbench.inference.decoding``, continues every surviving beam from its parent in one call;
+    for a model without it, each beam is extended in a call of its own)."""
 
     @abstractmethod
     def select_state(self, state: State, rows: torch.Tensor) -> State:
-        """See ``LanguageModel.select_state``."""
+        """The state of the batch rows ``rows`` of ``state``, as a state of ``len(rows)`` rows.
+
+        ``rows`` is a (B',) int64 tensor of indices into the batch ``state`` was returned for;
+        an index may repeat (two beams continuing one parent) or be left out. Continuing the
+        result with (B', T) ids gives, row by row, what continuing row ``rows[i]`` alone would
+        give. ``None`` (the start of a stream) selects to ``None``. Like ``logits``, it never
+        modifies ``state``."""
 
 
 class Embeds(ABC):

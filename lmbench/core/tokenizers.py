@@ -41,9 +41,16 @@ class Tokenizer(ABC):
     is_lossless: bool  # decode(encode(text)) == text for every text
     boundary_id: int  # resets context; the first token of a stream is predicted after it
     unk_id: int | None  # None when nothing maps to <unk>
+    fitted_: bool = False  # set by ``fit`` (and ``from_state``); read it through ``is_fitted``
 
     @abstractmethod
     def fit(self, split: Split) -> Tokenizer: ...
+
+    @property
+    def is_fitted(self) -> bool:
+        """Whether the vocabulary is learned (pretrained and fixed vocabularies always are), so
+        ``encode`` works and a model's ``fit`` leaves the tokenizer as it is."""
+        return self.fitted_
 
     @property
     @abstractmethod
@@ -76,7 +83,7 @@ class Tokenizer(ABC):
     def from_state(cls, config: dict[str, Any], state: dict[str, Any]) -> Tokenizer: ...
 
     def _check_fitted(self) -> None:
-        if not getattr(self, "fitted_", False):
+        if not self.is_fitted:
             raise LmbenchError(f"{self.name} tokenizer is not fitted; call fit(train_split) first")
 
 
@@ -284,6 +291,10 @@ class BPETokenizer(Tokenizer):
             show_progress=False,
         )
         hf.train_from_iterator(split.text.splitlines(keepends=True), trainer=trainer)
+        return self._set_hf(hf)
+
+    def _set_hf(self, hf) -> BPETokenizer:
+        """Use the trained Hugging Face tokenizer ``hf``; the tokenizer is then fitted."""
         self._hf = hf
         self.fitted_ = True
         return self
@@ -320,7 +331,4 @@ class BPETokenizer(Tokenizer):
     def from_state(cls, config, state) -> BPETokenizer:
         from tokenizers import Tokenizer as HFTokenizer
 
-        tokenizer = cls(**config)
-        tokenizer._hf = HFTokenizer.from_str(state["hf_json"])
-        tokenizer.fitted_ = True
-        return tokenizer
+        return cls(**config)._set_hf(HFTokenizer.from_str(state["hf_json"]))

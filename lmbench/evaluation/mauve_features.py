@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from lmbench.core.errors import LmbenchError
-from lmbench.core.interface import LanguageModel
+from lmbench.core.interface import Embeds, LanguageModel
 
 INSTALL_HINT = "pip install mauve-text faiss-cpu scikit-learn"
 # Word runs and single punctuation marks, so punctuation counts as a feature.
@@ -77,15 +77,8 @@ class TfidfSvd:
 
 
 def has_embed(model: LanguageModel) -> bool:
-    """Whether ``model`` implements the ``embed(input_ids) -> (B, D)`` hook."""
-    embed = getattr(model, "embed", None)
-    if embed is None:
-        return False
-    try:
-        embed(torch.tensor([[model.tokenizer.boundary_id]]))
-    except NotImplementedError:
-        return False
-    return True
+    """Whether ``model`` declares the ``embed(input_ids) -> (B, D)`` hook (``Embeds``)."""
+    return isinstance(model, Embeds)
 
 
 def embed_features(model: LanguageModel, sequences: Sequence[Sequence[int]],

@@ -4,9 +4,9 @@ FLOPs per token, and memory (process RSS, weight bytes, live tensor bytes).
 - ``matmul_peak_flops``: an (n x n) @ (n x n) product costs 2 n^3 FLOPs (n^3 multiply-adds);
   the fastest of a few runs gives the peak FLOP/s that utilisation is measured against (the
   denominator of the model FLOPs utilisation of Chowdhery et al. 2022, PaLM, appendix B).
-- ``flops_per_token``: a family's own ``flops_per_token(context_len)`` (gpt, moe: Kaplan et al.
-  2020, Table 1, with the attention term) or 2 x n_params for other neural models (each weight
-  in one multiply-add); None for count-based models.
+- ``flops_per_token``: a ``CountsFlops`` family's own ``flops_per_token(context_len)`` (gpt,
+  moe: Kaplan et al. 2020, Table 1, with the attention term) or 2 x n_params for other neural
+  (``Trainable``) models (each weight in one multiply-add); None for count-based models.
 - ``TensorMemoryTracker``: the peak of live tensor bytes inside a block on any device (on CUDA
   ``torch.cuda.max_memory_allocated`` says the same more cheaply).
 """
@@ -26,7 +26,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from lmbench.core.interface import LanguageModel
+from lmbench.core.interface import CountsFlops, LanguageModel, Trainable
 from lmbench.core.results import environment
 
 
@@ -132,9 +132,10 @@ def nbytes_of(obj: Any, seen: set[int] | None = None) -> int:
 
 
 def weight_bytes(model: LanguageModel) -> int:
-    """Bytes of a model's weights or tables (its tokenizer excluded)."""
-    return nbytes_of([v for k, v in vars(model).items() if k != "tokenizer"]
-                     + [getattr(model, "net", None)])
+    """Bytes of a model's weights or tables (its tokenizer excluded): the tensors and arrays
+    reachable from its attributes, and a ``Trainable``'s network."""
+    network = [model.network()] if isinstance(model, Trainable) else []
+    return nbytes_of([v for k, v in vars(model).items() if k != "tokenizer"] + network)
 
 
 def peak_rss_bytes() -> int:
@@ -168,12 +169,11 @@ def hardware() -> dict[str, Any]:
 
 
 def flops_per_token(model: LanguageModel, context_len: float | None = None) -> float | None:
-    """Forward FLOPs per token: the family's ``flops_per_token`` if it has one, else 2 x n_params
-    for a neural model (a ``net``); None for a count-based model, whose table lookups are not
-    multiply-adds (2 x its stored n-grams would be no estimate of anything)."""
-    counter = getattr(model, "flops_per_token", None)
-    if callable(counter):
-        return float(counter(context_len))
-    if isinstance(getattr(model, "net", None), torch.nn.Module):
+    """Forward FLOPs per token: the family's own count (``CountsFlops``) if it has one, else
+    2 x n_params for a neural model (``Trainable``); None for a count-based model, whose table
+    lookups are not multiply-adds (2 x its stored n-grams would be no estimate of anything)."""
+    if isinstance(model, CountsFlops):
+        return float(model.flops_per_token(context_len))
+    if isinstance(model, Trainable):
         return 2.0 * model.n_params()
     return None

@@ -125,7 +125,7 @@ def evaluate(model: LanguageModel, corpus: Corpus | str, split: str = "test",
     if isinstance(corpus, str):
         corpus = load_corpus(corpus, data_dir)
     text_split = corpus.split(split)
-    if not getattr(model.tokenizer, "fitted_", False):
+    if not model.tokenizer.is_fitted:
         raise LmbenchError(f"model {model.name!r} is not fitted; call fit(corpus) first")
     ids = model.tokenizer.encode_split(text_split)
     if ids.size == 0:

@@ -9,8 +9,9 @@ minimum and maximum beside it (``Spread``):
   ``infer_bench``): prefill tokens/s of one ``logits`` call over [boundary, prompt]; time to
   first token = that call plus the argmax; decode tokens/s of the single-token calls that follow,
   each continuing the state; per-token latency p50 / p95 over all decode steps.
-- training: tokens/s of the trainer on a copy of the model for ``train_steps`` steps (its own
-  clock, ``TrainLog.tokens / seconds``); for a count-based model, train tokens / fit wall time.
+- training: tokens/s of the trainer for ``train_steps`` steps (its own clock, ``TrainLog.tokens
+  / seconds``) on a new model of the same settings (``Trainable.with_train_config``); for a
+  count-based model, train tokens / fit wall time of a copy.
 - memory: the process's peak RSS (``getrusage`` high-water mark, imports included); weight bytes
   (parameters or count tables, shared storage once); peak tensor bytes of one prefill + decode =
   weights + the largest live total of tensors allocated during it (CUDA: ``max_memory_allocated``;
@@ -43,7 +44,7 @@ import numpy as np
 import torch
 
 from lmbench.core.errors import LmbenchError
-from lmbench.core.interface import Budget, LanguageModel
+from lmbench.core.interface import Budget, LanguageModel, Trainable
 from lmbench.core.io import write_json_atomic
 from lmbench.core.names import new_run_id
 from lmbench.core.results import environment
@@ -172,17 +173,16 @@ def _train_rates(model: LanguageModel, corpus: Corpus | None, config: BenchConfi
     """Training tokens/s per measured run (None if not measurable) and the train config."""
     if corpus is None or config.train_steps < 1:
         return None, None
-    train_config = getattr(getattr(model, "config_", None), "train", None)
+    train_config = model.train_config() if isinstance(model, Trainable) else None
     n_train_ids = None
     rates = []
     for run in range(config.n_warmup + config.n_repeats):
-        trained = copy.deepcopy(model)  # fit rebuilds the copy's weights; the model is kept
-        if train_config is not None:
-            trained.config_ = replace(trained.config_, train=replace(train_config, progress=False))
-        started = time.perf_counter()
-        try:
+        try:  # a new model or a copy, so the measured model is kept
+            trained = (model.with_train_config(replace(train_config, progress=False))
+                       if isinstance(model, Trainable) else copy.deepcopy(model))
+            started = time.perf_counter()
             trained.fit(corpus, valid=False, budget=Budget(max_steps=config.train_steps))
-        except (LmbenchError, NotImplementedError):  # e.g. a quantized model
+        except LmbenchError:  # e.g. a quantized model
             return None, None
         wall_s = time.perf_counter() - started
         log = trained.training_log()
@@ -240,8 +240,7 @@ def measure_throughput(model: LanguageModel, corpus_or_ids, config: BenchConfig 
 
     # One untimed run for memory (following tensors slows every op down).
     weights = weight_bytes(model)
-    net = getattr(model, "net", None)
-    if isinstance(net, torch.nn.Module) and any(p.is_cuda for p in net.parameters()):
+    if isinstance(model, Trainable) and any(p.is_cuda for p in model.network().parameters()):
         torch.cuda.reset_peak_memory_stats()
         _, _, state = _generate_greedy(model, prompt, config.new_tokens)
         peak_tensors, source = torch.cuda.max_memory_allocated(), "cuda.max_memory_allocated"
@@ -269,13 +268,14 @@ def measure_throughput(model: LanguageModel, corpus_or_ids, config: BenchConfig 
         "train": None,
     }
     if train is not None:  # forward + backward = 3 forward passes (Kaplan's 6N)
-        seq_len = getattr(train_config, "seq_len", None)
-        bf16 = bool(getattr(train_config, "bf16", False))
+        seq_len = None if train_config is None else train_config.seq_len
+        bf16 = train_config is not None and train_config.bf16
         utilization["train"] = used(train.median, seq_len and seq_len / 2,
                                     "bf16" if bf16 else "fp32", passes=3)
     family = model.config().get("family", model.name)
     if run_id is None:
-        run_id = new_run_id(getattr(corpus, "name", "ids"), f"{label or model.name}-bench")
+        run_id = new_run_id("ids" if corpus is None else corpus.name,
+                            f"{label or model.name}-bench")
     return ThroughputResult(
         run_id=run_id, model=label or model.name, family=family, config=model.config(),
         n_params=model.n_params(),
@@ -291,7 +291,8 @@ def measure_throughput(model: LanguageModel, corpus_or_ids, config: BenchConfig 
         tensor_memory_source=source, flops_per_token=score_flops,
         matmul_peak_flops_per_s=peak, utilization=utilization,
         settings={**asdict(config), "prompt_tokens_used": len(prompt),
-                  "score_tokens_used": len(score_ids), "corpus": getattr(corpus, "name", None)},
+                  "score_tokens_used": len(score_ids),
+                  "corpus": None if corpus is None else corpus.name},
         hardware=hardware(), env=environment())
 
 

@@ -15,7 +15,7 @@ live beams join the finished ones, and the winner maximises the length-normalise
 matters when stop ids give hypotheses of different lengths). Ties are broken towards the lower
 (beam, token) index, so width 1 is exactly greedy decoding.
 
-States are opaque. When the model implements ``select_state`` (every built-in family does), the
+States are opaque. When the model is a ``SelectsStateRows`` (every built-in family is), the
 live beams are rows of one batch: each step, the state's rows of the surviving beams' parents
 are selected (a parent may be picked twice) and all children are extended in one (R, 1) call;
 ``beam_search_batch`` does this for the beams of many prompts of one length at once, each
@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from lmbench.core.errors import LmbenchError
-from lmbench.core.interface import LanguageModel, State
+from lmbench.core.interface import LanguageModel, SelectsStateRows
 from lmbench.evaluation.scoring import EvalConfig, score_stream
 from lmbench.inference.sampling import (
     LogitsProcessor,
@@ -106,15 +106,6 @@ def _best_first(scores: torch.Tensor, k: int) -> list[int]:
     return candidates[order][:k].tolist()
 
 
-def _selects_rows(model: LanguageModel, state: State) -> bool:
-    """Whether ``model`` implements ``select_state`` (tried on ``state``)."""
-    try:
-        model.select_state(state, torch.zeros(1, dtype=torch.long))
-    except NotImplementedError:
-        return False
-    return True
-
-
 def beam_search(model: LanguageModel, prompt_ids: Sequence[int], max_new_tokens: int,
                 beam_width: int, length_penalty: float = 1.0, *,
                 processors: Sequence[LogitsProcessor] = (), stop_ids: Sequence[int] = (),
@@ -141,7 +132,7 @@ def beam_search_batch(model: LanguageModel, prompts: Sequence[Sequence[int]],
                       use_cache: bool = True) -> list[Candidate]:
     """``beam_search`` of every prompt of ``prompts`` (all of one length), each prompt's beams
     ranked on their own; the live beams of all the prompts are extended together, one
-    (R, 1) call per step, when the model implements ``select_state`` (or with
+    (R, 1) call per step, when the model is a ``SelectsStateRows`` (or with
     ``use_cache=False``), else one call per beam. Arguments as ``beam_search``'s."""
     if isinstance(beam_width, bool) or not isinstance(beam_width, int) or beam_width < 1:
         raise LmbenchError(f"beam_width must be an integer >= 1, got {beam_width!r}")
@@ -158,7 +149,7 @@ def beam_search_batch(model: LanguageModel, prompts: Sequence[Sequence[int]],
     beams = [[_Beam([], [], 0.0)] for _ in range(B)]
     with torch.inference_mode():
         logits, state = next_logits(model, start, start.shape[1], None, use_cache)  # (B, V)
-        batched = not use_cache or _selects_rows(model, state)
+        batched = not use_cache or isinstance(model, SelectsStateRows)
         if not batched:  # a state per beam: each prompt read alone
             pieces = [next_logits(model, start[j : j + 1], start.shape[1], None, use_cache)
                       for j in range(B)] if B > 1 else [(logits, state)]

@@ -21,12 +21,16 @@ never changed.
   every matmul runs in bf16; logits are returned as fp32.
 
 The quantized model answers ``logits`` / ``token_logprobs`` like any model; it cannot be trained
-or saved (quantize the saved fp32 model again after loading).
+or saved (quantize the saved fp32 model again after loading). It declares exactly the optional
+abilities of the model it copies (``lmbench.core.interface``: ``Trainable``, so its network is
+measured, and whichever of ``SelectsStateRows``, ``Embeds``, ``CountsFlops``, ``RollsBackState``
+the original has), each answered by the quantized copy.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import importlib.util
 import warnings
 from dataclasses import asdict, dataclass
@@ -36,7 +40,14 @@ import torch
 from torch import nn
 
 from lmbench.core.errors import LmbenchError
-from lmbench.core.interface import LanguageModel
+from lmbench.core.interface import (
+    CountsFlops,
+    Embeds,
+    LanguageModel,
+    RollsBackState,
+    SelectsStateRows,
+    Trainable,
+)
 
 KINDS = ("int8-dynamic", "bf16")
 BACKENDS = ("auto", "torch.ao", "torchao")
@@ -57,8 +68,9 @@ class QuantConfig:
             raise LmbenchError("backend 'torchao' needs the torchao package (pip install torchao)")
 
 
-class QuantizedLM(LanguageModel):
-    """A quantized copy of a neural model; scoring goes through the copy's own code."""
+class QuantizedLM(LanguageModel, Trainable):
+    """A quantized copy of a neural model; scoring goes through the copy's own code.
+    ``quantize`` returns a subclass that also declares the copied model's other abilities."""
 
     def __init__(self, inner: LanguageModel, config: QuantConfig, backend: str,
                  n_params: int) -> None:
@@ -71,9 +83,19 @@ class QuantizedLM(LanguageModel):
     def capabilities(self):
         return self.inner.capabilities
 
-    @property
-    def net(self) -> nn.Module:
-        return self.inner.net
+    def network(self) -> nn.Module:
+        """The quantized network."""
+        return self.inner.network()
+
+    def forward_logits(self, input_ids, state=None):
+        return self.inner.forward_logits(input_ids, state)
+
+    def train_config(self):
+        return self.inner.train_config()
+
+    def with_train_config(self, config):
+        raise LmbenchError("a quantized model cannot be trained; train the fp32 model, then "
+                           "quantize it")
 
     def logits(self, input_ids, state=None):
         return self.inner.logits(input_ids, state)
@@ -81,16 +103,9 @@ class QuantizedLM(LanguageModel):
     def token_logprobs(self, input_ids, target_ids, state=None):
         return self.inner.token_logprobs(input_ids, target_ids, state)
 
-    def select_state(self, state, rows):
-        return self.inner.select_state(state, rows)
-
     def n_params(self) -> int:
         """The weights of the original model (quantized ones are no longer ``Parameter``s)."""
         return self._n_params
-
-    def flops_per_token(self, context_len: int | None = None) -> float:
-        counter = getattr(self.inner, "flops_per_token", None)
-        return counter(context_len) if counter else 2.0 * self._n_params
 
     def config(self) -> dict[str, Any]:
         return {**self.inner.config(),
@@ -112,36 +127,80 @@ class QuantizedLM(LanguageModel):
         raise LmbenchError("quantized models are not saved; load the fp32 model and quantize it")
 
 
-def _int8_torch_ao(net: nn.Module) -> nn.Module:
+# Each optional ability a copied model may have, answered by the quantized copy (``inner``).
+
+
+class _SelectsStateRows(SelectsStateRows):
+    def select_state(self, state, rows):
+        return self.inner.select_state(state, rows)
+
+
+class _Embeds(Embeds):
+    def embed(self, input_ids):
+        return self.inner.embed(input_ids)
+
+
+class _CountsFlops(CountsFlops):
+    def flops_per_token(self, context_len=None):
+        """The original's count: the copy's, plus one multiply-add for each weight that int8
+        quantization took out of the network's ``Parameter``s (still multiplied, in int8)."""
+        hidden = self._n_params - self.inner.n_params()
+        return self.inner.flops_per_token(context_len) + 2.0 * hidden
+
+
+class _RollsBackState(RollsBackState):
+    def state_length(self, state):
+        return self.inner.state_length(state)
+
+    def rollback_state(self, state, length):
+        return self.inner.rollback_state(state, length)
+
+
+_DELEGATES = {SelectsStateRows: _SelectsStateRows, Embeds: _Embeds, CountsFlops: _CountsFlops,
+              RollsBackState: _RollsBackState}
+
+
+@functools.cache
+def _quantized_class(abilities: tuple[type, ...]) -> type[QuantizedLM]:
+    """``QuantizedLM`` declaring ``abilities`` too (a subset of ``_DELEGATES``, in its order)."""
+    if not abilities:
+        return QuantizedLM
+    bases = (QuantizedLM, *(_DELEGATES[ability] for ability in abilities))
+    return type(QuantizedLM.__name__, bases, {"__module__": __name__,
+                                              "__doc__": QuantizedLM.__doc__})
+
+
+def _int8_torch_ao(net: nn.Module) -> None:
     with warnings.catch_warnings():  # the deprecation notice of torch.ao.quantization
         warnings.simplefilter("ignore")
-        return torch.ao.quantization.quantize_dynamic(net, {nn.Linear}, dtype=torch.qint8)
+        torch.ao.quantization.quantize_dynamic(net, {nn.Linear}, dtype=torch.qint8, inplace=True)
 
 
-def _int8_torchao(net: nn.Module) -> nn.Module:
+def _int8_torchao(net: nn.Module) -> None:
     from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
 
     quantize_(net, Int8DynamicActivationInt8WeightConfig())
-    return net
 
 
 def quantize(model: LanguageModel, config: QuantConfig = QuantConfig()) -> QuantizedLM:
-    """A quantized copy of ``model`` (a fitted neural model, one with a ``net``).
+    """A quantized copy of ``model`` (a fitted neural model: a ``Trainable``). The copy's network
+    is quantized in place; it declares the abilities ``model`` declares.
 
     Example::
 
         small = quantize(model, QuantConfig("int8-dynamic"))
         lmbench.evaluate(small, corpus, "valid").perplexity
     """
-    if not isinstance(getattr(model, "net", None), nn.Module):
+    if not isinstance(model, Trainable):
         raise LmbenchError(f"quantize needs a fitted neural model; {model.name!r} has no network")
     n_params = model.n_params()
     inner = copy.deepcopy(model)  # the caller's model is never touched
-    inner.net.eval()
+    net = inner.network().eval()
     backend = "none"
     if config.kind == "bf16":
-        inner.net = inner.net.to(torch.bfloat16)
+        net.to(torch.bfloat16)  # in place, as every quantization here
     else:
         backend = config.backend if config.backend != "auto" else "torch.ao"
-        inner.net = _int8_torch_ao(inner.net) if backend == "torch.ao" else _int8_torchao(inner.net)
-    return QuantizedLM(inner, config, backend, n_params)
+        (_int8_torch_ao if backend == "torch.ao" else _int8_torchao)(net)
+    abilities = tuple(ability for ability in _DELEGATES if isinstance(model, ability))
+    return _quantized_class(abilities)(inner, config, backend, n_params)

@@ -20,8 +20,9 @@ processors, e.g. temperature):
 
 States are never modified by a call (``lmbench.core.interface``), so on a rejection the target
 simply returns to the state it had before the verifying call and re-reads the accepted tokens
-with the next call (generic, no extra call). Fast path: a ``KVCache`` that holds exactly the ids
-read is cut back to the accepted prefix instead. The draft keeps its state after each proposal
+with the next call (generic, no extra call). Fast path: a target that ``RollsBackState`` (gpt
+and moe cut their KV cache) and whose state covers exactly the ids read is cut back to the
+accepted prefix instead. The draft keeps its state after each proposal
 and resumes from the one matching the accepted prefix.
 
 Past a windowed target's ``max_window`` the target is read the way gpt and moe read themselves
@@ -38,9 +39,8 @@ from dataclasses import asdict, dataclass
 import torch
 
 from lmbench.core.errors import LmbenchError
-from lmbench.core.interface import LanguageModel, State
+from lmbench.core.interface import LanguageModel, RollsBackState, State
 from lmbench.inference.sampling import Sampler, SamplingConfig, as_sampler
-from lmbench.models.gpt import KVCache
 
 
 @dataclass(frozen=True)
@@ -101,10 +101,9 @@ class _Reader:
 
     def rollback(self, keep: int, saved: tuple[State, int]) -> None:
         """Make the state cover exactly the first ``keep`` ids (``keep`` <= covered)."""
-        state = self.state
-        if isinstance(state, KVCache) and state.length == self.covered:  # fast path: cut it
-            self.state = KVCache([(k[:, :, :keep], v[:, :, :keep]) for k, v in state.layers],
-                                 state.tokens[:, :keep])
+        model, state = self.model, self.state
+        if isinstance(model, RollsBackState) and model.state_length(state) == self.covered:
+            self.state = model.rollback_state(state, keep)  # fast path: cut it
             self.covered = keep
         else:  # generic: back to before the call; the accepted ids are read again next time
             self.state, self.covered = saved

@@ -7,15 +7,16 @@ fields), ``capabilities`` and ``build_network(vocab_size)``. The network's
 
     token_logprobs = log_softmax(logits) gathered at the targets (targets == -1 give 0.0)
 
-evaluated in fp32 under ``torch.inference_mode``; ``fit`` = tokenizer + ``lmbench.training.trainer.train``;
-``save``/``load`` = the weights as numpy arrays in one ``.npz`` with the config, tokenizer and
-training log as JSON.
+evaluated in fp32 under ``torch.inference_mode``; ``fit`` = tokenizer +
+``lmbench.training.trainer.train``; ``save``/``load`` = the weights as numpy arrays in one
+``.npz`` with the config, tokenizer and training log as JSON. Every torch family is
+``Trainable``; the other optional abilities (``lmbench.core.interface``) a family declares itself.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from lmbench.core.tokenizers import (
     tokenizer_from_json,
     tokenizer_to_json,
 )
-from lmbench.training.trainer import TrainLog, train
+from lmbench.training.trainer import TrainConfig, TrainLog, train
 
 
 class NeuralLM(LanguageModel, Trainable):
@@ -70,7 +71,7 @@ class NeuralLM(LanguageModel, Trainable):
 
     def fit(self, corpus, *, valid: bool = True, budget: Budget | None = None,
             checkpoint_dir=None) -> NeuralLM:
-        if not getattr(self.tokenizer, "fitted_", False):
+        if not self.tokenizer.is_fitted:
             self.tokenizer.fit(corpus.train)
         train_ids = self.tokenizer.encode_split(corpus.train)
         valid_ids = None
@@ -99,6 +100,14 @@ class NeuralLM(LanguageModel, Trainable):
         """(B, T) ids -> (B, T, V) logits with gradients, in the network's current mode."""
         return self._network()(torch.as_tensor(input_ids, dtype=torch.long), state)
 
+    def train_config(self) -> TrainConfig:
+        return self.config_.train
+
+    def with_train_config(self, config: TrainConfig) -> NeuralLM:
+        """A new unfitted model of this family, this config but ``train = config``, and this
+        tokenizer (fitted, so ``fit`` keeps it)."""
+        return type(self)(replace(self.config_, train=config), self.tokenizer)
+
     # ------------------------------------------------------------------------------- scoring
 
     def logits(self, input_ids, state=None):
@@ -114,11 +123,6 @@ class NeuralLM(LanguageModel, Trainable):
         logprobs = torch.log_softmax(logits, dim=-1)
         picked = logprobs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, T)
         return torch.where(targets >= 0, picked, 0.0).double(), state
-
-    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """(B, T) ids -> (B, D): one feature vector per sequence (e.g. mean-pooled hidden
-        states, MAUVE's features). Families that expose hidden states override this."""
-        raise NotImplementedError(f"the {self.name} family has no embed hook")
 
     # ------------------------------------------------------------------------- bookkeeping
 

@@ -58,7 +58,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmbench.core.errors import LmbenchError
-from lmbench.core.interface import Capabilities
+from lmbench.core.interface import Capabilities, SelectsStateRows
 from lmbench.models.base import NeuralLM
 from lmbench.models.layers import Block, init_gpt_weights
 from lmbench.training.trainer import TrainConfig
@@ -142,7 +142,7 @@ class BertNetwork(nn.Module):
         return F.linear(x, self.token_embedding.weight[: self.vocab_size])  # tied; no [MASK] logit
 
 
-class MaskedLM(NeuralLM):
+class MaskedLM(NeuralLM, SelectsStateRows):
     """Encoder-only masked LM (BERT), scored by pseudo-log-likelihood; see the module docstring."""
 
     name = "bert"

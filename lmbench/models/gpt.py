@@ -23,7 +23,13 @@ import torch
 from torch import nn
 
 from lmbench.core.errors import LmbenchError
-from lmbench.core.interface import Capabilities
+from lmbench.core.interface import (
+    Capabilities,
+    CountsFlops,
+    Embeds,
+    RollsBackState,
+    SelectsStateRows,
+)
 from lmbench.models.base import NeuralLM
 from lmbench.models.layers import Block, init_gpt_weights
 from lmbench.training.trainer import TrainConfig
@@ -70,6 +76,12 @@ class KVCache:
         """The cache of the batch rows ``rows`` (B',), a new cache (this one is unchanged)."""
         return KVCache([(k.index_select(0, rows), v.index_select(0, rows))
                         for k, v in self.layers], self.tokens.index_select(0, rows))
+
+    def prefix(self, length: int) -> KVCache:
+        """The cache of the first ``length`` tokens, a new cache (this one is unchanged): keys
+        and values depend only on earlier tokens, so it is what reading them alone gives."""
+        return KVCache([(k[:, :, :length], v[:, :, :length]) for k, v in self.layers],
+                       self.tokens[:, :length])
 
 
 class GPTNetwork(nn.Module):
@@ -126,7 +138,7 @@ class GPTNetwork(nn.Module):
         return logits, KVCache(caches, tokens)
 
 
-class GPTLM(NeuralLM):
+class GPTLM(NeuralLM, SelectsStateRows, RollsBackState, Embeds, CountsFlops):
     """Decoder-only Transformer (GPT) with learned or rotary positions and a KV cache."""
 
     name = "gpt"
@@ -144,27 +156,39 @@ class GPTLM(NeuralLM):
         """Rows of the KV cache (keys, values and the ids they came from)."""
         return None if state is None else state.select(rows)
 
+    def state_length(self, state: KVCache | None) -> int:
+        return 0 if state is None else state.length
+
+    def rollback_state(self, state: KVCache | None, length: int) -> KVCache | None:
+        """The cache cut to its first ``length`` tokens (speculative decoding's rejections)."""
+        return None if state is None or length == 0 else state.prefix(length)
+
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """(B, T) ids -> (B, D) float32: the final LayerNorm's output averaged over the T
-        positions. A sequence longer than ``block_size`` is read in consecutive chunks of
-        ``block_size`` tokens, each from an empty context."""
-        net = self._network()
-        net.eval()
-        ids = torch.as_tensor(input_ids, dtype=torch.long)
-        block = self.config_.block_size
-        hidden: list[torch.Tensor] = []  # (B, T_chunk, D) per chunk
-        hook = net.ln_final.register_forward_hook(lambda module, args, out: hidden.append(out))
-        try:
-            with torch.inference_mode():
-                for start in range(0, ids.shape[1], block):
-                    net(ids[:, start : start + block], None, want_state=False)
-        finally:
-            hook.remove()
-        return torch.cat(hidden, dim=1).float().mean(dim=1)  # (B, D)
+        """See ``decoder_embed``."""
+        return decoder_embed(self, input_ids)
 
     def flops_per_token(self, context_len: float | None = None) -> float:
         """Forward FLOPs per token; see ``decoder_flops_per_token``."""
         return decoder_flops_per_token(self, context_len)
+
+
+def decoder_embed(model: NeuralLM, input_ids: torch.Tensor) -> torch.Tensor:
+    """(B, T) ids -> (B, D) float32: a ``GPTNetwork``'s final LayerNorm output averaged over the
+    T positions. A sequence longer than ``block_size`` is read in consecutive chunks of
+    ``block_size`` tokens, each from an empty context."""
+    net = model.network()
+    net.eval()
+    ids = torch.as_tensor(input_ids, dtype=torch.long)
+    block = model.config_.block_size
+    hidden: list[torch.Tensor] = []  # (B, T_chunk, D) per chunk
+    hook = net.ln_final.register_forward_hook(lambda module, args, out: hidden.append(out))
+    try:
+        with torch.inference_mode():
+            for start in range(0, ids.shape[1], block):
+                net(ids[:, start : start + block], None, want_state=False)
+    finally:
+        hook.remove()
+    return torch.cat(hidden, dim=1).float().mean(dim=1)  # (B, D)
 
 
 def decoder_flops_per_token(model: NeuralLM, context_len: float | None = None,
@@ -184,5 +208,5 @@ def decoder_flops_per_token(model: NeuralLM, context_len: float | None = None,
     if net.position_embedding is not None:
         embeddings += net.position_embedding.weight.numel()
     layers = model.n_params() - embeddings - idle_params
-    head = net.head.weight.numel()  # V C
+    head = net.token_embedding.weight.numel()  # V C: the head is tied to the embedding
     return 2.0 * layers + 2.0 * head + 4.0 * config.n_layer * config.n_embd * n_ctx

@@ -43,9 +43,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmbench.core.errors import LmbenchError
-from lmbench.core.interface import Capabilities
+from lmbench.core.interface import (
+    Capabilities,
+    CountsFlops,
+    Embeds,
+    RollsBackState,
+    SelectsStateRows,
+)
 from lmbench.models.base import NeuralLM
-from lmbench.models.gpt import GPTConfig, GPTNetwork, KVCache, decoder_flops_per_token
+from lmbench.models.gpt import (
+    GPTConfig,
+    GPTNetwork,
+    KVCache,
+    decoder_embed,
+    decoder_flops_per_token,
+)
 
 
 @dataclass(frozen=True)
@@ -176,7 +188,7 @@ class MoENetwork(GPTNetwork):
         return [block.mlp for block in self.blocks]
 
 
-class MoELM(NeuralLM):
+class MoELM(NeuralLM, SelectsStateRows, RollsBackState, Embeds, CountsFlops):
     """GPT decoder with top-k routed mixture-of-experts MLPs (Switch / Mixtral)."""
 
     name = "moe"
@@ -194,6 +206,19 @@ class MoELM(NeuralLM):
         """Rows of the KV cache (``gpt``'s): at inference no token's routing depends on the
         other rows, so a selected row continues exactly as it would alone."""
         return None if state is None else state.select(rows)
+
+    def state_length(self, state: KVCache | None) -> int:
+        return 0 if state is None else state.length
+
+    def rollback_state(self, state: KVCache | None, length: int) -> KVCache | None:
+        """The cache cut to its first ``length`` tokens, as ``gpt``'s (routing at inference
+        depends on the token alone, so the cut cache is what reading the prefix gives)."""
+        return None if state is None or length == 0 else state.prefix(length)
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """The final LayerNorm's output averaged over positions, as ``gpt``'s
+        (``decoder_embed``)."""
+        return decoder_embed(self, input_ids)
 
     def flops_per_token(self, context_len: float | None = None) -> float:
         """Forward FLOPs per token; only ``top_k`` of the ``n_expert`` experts run on a token."""

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from lmbench.core.errors import LmbenchError
-from lmbench.core.interface import Budget, Capabilities, LanguageModel
+from lmbench.core.interface import Budget, Capabilities, LanguageModel, SelectsStateRows
 from lmbench.core.io import read_npz, write_npz_atomic
 from lmbench.core.options import build_config
 from lmbench.core.tokenizers import (
@@ -60,7 +60,7 @@ class NGramConfig:
             raise LmbenchError(f"discount must be in (0, 1), got {self.discount}")
 
 
-class NGramLM(LanguageModel):
+class NGramLM(LanguageModel, SelectsStateRows):
     """A backoff n-gram model. ``fit`` counts and smooths; ``tables_`` hold the result."""
 
     name = "ngram"
@@ -83,7 +83,7 @@ class NGramLM(LanguageModel):
         """Fit the tokenizer on ``corpus.train`` if it is not fitted, then count and smooth.
         ``valid``, ``budget`` and ``checkpoint_dir`` do not apply: counting is one pass."""
         train = corpus.train
-        if not getattr(self.tokenizer, "fitted_", False):
+        if not self.tokenizer.is_fitted:
             self.tokenizer.fit(train)
         return self.fit_ids(self.tokenizer.encode_split(train))
 

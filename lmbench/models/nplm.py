@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from lmbench.core.errors import LmbenchError
-from lmbench.core.interface import Capabilities
+from lmbench.core.interface import Capabilities, SelectsStateRows
 from lmbench.models.base import NeuralLM
 from lmbench.models.ngram import NGramConfig, NGramLM, tables_from_arrays, tables_to_arrays
 from lmbench.training.trainer import TrainConfig
@@ -85,7 +85,7 @@ class NPLMNetwork(nn.Module):
         return logits, ids[:, ids.shape[1] - past:]
 
 
-class NPLMLM(NeuralLM):
+class NPLMLM(NeuralLM, SelectsStateRows):
     """Bengio et al. 2003's neural probabilistic LM (MLP over n-1 word features)."""
 
     name = "nplm"

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from lmbench.core.errors import LmbenchError
-from lmbench.core.interface import Capabilities
+from lmbench.core.interface import Capabilities, SelectsStateRows
 from lmbench.models.adaptive_softmax import AdaptiveSoftmax, check_cutoffs
 from lmbench.models.base import NeuralLM
 from lmbench.training.trainer import TrainConfig
@@ -142,7 +142,7 @@ class RNNNetwork(nn.Module):
         return self.output_scores(output), state
 
 
-class RNNLM(NeuralLM):
+class RNNLM(NeuralLM, SelectsStateRows):
     """Elman RNN language model (tanh cells)."""
 
     name = "rnn"

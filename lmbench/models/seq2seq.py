@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmbench.core.errors import LmbenchError
-from lmbench.core.interface import Capabilities
+from lmbench.core.interface import Capabilities, SelectsStateRows
 from lmbench.models.base import NeuralLM
 from lmbench.models.layers import (
     MLP,
@@ -266,7 +266,7 @@ class Seq2SeqNetwork(nn.Module):
                                     [(last(k, n_last), last(v, n_last)) for k, v in caches])
 
 
-class Seq2SeqLM(NeuralLM):
+class Seq2SeqLM(NeuralLM, SelectsStateRows):
     """Encoder-decoder Transformer: each segment decoded from the encoded previous segment."""
 
     name = "seq2seq"

@@ -1,7 +1,7 @@
 """``run(config)``: fit every model of a run file on its corpus, score the splits, write results.
 
-Each model's record goes to ``<out>/<run_id>/result.json`` through ``lmbench.storage.store`` (written
-atomically, never overwritten, indexed), so a crash or a bad model later in the list never
+Each model's record goes to ``<out>/<run_id>/result.json`` through ``lmbench.storage.store``
+(written atomically, never overwritten, indexed), so a crash or a bad model later in the list never
 leaves a half-written record. The runner knows nothing about families: it builds, fits and
 evaluates through the common interface. ``record_run`` does the same for a model built
 elsewhere (a user's model, a ``FunctionLM``, a Hugging Face checkpoint), so it joins the
@@ -52,7 +52,7 @@ def make_record(model: LanguageModel, corpus: Corpus, metrics: dict, *, label: s
                 seed: int, fit_s: float, env: dict | None = None, family: str | None = None,
                 generation: dict | None = None, throughput: dict | None = None) -> RunResult:
     """The ``RunResult`` of a fitted and scored model (not yet written)."""
-    config = {"family": family or getattr(model, "family", None) or model.name, **model.config()}
+    config = {"family": family or model.family, **model.config()}
     config.setdefault("tokenizer", model.tokenizer.name)
     return RunResult(
         run_id=new_run_id(corpus.name, label), model=label, corpus=corpus.name, config=config,

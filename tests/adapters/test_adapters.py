@@ -13,6 +13,7 @@ import torch
 import lmbench
 from lmbench.adapters import FunctionLM
 from lmbench.core.errors import LmbenchError
+from lmbench.core.interface import LanguageModel, SelectsStateRows
 from lmbench.evaluation.scoring import EvalConfig, evaluate
 from lmbench.inference.decoding import beam_search_batch
 from lmbench.reports.tables import leaderboard_table
@@ -62,15 +63,28 @@ def test_a_wrapped_model_scores_exactly_like_the_model(tiny_corpus):
 def test_a_function_model_batches_its_beams(tiny_corpus):
     kn3 = lmbench.build_model("ngram", order=3, smoothing="kneser-ney").fit(tiny_corpus)
 
-    class OneBeamAtATime(FunctionLM):
-        def select_state(self, state, rows):
-            raise NotImplementedError
+    class OneBeamAtATime(LanguageModel):
+        """The same function model without ``SelectsStateRows``: one call per beam."""
+
+        def __init__(self, model: FunctionLM) -> None:
+            self.model, self.name, self.tokenizer = model, model.name, model.tokenizer
+            self.capabilities = model.capabilities
+
+        def logits(self, input_ids, state=None):
+            return self.model.logits(input_ids, state)
+
+        def token_logprobs(self, input_ids, target_ids, state=None):
+            return self.model.token_logprobs(input_ids, target_ids, state)
+
+        fit = n_params = config = save = load = None  # not used by beam search
 
     def function(ids):
         return kn3.logits(ids)[0]
 
     batched = FunctionLM(function, kn3.tokenizer, max_context=2)
-    sequential = OneBeamAtATime(function, kn3.tokenizer, max_context=2)
+    sequential = OneBeamAtATime(FunctionLM(function, kn3.tokenizer, max_context=2))
+    assert isinstance(batched, SelectsStateRows)
+    assert not isinstance(sequential, SelectsStateRows)
     ids = kn3.tokenizer.encode_split(tiny_corpus.split("test")).tolist()
     prompts = [ids[0:3], ids[5:8]]
     assert (beam_search_batch(batched, prompts, 6, 3)

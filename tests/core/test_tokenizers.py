@@ -55,3 +55,14 @@ def test_state_round_trips_through_json(name, options):
     strings = same.token_strings()
     assert len(set(strings)) == len(strings) and not any(any(c.isspace() for c in s)
                                                          for s in strings)
+
+
+@pytest.mark.parametrize("name, options", [("word", {}), ("char", {}),
+                                           ("bpe", {"vocab_size": 300})])
+def test_is_fitted_says_whether_the_vocabulary_is_learned(name, options):
+    tokenizer = build_tokenizer(name, **options)
+    assert not tokenizer.is_fitted
+    tokenizer.fit(_lines_split("train", TEXT))
+    assert tokenizer.is_fitted
+    assert tokenizer_from_json(tokenizer_to_json(tokenizer)).is_fitted
+    assert build_tokenizer("byte").is_fitted  # a fixed vocabulary: nothing to learn

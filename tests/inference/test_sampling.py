@@ -14,7 +14,7 @@ import torch
 
 import lmbench
 from lmbench.core.errors import LmbenchError
-from lmbench.core.interface import Capabilities, LanguageModel
+from lmbench.core.interface import Capabilities, LanguageModel, SelectsStateRows
 from lmbench.inference.decoding import (
     _best_first,
     beam_search,
@@ -365,7 +365,7 @@ def test_a_judge_with_another_vocabulary_is_an_error(ngram):
 # -------------------------------------------------------------------------- batched decoding
 
 
-class SelectingMock(MockModel):
+class SelectingMock(MockModel, SelectsStateRows):
     """``MockModel`` whose state rows can be selected, so beam search batches its beams."""
 
     def select_state(self, state, rows):
