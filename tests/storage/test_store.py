@@ -157,24 +157,24 @@ def test_sidecars_are_merged_on_read_and_never_change_the_record(tmp_path):
     assert store.problems() == [] and path.read_bytes() == before
     merged = records["tiny-a-1"]
     assert merged.metrics == fake_run("tiny-a-1").metrics
-    assert merged.generation["strategy"] == "top-p 0.95"
-    assert merged.generation["metrics"]["mauve"] == 0.8
-    assert merged.generation["metrics"]["distinct_2"] == 0.123  # the record's own value wins
-    assert merged.generation["note"] == "recorded with the run"
-    assert merged.generation["samples"][0]["top-p 0.95"] == "and so to bed"
-    top_p = merged.generation["rows"][-1]
-    assert top_p["label"] == "top-p 0.95"
-    assert top_p["metrics"]["mauve"]["ci95"] == pytest.approx([0.72, 0.88])
-    assert merged.generation["rows"][0]["metrics"]["mauve"]["value"] is None  # human: null
-    assert merged.throughput["decode_tokens_per_s"] == 800.0
-    assert merged.throughput["token_latency_p95_s"] == 0.002
+    assert merged.generation.strategy == "top-p 0.95"
+    assert merged.generation.metrics["mauve"] == 0.8
+    assert merged.generation.metrics["distinct_2"] == 0.123  # the record's own value wins
+    assert merged.generation.extra["note"] == "recorded with the run"
+    assert merged.generation.samples[0]["top-p 0.95"] == "and so to bed"
+    top_p = merged.generation.rows[-1]
+    assert top_p.label == "top-p 0.95"
+    assert top_p.metrics["mauve"].ci95 == pytest.approx((0.72, 0.88))
+    assert merged.generation.rows[0].metrics["mauve"].value is None  # human: null
+    assert merged.throughput.decode_tokens_per_s.median == 800.0
+    assert merged.throughput.token_latency_p95_s == 0.002
     assert records["tiny-b-1"].generation is None and records["tiny-b-1"].throughput is None
     assert store.get("tiny-a-1") == merged and read_run(path) == (merged, [])
     # measured again: the sidecar is replaced and the index follows; deleted: gone again
     write_sidecar(tmp_path / "tiny-a-1", "generation", _generation("tiny-a-1", quality=0.5))
-    assert store.get("tiny-a-1").generation["metrics"]["mauve"] == 0.5
+    assert store.get("tiny-a-1").generation.metrics["mauve"] == 0.5
     side.unlink()
-    assert store.get("tiny-a-1").generation == own
+    assert store.get("tiny-a-1").generation.to_dict() == own
     assert path.read_bytes() == before
 
 
@@ -236,4 +236,4 @@ def test_an_index_of_the_previous_schema_is_rebuilt(tmp_path):
         db.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
     write_sidecar(tmp_path / "tiny-a-1", "generation", _generation("tiny-a-1"))
     (record,) = ResultStore(tmp_path).records()
-    assert record.generation["metrics"]["mauve"] == 0.8
+    assert record.generation.metrics["mauve"] == 0.8
