@@ -33,9 +33,12 @@ LN2 = math.log(2.0)
 
 
 def is_finite_number(value: Any) -> bool:
-    """An int or float (not a bool) that is neither NaN nor infinite."""
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))
+    """Whether ``check_number`` takes ``value`` as a finite number (an int or float, not a
+    bool, neither NaN nor infinite)."""
+    try:
+        return check_number(value, "value", optional=False) is not None
+    except ValueError:
+        return False
 
 
 def check_number(value: Any, where: str, *, finite: bool = True, optional: bool = True) -> Any:
@@ -180,11 +183,12 @@ class EvalResult:
             intervals[key] = tuple(check_number(v, f"{where}.{key}", finite=False,
                                                 optional=False) for v in value)
         blocks = data["block_nll_nats"]
-        if not isinstance(blocks, list | tuple) or not all(
-                isinstance(b, int | float) and not isinstance(b, bool) for b in blocks):
+        if not isinstance(blocks, list | tuple):
             raise ValueError(f"{where}.block_nll_nats is not a list of numbers")
+        blocks = tuple(check_number(b, f"{where}.block_nll_nats[{i}]", finite=False,
+                                    optional=False) for i, b in enumerate(blocks))
         values = {f.name: data[f.name] for f in fields(cls)}
-        return cls(**{**values, **intervals, "block_nll_nats": tuple(blocks)})
+        return cls(**{**values, **intervals, "block_nll_nats": blocks})
 
 
 # ------------------------------------------------------------------------------ throughput
