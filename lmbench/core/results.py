@@ -272,7 +272,9 @@ class ThroughputResult:
         run_id = data.get("run_id")
         if not isinstance(run_id, str) or not run_id:
             raise ValueError(f"{head}no 'run_id' string")
-        if all(data.get(name) is None for name in THROUGHPUT_SPREADS + THROUGHPUT_NUMBERS):
+        utilization = data.get("utilization")
+        if all(data.get(name) is None for name in THROUGHPUT_SPREADS + THROUGHPUT_NUMBERS) and (
+                not isinstance(utilization, dict) or all(v is None for v in utilization.values())):
             raise ValueError(f"{head}no throughput figure in it")
         values: dict[str, Any] = {"run_id": run_id}
         for key in ("model", "family"):
@@ -303,7 +305,7 @@ class ThroughputResult:
         """A record of figures measured elsewhere (``record_run(throughput={"decode_tokens_per_s":
         950.0})``, and ``result.json`` files that held them so): each spread's figure counts as
         one measurement (median = low = high), ``<kind>_utilization`` fills ``utilization``;
-        any other name is an error."""
+        any other name, or no figure, is an error."""
         figures = _object(figures, where)
         values: dict[str, Any] = {name: None for name in THROUGHPUT_SPREADS + THROUGHPUT_NUMBERS}
         utilization = {}
@@ -320,6 +322,8 @@ class ThroughputResult:
                 raise ValueError(f"{where}[{name!r}] is not a throughput figure (known: "
                                  f"{', '.join(THROUGHPUT_SPREADS + THROUGHPUT_NUMBERS)}, "
                                  "<kind>_utilization)")
+        if all(v is None for v in [*values.values(), *utilization.values()]):
+            raise ValueError(f"{where}: no throughput figure in it")
         for name in _THROUGHPUT_BYTES:
             if values[name] is not None:
                 values[name] = int(values[name])
@@ -577,9 +581,10 @@ class RunResult:
             values["throughput"] = ThroughputResult.from_dict(throughput)
         elif throughput is not None:
             known = set(THROUGHPUT_SPREADS + THROUGHPUT_NUMBERS)
-            values["throughput"] = ThroughputResult.from_figures(
-                {k: v for k, v in throughput.items() if k in known or k.endswith("_utilization")},
-                run_id=values["run_id"], model=values["model"],
+            figures = {k: v for k, v in throughput.items()
+                       if k in known or k.endswith("_utilization")}
+            values["throughput"] = None if not figures else ThroughputResult.from_figures(
+                figures, run_id=values["run_id"], model=values["model"],
                 family=str(values["config"].get("family", "")), config=values["config"],
                 n_params=values["n_params"])
         if values["generation"] is not None:

@@ -135,3 +135,17 @@ def test_a_mistyped_field_is_refused_by_name(change, message):
 def test_eval_result_round_trips_through_its_checks():
     metrics = fake_run("tiny-a-1").metrics["test"]
     assert EvalResult.from_dict(_as_json(metrics.to_dict())) == metrics
+
+
+def test_figures_recorded_with_a_run_need_one_number():
+    common = {"run_id": "r", "model": "m", "family": "ngram", "config": {}, "n_params": 1}
+    for figures in ({}, {"flops_per_token": None}):
+        with pytest.raises(ValueError, match="no throughput figure"):
+            ThroughputResult.from_figures(figures, **common)
+    with pytest.raises(ValueError, match="'decode_tok_s'] is not a throughput figure"):
+        ThroughputResult.from_figures({"decode_tok_s": 1.0}, **common)
+    only = ThroughputResult.from_figures({"decode_utilization": 0.5}, **common)
+    assert ThroughputResult.from_dict(json.loads(json.dumps(only.to_dict()))) == only
+    data = fake_run("tiny-a-1").to_dict()
+    data["throughput"] = {"written_by_a_newer_version": 1.0}  # nothing known: no throughput
+    assert RunResult.from_dict(data).throughput is None
