@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from lmbench.core.results import EvalResult, RunResult
+from lmbench.core.results import EvalResult, GenerationResult, RunResult
 
 
 def fake_run(run_id: str, *, model: str = "m", corpus: str = "tiny", tokenizer: str = "word",
@@ -34,7 +34,7 @@ def fake_run(run_id: str, *, model: str = "m", corpus: str = "tiny", tokenizer: 
         fit_s=fit_s, metrics={"test": metrics}, env={"created": "2026-01-01T00:00:00+00:00"},
         train_log={"curve": curve} if curve else None,
         tokenizer={"name": tokenizer, "vocab_size": 100, "sha256": sha or tokenizer},
-        generation=generation)
+        generation=None if generation is None else GenerationResult.from_dict(generation))
 
 
 GENERATION_KEYS = ("judge_perplexity", "self_bleu_4", "zipf_coefficient", "repetition_rate_128",

@@ -37,6 +37,7 @@ import torch
 
 from lmbench.adapters.function import FunctionLM
 from lmbench.core.errors import LmbenchError
+from lmbench.core.io import write_text_atomic
 from lmbench.core.tokenizers import Tokenizer, _printable, tokenizer_from_json, tokenizer_to_json
 
 _LMBENCH_TOKENIZER = "lmbench_tokenizer.json"  # written beside save_pretrained's files
@@ -154,8 +155,8 @@ class HuggingFaceLM(FunctionLM):
         if isinstance(self.tokenizer, HuggingFaceTokenizer):
             self.tokenizer.hf.save_pretrained(path)
         else:
-            (path / _LMBENCH_TOKENIZER).write_text(tokenizer_to_json(self.tokenizer))
-        (path / "lmbench.json").write_text(json.dumps({"name": self.name}))
+            write_text_atomic(path / _LMBENCH_TOKENIZER, tokenizer_to_json(self.tokenizer))
+        write_text_atomic(path / "lmbench.json", json.dumps({"name": self.name}))
 
     @classmethod
     def load(cls, path: str | Path) -> HuggingFaceLM:

@@ -1,24 +1,111 @@
-"""Typed, frozen result records and their JSON files (written atomically).
+"""Typed, frozen result records, the one schema of each JSON file, and the checks that read them.
 
 ``EvalResult`` holds the sums of one scored split; every ratio (perplexity, bits per byte, ...)
 is a property derived from them, so a record can never disagree with itself. ``RunResult`` is
-what ``lmbench run`` writes to ``<out>/<run_id>/result.json``; ``lmbench.storage.store`` keeps a folder of
-them immutable and indexed.
+what ``lmbench run`` writes to ``<out>/<run_id>/result.json``; ``lmbench.storage.store`` keeps a
+folder of them immutable and indexed. Beside a record, results measured later on its saved model:
+``ThroughputResult`` (``lmbench bench``, ``throughput.json``) and ``GenerationResult`` (the
+generation benchmark, ``generation.json``; schema in ``lmbench.evaluation.generation_results``),
+which the store merges into ``RunResult.throughput`` and ``RunResult.generation``.
+
+Every ``from_dict`` checks types and raises ``ValueError`` naming the field (``"metrics['test'].
+n_tokens must be an integer >= 1"``), so one malformed file is reported and skipped rather than
+failing a report later; every ``to_dict`` gives back the JSON it was read from. Whether a value
+is a number is decided in one place, ``check_number``.
 """
 
 from __future__ import annotations
 
 import math
 import platform
+import statistics
 import subprocess
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lmbench.core.version import __version__
 
 LN2 = math.log(2.0)
+
+# ---------------------------------------------------------------------------------- checks
+
+
+def is_finite_number(value: Any) -> bool:
+    """Whether ``check_number`` takes ``value`` as a finite number (an int or float, not a
+    bool, neither NaN nor infinite)."""
+    try:
+        return check_number(value, "value", optional=False) is not None
+    except ValueError:
+        return False
+
+
+def check_number(value: Any, where: str, *, finite: bool = True, optional: bool = True) -> Any:
+    """``value`` unchanged if it is a number (finite unless ``finite=False``; None allowed when
+    ``optional``), else ``ValueError`` naming ``where``. Ints stay ints (round trips)."""
+    if value is None:
+        if optional:
+            return None
+        raise ValueError(f"{where} is not a number (null)")
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise ValueError(f"{where} is not a number ({type(value).__name__})")
+    if finite and not math.isfinite(value):
+        raise ValueError(f"{where} is not a finite number ({value})")
+    return value
+
+
+def _integer(value: Any, where: str, *, minimum: int = 0, optional: bool = False) -> int | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{where} must be an integer >= {minimum}")
+    return value
+
+
+def _text(value: Any, where: str, *, optional: bool = True) -> str | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{where} is not a string")
+    return value
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{where} is not an object")
+    return value
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise ValueError(f"{where} is not a list")
+    return value
+
+
+def _required(data: dict[str, Any], key: str, where: str = "") -> Any:
+    if key not in data:
+        raise ValueError(f"{where}no {key!r} key")
+    return data[key]
+
+
+_Record = TypeVar("_Record")
+
+
+def _filled(own: _Record, other: _Record) -> _Record:
+    """``own`` with what it lacks taken from ``other`` (same type): a None or empty field gets
+    ``other``'s value, and mappings are merged key by key; ``own``'s values win."""
+    changes = {}
+    for f in fields(own):
+        mine, theirs = getattr(own, f.name), getattr(other, f.name)
+        if isinstance(mine, dict) and isinstance(theirs, dict):
+            changes[f.name] = {**theirs, **mine}
+        elif mine is None or (isinstance(mine, tuple) and not mine):
+            changes[f.name] = theirs
+    return replace(own, **changes)
+
+
+# ------------------------------------------------------------------------------ scoring
 
 
 @dataclass(frozen=True)
@@ -69,12 +156,368 @@ class EvalResult:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EvalResult:
-        names = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in names}
-        for key in ("perplexity_ci95", "bits_per_byte_ci95", "block_nll_nats"):
-            values[key] = tuple(values[key])
+    def from_dict(cls, data: Any, where: str = "metrics") -> EvalResult:
+        """A checked ``EvalResult`` (the derived figures in ``data`` are ignored); ``where``
+        prefixes every error."""
+        data = _object(data, where)
+        for key in (f.name for f in fields(cls)):
+            _required(data, key, f"{where} has ")
+        for key in ("model", "corpus", "split"):
+            _text(data[key], f"{where}.{key}", optional=False)
+        for key in ("n_tokens", "n_bytes", "block_len"):
+            _integer(data[key], f"{where}.{key}", minimum=1)
+        for key in ("n_words", "n_unk"):
+            _integer(data[key], f"{where}.{key}")
+        if not isinstance(data["exact_likelihood"], bool):
+            raise ValueError(f"{where}.exact_likelihood is not true or false")
+        nll = check_number(data["nll_nats"], f"{where}.nll_nats", finite=False, optional=False)
+        if math.isnan(nll):  # inf is a number here: some token had p = 0
+            raise ValueError(f"{where}.nll_nats is not a number (NaN)")
+        for key in ("wall_s", "tokens_per_s"):
+            check_number(data[key], f"{where}.{key}", finite=False, optional=False)
+        intervals = {}
+        for key in ("perplexity_ci95", "bits_per_byte_ci95"):
+            value = data[key]
+            if not isinstance(value, list | tuple) or len(value) != 2:
+                raise ValueError(f"{where}.{key} is not a [low, high] pair")
+            intervals[key] = tuple(check_number(v, f"{where}.{key}", finite=False,
+                                                optional=False) for v in value)
+        blocks = data["block_nll_nats"]
+        if not isinstance(blocks, list | tuple):
+            raise ValueError(f"{where}.block_nll_nats is not a list of numbers")
+        blocks = tuple(check_number(b, f"{where}.block_nll_nats[{i}]", finite=False,
+                                    optional=False) for i, b in enumerate(blocks))
+        values = {f.name: data[f.name] for f in fields(cls)}
+        return cls(**{**values, **intervals, "block_nll_nats": blocks})
+
+
+# ------------------------------------------------------------------------------ throughput
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Median, minimum and maximum of repeated measurements."""
+
+    median: float
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, values) -> Spread:
+        values = sorted(float(v) for v in values)
+        return cls(statistics.median(values), values[0], values[-1])
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> Spread:
+        data = _object(data, where)
+        return cls(**{key: check_number(_required(data, key, f"{where} has "), f"{where}.{key}",
+                                        optional=False) for key in ("median", "low", "high")})
+
+
+# ThroughputResult's measured fields: a Spread each, and one number each
+THROUGHPUT_SPREADS = ("score_tokens_per_s", "score_bytes_per_s", "prefill_tokens_per_s",
+                      "decode_tokens_per_s", "time_to_first_token_s", "train_tokens_per_s")
+THROUGHPUT_NUMBERS = ("token_latency_p50_s", "token_latency_p95_s", "peak_rss_bytes",
+                      "weight_bytes", "peak_tensor_bytes", "cache_bytes", "flops_per_token")
+_THROUGHPUT_BYTES = ("peak_rss_bytes", "weight_bytes", "peak_tensor_bytes", "cache_bytes")
+
+
+@dataclass(frozen=True)
+class ThroughputResult:
+    """One model's speed, memory and FLOP utilisation: ``<run_id>/throughput.json``
+    (``lmbench.evaluation.throughput`` measures it; module docstring there).
+
+    A measured figure is None when it was not measured: ``lmbench bench`` leaves out bytes/s
+    for ids without text and training for models it cannot train; a record of
+    ``record_run(throughput={...})`` holds only the figures it was given (``from_figures``).
+    """
+
+    run_id: str
+    model: str  # label on the leaderboard
+    family: str
+    config: dict[str, Any]  # the model's resolved config
+    n_params: int
+    score_tokens_per_s: Spread | None
+    score_bytes_per_s: Spread | None  # None when the ids came without their text
+    prefill_tokens_per_s: Spread | None
+    decode_tokens_per_s: Spread | None
+    time_to_first_token_s: Spread | None
+    token_latency_p50_s: float | None  # per decode step, over every measured step
+    token_latency_p95_s: float | None
+    train_tokens_per_s: Spread | None  # None: not measured (no corpus, or not trainable)
+    peak_rss_bytes: int | None
+    weight_bytes: int | None
+    peak_tensor_bytes: int | None
+    cache_bytes: int | None
+    tensor_memory_source: str | None  # "cuda.max_memory_allocated" | "dispatch tracker"
+    flops_per_token: float | None  # forward, at the scoring context; None: count-based
+    matmul_peak_flops_per_s: dict[str, float]  # "fp32", "bf16"
+    utilization: dict[str, float | None]  # achieved / peak: score, prefill, decode, train
+    settings: dict[str, Any]  # BenchConfig plus the lengths actually used
+    hardware: dict[str, Any]  # device, cpu, threads, torch, backend
+    env: dict[str, Any] = field(default_factory=dict)
+    device: str | None = None  # where it ran ("cpu", "cuda:0", ...); None: not recorded
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        if self.device is None:  # files written before the field existed round-trip
+            del data["device"]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "throughput") -> ThroughputResult:
+        """A checked ``ThroughputResult``; keys this version does not know are ignored."""
+        data = _object(data, where or "throughput")
+        prefix, head = (f"{where}.", f"{where}: ") if where else ("", "")
+        run_id = data.get("run_id")
+        if not isinstance(run_id, str) or not run_id:
+            raise ValueError(f"{head}no 'run_id' string")
+        utilization = data.get("utilization")
+        if all(data.get(name) is None for name in THROUGHPUT_SPREADS + THROUGHPUT_NUMBERS) and (
+                not isinstance(utilization, dict) or all(v is None for v in utilization.values())):
+            raise ValueError(f"{head}no throughput figure in it")
+        values: dict[str, Any] = {"run_id": run_id}
+        for key in ("model", "family"):
+            values[key] = _text(_required(data, key, head), prefix + key, optional=False)
+        values["config"] = _object(_required(data, "config", head), prefix + "config")
+        values["n_params"] = _integer(_required(data, "n_params", head), prefix + "n_params")
+        for name in THROUGHPUT_SPREADS:
+            spread = data.get(name)
+            values[name] = None if spread is None else Spread.from_dict(spread, prefix + name)
+        for name in THROUGHPUT_NUMBERS:
+            values[name] = (_integer(data.get(name), prefix + name, optional=True)
+                            if name in _THROUGHPUT_BYTES
+                            else check_number(data.get(name), prefix + name))
+        values["tensor_memory_source"] = _text(data.get("tensor_memory_source"),
+                                               prefix + "tensor_memory_source")
+        for name in ("matmul_peak_flops_per_s", "utilization"):
+            table = _object(data.get(name) or {}, prefix + name)
+            values[name] = {k: check_number(v, f"{prefix}{name}[{k!r}]") for k, v in table.items()}
+        for name in ("settings", "hardware", "env"):
+            values[name] = _object(data.get(name) or {}, prefix + name)
+        values["device"] = _text(data.get("device"), prefix + "device")
         return cls(**values)
+
+    @classmethod
+    def from_figures(cls, figures: Any, *, run_id: str, model: str, family: str,
+                     config: dict[str, Any], n_params: int, where: str = "throughput"
+                     ) -> ThroughputResult:
+        """A record of figures measured elsewhere (``record_run(throughput={"decode_tokens_per_s":
+        950.0})``, and ``result.json`` files that held them so): each spread's figure counts as
+        one measurement (median = low = high), ``<kind>_utilization`` fills ``utilization``;
+        any other name, or no figure, is an error."""
+        figures = _object(figures, where)
+        values: dict[str, Any] = {name: None for name in THROUGHPUT_SPREADS + THROUGHPUT_NUMBERS}
+        utilization = {}
+        for name, value in figures.items():
+            if name in THROUGHPUT_SPREADS:
+                values[name] = Spread.of([check_number(value, f"{where}[{name!r}]",
+                                                       optional=False)])
+            elif name in THROUGHPUT_NUMBERS:
+                values[name] = check_number(value, f"{where}[{name!r}]")
+            elif name.endswith("_utilization"):
+                utilization[name[: -len("_utilization")]] = check_number(value,
+                                                                         f"{where}[{name!r}]")
+            else:
+                raise ValueError(f"{where}[{name!r}] is not a throughput figure (known: "
+                                 f"{', '.join(THROUGHPUT_SPREADS + THROUGHPUT_NUMBERS)}, "
+                                 "<kind>_utilization)")
+        if all(v is None for v in [*values.values(), *utilization.values()]):
+            raise ValueError(f"{where}: no throughput figure in it")
+        for name in _THROUGHPUT_BYTES:
+            if values[name] is not None:
+                values[name] = int(values[name])
+        return cls(run_id=run_id, model=model, family=family, config=config, n_params=n_params,
+                   tensor_memory_source=None, matmul_peak_flops_per_s={},
+                   utilization=utilization, settings={}, hardware={}, **values)
+
+    def figures(self) -> dict[str, float]:
+        """Every measured figure as one number: each spread's median under its own name, the
+        single figures, and ``<kind>_utilization``; the finite ones only (what ``lmbench
+        compare`` takes ratios of)."""
+        out = {name: getattr(self, name).median for name in THROUGHPUT_SPREADS
+               if getattr(self, name) is not None}
+        out.update({name: getattr(self, name) for name in THROUGHPUT_NUMBERS})
+        out.update({f"{kind}_utilization": value for kind, value in self.utilization.items()})
+        return {name: float(value) for name, value in out.items() if is_finite_number(value)}
+
+    def filled_from(self, other: ThroughputResult) -> ThroughputResult:
+        """This record with the figures it lacks taken from ``other``; its own values win."""
+        return _filled(self, other)
+
+
+# ------------------------------------------------------------------------------ generation
+
+
+@dataclass(frozen=True)
+class GenerationEstimate:
+    """A generation metric of one decoding: its value and 95% interval over the prompts (None
+    where undefined, e.g. MAUVE of the human row) and how the interval was computed."""
+
+    value: float | None
+    ci95: tuple[float | None, float | None]
+    method: str | None  # "bootstrap", "jackknife", "" (no interval)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "ci95": list(self.ci95), "method": self.method}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> GenerationEstimate:
+        interval = data.get("ci95", [None, None]) if isinstance(data, dict) else None
+        if not isinstance(data, dict) or not isinstance(interval, list) or len(interval) != 2:
+            raise ValueError(f"{where} is not {{value: number, ci95: [low, high]}}")
+        return cls(check_number(data.get("value"), f"{where}.value"),
+                   (check_number(interval[0], f"{where}.ci95"),
+                    check_number(interval[1], f"{where}.ci95")),
+                   _text(data.get("method"), f"{where}.method"))
+
+
+@dataclass(frozen=True)
+class GenerationRow:
+    """One decoding strategy of the generation benchmark (or the human reference)."""
+
+    label: str
+    description: str | None
+    metrics: dict[str, GenerationEstimate]
+    n_tokens: int | None  # continuation tokens produced
+    wall_s: float | None  # None for the human row
+    decode_tokens_per_s: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "description": self.description,
+                "metrics": {k: e.to_dict() for k, e in self.metrics.items()},
+                "n_tokens": self.n_tokens, "wall_s": self.wall_s,
+                "decode_tokens_per_s": self.decode_tokens_per_s}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> GenerationRow:
+        if not isinstance(data, dict) or not isinstance(data.get("label"), str):
+            raise ValueError(f"{where} has no 'label' string")
+        metrics = _object(data.get("metrics"), f"{where}.metrics")
+        return cls(label=data["label"],
+                   description=_text(data.get("description"), f"{where}.description"),
+                   metrics={name: GenerationEstimate.from_dict(entry,
+                                                               f"{where}.metrics[{name!r}]")
+                            for name, entry in metrics.items()},
+                   n_tokens=_integer(data.get("n_tokens"), f"{where}.n_tokens", optional=True),
+                   wall_s=check_number(data.get("wall_s"), f"{where}.wall_s"),
+                   decode_tokens_per_s=check_number(data.get("decode_tokens_per_s"),
+                                                    f"{where}.decode_tokens_per_s"))
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """What a generation benchmark's metrics were measured with (None: not recorded)."""
+
+    n_prompts: int | None = None  # prompts used
+    split: str | None = None
+    prompt_len: int | None = None
+    continuation_len: int | None = None
+    seed: int | None = None
+    metric_unit: str | None = None  # "words" | "tokens"
+    n_bootstrap: int | None = None
+    n_groups: int | None = None
+    batch_size: int | None = None  # prompts decoded at once
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "config") -> GenerationSettings:
+        data = _object(data, where)
+        return cls(**{f.name: (_text(data.get(f.name), f"{where}.{f.name}")
+                               if f.name in ("split", "metric_unit") else
+                               _integer(data.get(f.name), f"{where}.{f.name}", optional=True))
+                      for f in fields(cls)})
+
+
+_GENERATION_TEXT = ("kind", "run_id", "model", "corpus", "command", "created", "git_commit",
+                    "family", "tokenizer", "judge", "judge_file", "features", "strategy")
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """A run's generation results: ``<run_id>/generation.json`` (the generation benchmark's
+    sidecar, schema 1 in ``lmbench.evaluation.generation_results``), or what a record holds of
+    its own (``record_run(generation={"samples": [...], "metrics": {...}})``). Every field may be
+    missing from a record's own; a sidecar has them all.
+    """
+
+    kind: str | None = None  # "lmbench generation results" in a sidecar
+    schema: int | None = None  # the sidecar's schema version; None: a record's own results
+    run_id: str | None = None
+    model: str | None = None  # the generation report's label of the model
+    corpus: str | None = None
+    command: str | None = None
+    created: str | None = None
+    git_commit: str | None = None
+    family: str | None = None
+    tokenizer: str | None = None
+    judge: str | None = None  # the judge's family
+    judge_file: str | None = None  # the judge's model file; None: the model itself
+    features: str | None = None  # MAUVE features
+    config: GenerationSettings | None = None
+    strategy: str | None = None  # the headline decoding (the row ``metrics`` come from)
+    metrics: dict[str, float | None] = field(default_factory=dict)  # headline, by metric key
+    decode_tokens_per_s: float | None = None  # pure-sampling decode speed
+    rows: tuple[GenerationRow, ...] = ()  # every decoding, the human reference first
+    samples: tuple[dict[str, str], ...] = ()  # {"prompt", "human" | "text", <strategy>: ...}
+    extra: dict[str, Any] = field(default_factory=dict)  # keys of no field, kept as they are
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object: a sidecar (``schema`` set) with every key; a record's own results
+        with the keys it has."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "extra" or (self.schema is None and (value is None or value == {}
+                                                              or value == ())):
+                continue
+            if f.name == "config":
+                value = None if value is None else value.to_dict()
+            elif f.name == "rows":
+                value = [row.to_dict() for row in value]
+            elif f.name in ("metrics", "samples"):
+                value = [dict(s) for s in value] if f.name == "samples" else dict(value)
+            out[f.name] = value
+        return {**out, **self.extra}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "generation") -> GenerationResult:
+        """A checked ``GenerationResult``; messages name the key (``metrics['mauve'] is not a
+        number``), prefixed by ``where`` when it is not empty."""
+        data = _object(data, where or "generation")
+        prefix = f"{where}." if where else ""
+        values: dict[str, Any] = {key: _text(data.get(key), prefix + key)
+                                  for key in _GENERATION_TEXT}
+        values["schema"] = _integer(data.get("schema"), prefix + "schema", optional=True)
+        if data.get("config") is not None:
+            values["config"] = GenerationSettings.from_dict(data["config"], prefix + "config")
+        metrics = _object(data.get("metrics", {}), prefix + "metrics")
+        values["metrics"] = {name: check_number(value, f"{prefix}metrics[{name!r}]")
+                             for name, value in metrics.items()}
+        values["decode_tokens_per_s"] = check_number(data.get("decode_tokens_per_s"),
+                                                     prefix + "decode_tokens_per_s")
+        rows = _list(data.get("rows", []), prefix + "rows")
+        values["rows"] = tuple(GenerationRow.from_dict(row, f"{prefix}rows[{i}]")
+                               for i, row in enumerate(rows))
+        samples = data.get("samples", [])
+        if not isinstance(samples, list) or not all(
+                isinstance(s, dict) and all(isinstance(t, str) for t in s.values())
+                for s in samples):
+            raise ValueError(f"{prefix}samples is not a list of objects of strings")
+        values["samples"] = tuple(dict(s) for s in samples)
+        known = {f.name for f in fields(cls)} - {"extra"}
+        values["extra"] = {k: v for k, v in data.items() if k not in known}
+        return cls(**values)
+
+    def filled_from(self, other: GenerationResult) -> GenerationResult:
+        """These results with what they lack taken from ``other`` (a record's own results over
+        a sidecar's): a missing field, and each metric it lacks; its own values win."""
+        return _filled(self, other)
+
+
+# ------------------------------------------------------------------------------ run records
 
 
 @dataclass(frozen=True)
@@ -88,28 +531,64 @@ class RunResult:
     seed: int
     n_params: int
     fit_s: float
-    metrics: dict[str, EvalResult]  # keyed by split
+    metrics: dict[str, EvalResult]  # keyed by split; at least one
     env: dict[str, Any]  # versions, hardware, git commit, time
     train_log: dict[str, Any] | None = None  # neural families: steps, tokens, seconds, curve
     # {"name", "vocab_size", "sha256" of the fitted vocabulary}: paired comparisons need the
     # same tokenization (lmbench.evaluation.significance); None in records written before it existed
     tokenizer: dict[str, Any] | None = None
-    # extra figures, e.g. decode_tokens_per_s (lmbench bench's throughput.json merged on reading)
-    throughput: dict[str, float] | None = None
-    # {"samples": [{"prompt": str, "text": str}, ...], "metrics": {name: float}, "config": {}};
-    # a generation benchmark's results arrive later as a sidecar, merged on reading
-    # (lmbench.storage.store; the schema is lmbench.evaluation.generation_results')
-    generation: dict[str, Any] | None = None
+    # speed and memory: figures recorded with the run, and lmbench bench's throughput.json
+    # merged in on reading (lmbench.storage.store)
+    throughput: ThroughputResult | None = None
+    # generation samples and metrics recorded with the run, and a generation benchmark's
+    # generation.json merged in on reading
+    generation: GenerationResult | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = asdict(replace(self, metrics={}, throughput=None, generation=None))
         data["metrics"] = {split: r.to_dict() for split, r in self.metrics.items()}
+        data["throughput"] = None if self.throughput is None else self.throughput.to_dict()
+        data["generation"] = None if self.generation is None else self.generation.to_dict()
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunResult:
-        values = dict(data)
-        values["metrics"] = {s: EvalResult.from_dict(r) for s, r in data["metrics"].items()}
+    def from_dict(cls, data: Any) -> RunResult:
+        """A checked ``RunResult``, or ``ValueError`` saying why ``data`` is not a record. Keys
+        this version does not know are ignored (records written by a newer lmbench still load);
+        a ``throughput`` of bare figures (``{"decode_tokens_per_s": 950.0}``, as records held
+        them before it was a ``ThroughputResult``) is read by ``ThroughputResult.from_figures``
+        (names it does not know ignored)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"top level is a JSON {type(data).__name__}, not an object")
+        expected = {"run_id": str, "model": str, "corpus": str, "config": dict, "seed": int,
+                    "n_params": int, "fit_s": (int, float), "metrics": dict, "env": dict}
+        for key, kind in expected.items():
+            value = _required(data, key)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise ValueError(f"{key!r} has the wrong type ({type(value).__name__})")
+        check_number(data["fit_s"], "fit_s", optional=False)
+        if not data["metrics"]:
+            raise ValueError("'metrics' is empty (no split was scored)")
+        values = {key: data[key] for key in expected}
+        values["metrics"] = {split: EvalResult.from_dict(m, f"metrics[{split!r}]")
+                             for split, m in data["metrics"].items()}
+        for key in ("train_log", "tokenizer", "throughput", "generation"):
+            if data.get(key) is not None and not isinstance(data[key], dict):
+                raise ValueError(f"{key!r} is not an object")
+            values[key] = data.get(key)
+        throughput = values["throughput"]
+        if throughput is not None and "run_id" in throughput:
+            values["throughput"] = ThroughputResult.from_dict(throughput)
+        elif throughput is not None:
+            known = set(THROUGHPUT_SPREADS + THROUGHPUT_NUMBERS)
+            figures = {k: v for k, v in throughput.items()
+                       if k in known or k.endswith("_utilization")}
+            values["throughput"] = None if not figures else ThroughputResult.from_figures(
+                figures, run_id=values["run_id"], model=values["model"],
+                family=str(values["config"].get("family", "")), config=values["config"],
+                n_params=values["n_params"])
+        if values["generation"] is not None:
+            values["generation"] = GenerationResult.from_dict(values["generation"])
         return cls(**values)
 
 

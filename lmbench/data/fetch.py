@@ -1,19 +1,20 @@
 """Downloading corpora for users with internet: ``nltk.download`` or a URL checked by SHA-256.
 
 Files land under the data root (see ``lmbench.data.corpora.data_root``) in the same layout the
-loaders read, written to a temporary file and renamed only after the checksum matches.
+loaders read, written through ``lmbench.core.io.write_atomic`` (a temporary file beside the
+destination, renamed only after the checksum matches; the umask's permissions).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from lmbench.core.errors import LmbenchError, did_you_mean
+from lmbench.core.io import write_atomic
 from lmbench.data.corpora import CORPORA, data_root
 
 
@@ -82,12 +83,13 @@ def sha256_of(path: Path) -> str:
 
 
 def download_checked(url: str, destination: Path, sha256: str) -> None:
-    """Download ``url`` to ``destination`` atomically, refusing content with another SHA-256."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=destination.parent, suffix=".part")
-    try:
+    """Download ``url`` to ``destination`` atomically (``lmbench.core.io.write_atomic``: the
+    umask's permissions, no partial file under the real name), refusing content with another
+    SHA-256."""
+
+    def write(out) -> None:
         digest = hashlib.sha256()
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+        with urllib.request.urlopen(url, timeout=60) as response:
             for block in iter(lambda: response.read(1 << 20), b""):
                 digest.update(block)
                 out.write(block)
@@ -95,9 +97,8 @@ def download_checked(url: str, destination: Path, sha256: str) -> None:
             raise LmbenchError(
                 f"{url}: SHA-256 {digest.hexdigest()} does not match the expected {sha256}"
             )
-        os.replace(temporary, destination)
+
+    try:
+        write_atomic(destination, write)
     except OSError as error:
         raise LmbenchError(f"{url}: download failed ({error})") from None
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)

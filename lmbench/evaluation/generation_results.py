@@ -10,9 +10,10 @@ side.
 
 Run sidecars. When a benchmarked model was saved in a run folder (``<store>/<run_id>/model.npz``),
 ``run_sidecar`` turns its part of the JSON record into ``<store>/<run_id>/generation.json``,
-which ``lmbench.storage.store`` merges into that run's ``RunResult.generation`` on every read (the
-record itself never changes): the leaderboard's generation columns and samples and ``lmbench
-compare``'s generation differences come from it. Schema 1::
+which ``lmbench.storage.store`` merges into that run's ``RunResult.generation`` on every read
+(the record itself never changes): the leaderboard's generation columns and samples and
+``lmbench compare``'s generation differences come from it. Its typed form, checked on writing
+and reading, is ``lmbench.core.results.GenerationResult``. Schema 1::
 
     {"kind": "lmbench generation results", "schema": 1,
      "run_id", "model" (the report's label), "corpus", "command", "created", "git_commit",
@@ -41,6 +42,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING
 
 from lmbench.core.errors import LmbenchError
+from lmbench.core.results import is_finite_number
 from lmbench.evaluation.generation_stats import Estimate
 
 if TYPE_CHECKING:
@@ -251,8 +253,9 @@ def run_sidecar(report: dict, label: str, run_id: str, judge_file: str | None = 
     row = headline_row(model["rows"])
     if row is None:
         raise LmbenchError(f"the generation report has no generated row for {label!r}")
-    metrics = {key: e["value"] for key, e in row["metrics"].items() if _finite(e["value"])}
-    if _finite(row.get("decode_tokens_per_s")):
+    metrics = {key: e["value"] for key, e in row["metrics"].items()
+               if is_finite_number(e["value"])}
+    if is_finite_number(row.get("decode_tokens_per_s")):
         metrics["decode_tokens_per_s"] = row["decode_tokens_per_s"]
     env = report.get("env") or {}
     config = report.get("config") or {}
@@ -281,6 +284,3 @@ def _finite_or_none(value):
     return value
 
 
-def _finite(value) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))

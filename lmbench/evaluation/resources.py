@@ -14,11 +14,10 @@ FLOPs per token, and memory (process RSS, weight bytes, live tensor bytes).
 from __future__ import annotations
 
 import resource
-import statistics
 import sys
 import time
 import weakref
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import fields, is_dataclass
 from typing import Any
 
 import numpy as np
@@ -27,22 +26,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from lmbench.core.interface import CountsFlops, LanguageModel, Trainable
-from lmbench.core.results import environment
-
-
-@dataclass(frozen=True)
-class Spread:
-    """Median, minimum and maximum of repeated measurements."""
-
-    median: float
-    low: float
-    high: float
-
-    @classmethod
-    def of(cls, values) -> Spread:
-        values = sorted(float(v) for v in values)
-        return cls(statistics.median(values), values[0], values[-1])
-
+from lmbench.core.results import Spread, environment  # noqa: F401 (Spread: imported from here)
 
 
 class TensorMemoryTracker(TorchDispatchMode):

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from lmbench.core.errors import LmbenchError
-from lmbench.core.results import EvalResult, RunResult
+from lmbench.core.results import EvalResult, GenerationResult, RunResult
 
 LN2 = math.log(2.0)
 _CHUNK = 1000  # resamples drawn at once (bounds memory on long splits)
@@ -320,9 +320,10 @@ def _throughput_ratios(run_a: RunResult, run_b: RunResult, ma: EvalResult, mb: E
             mb.tokens_per_s * mb.n_bytes / mb.n_tokens)
     if run_a.fit_s > 0 and run_b.fit_s > 0:
         ratios["fit_s"] = run_a.fit_s / run_b.fit_s
-    extra_a, extra_b = run_a.throughput or {}, run_b.throughput or {}
+    extra_a = run_a.throughput.figures() if run_a.throughput else {}
+    extra_b = run_b.throughput.figures() if run_b.throughput else {}
     for key in sorted(set(extra_a) & set(extra_b)):
-        if _number(extra_a[key]) and _number(extra_b[key]) and extra_b[key] != 0:
+        if extra_b[key] != 0:
             ratios[key] = extra_a[key] / extra_b[key]
     return {k: v for k, v in ratios.items() if math.isfinite(v)}
 
@@ -336,29 +337,28 @@ def _generation(run_a: RunResult, run_b: RunResult
                 ) -> tuple[str | None, tuple[GenerationDifference, ...], list[str]]:
     """The decoding both runs' generation metrics come from (None: not one), the differences of
     the metrics both have, and notes on what the two were measured with when that differs."""
-    ga, gb = run_a.generation or {}, run_b.generation or {}
-    ma, mb = ga.get("metrics"), gb.get("metrics")
-    if not isinstance(ma, dict) or not isinstance(mb, dict):
+    ga, gb = run_a.generation, run_b.generation
+    if ga is None or gb is None:
         return None, (), []
-    keys = [k for k in sorted(set(ma) & set(mb)) if _number(ma[k]) and _number(mb[k])]
+    ma, mb = ga.metrics, gb.metrics
+    keys = [k for k in sorted(set(ma) & set(mb)) if ma[k] is not None and mb[k] is not None]
     if not keys:
         return None, (), []
     differences = tuple(GenerationDifference(
         k, float(ma[k]), float(mb[k]), float(ma[k] - mb[k]), _generation_interval(ga, k),
         _generation_interval(gb, k)) for k in keys)
     notes = []
-    sa, sb = ga.get("strategy"), gb.get("strategy")
+    sa, sb = ga.strategy, gb.strategy
     if sa != sb:
         notes.append("the generation metrics come from different decodings (A: "
                      f"{sa or 'as recorded'}, B: {sb or 'as recorded'})")
-    ca, cb = ga.get("config"), gb.get("config")
-    if isinstance(ca, dict) and isinstance(cb, dict) and ca and cb:
-        differ = [f"{k} {ca.get(k)!r} vs {cb.get(k)!r}" for k in _GENERATION_SETTINGS
-                  if ca.get(k) != cb.get(k)]
+    if ga.config is not None and gb.config is not None:
+        ca, cb = asdict(ga.config), asdict(gb.config)
+        differ = [f"{k} {ca[k]!r} vs {cb[k]!r}" for k in _GENERATION_SETTINGS if ca[k] != cb[k]]
         if differ:
             notes.append("the generation benchmark's settings differ (A vs B: "
                          + ", ".join(differ) + ")")
-    if "judge_perplexity" in keys and "judge" in ga and "judge" in gb:
+    if "judge_perplexity" in keys and ga.judge is not None and gb.judge is not None:
         judge_a, judge_b = _judge(ga, run_a), _judge(gb, run_b)
         if judge_a != judge_b:
             notes.append(f"judge PPL comes from different judges (A: {judge_a}, B: {judge_b}), "
@@ -366,24 +366,18 @@ def _generation(run_a: RunResult, run_b: RunResult
     return (sa if sa == sb else None), differences, notes
 
 
-def _generation_interval(generation: dict, key: str) -> tuple[float, float] | None:
+def _generation_interval(generation: GenerationResult, key: str
+                         ) -> tuple[float, float] | None:
     """The 95% interval of ``key`` in the row of the run's headline decoding, if recorded."""
-    for row in generation.get("rows") or []:
-        if isinstance(row, dict) and row.get("label") == generation.get("strategy"):
-            entry = (row.get("metrics") or {}).get(key)
-            interval = entry.get("ci95") if isinstance(entry, dict) else None
-            if (isinstance(interval, (list, tuple)) and len(interval) == 2
-                    and all(_number(v) for v in interval)):
-                return float(interval[0]), float(interval[1])
+    for row in generation.rows:
+        entry = row.metrics.get(key) if row.label == generation.strategy else None
+        if entry is not None and None not in entry.ci95:
+            return float(entry.ci95[0]), float(entry.ci95[1])
     return None
 
 
-def _judge(generation: dict, run: RunResult) -> str:
+def _judge(generation: GenerationResult, run: RunResult) -> str:
     """Who judged a run's generations: a model file, or the run's own model."""
-    if generation.get("judge_file"):
-        return str(generation["judge_file"])
+    if generation.judge_file:
+        return generation.judge_file
     return f"its own model ({run.run_id})"
-
-
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -25,8 +25,9 @@ minimum and maximum beside it (``Spread``):
   generation against fp32 (evaluation runs in fp32), training (3 x forward: forward and
   backward, Kaplan's 6N) against bf16 when the family trains in bf16 autocast.
 
-The record, ``ThroughputResult``, is written as ``<out>/<run_id>/throughput.json``: beside the
-run's ``result.json`` when the model was saved in a run folder, so a leaderboard joins them.
+The record, ``ThroughputResult`` (``lmbench.core.results``, beside the other records), is
+written as ``<out>/<run_id>/throughput.json``: beside the run's ``result.json`` when the model
+was saved in a run folder, so a leaderboard joins them.
 """
 
 from __future__ import annotations
@@ -36,9 +37,8 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -47,10 +47,9 @@ from lmbench.core.errors import LmbenchError
 from lmbench.core.interface import Budget, LanguageModel, Trainable
 from lmbench.core.io import write_json_atomic
 from lmbench.core.names import new_run_id
-from lmbench.core.results import environment
+from lmbench.core.results import Spread, ThroughputResult, environment
 from lmbench.data.corpora import Corpus, load_corpus
 from lmbench.evaluation.resources import (
-    Spread,
     TensorMemoryTracker,
     flops_per_token,
     hardware,
@@ -84,51 +83,6 @@ class BenchConfig:
         """Tiny settings that run in seconds (CI)."""
         return cls(score_tokens=512, prompt_tokens=16, new_tokens=16, train_steps=2,
                    n_warmup=1, n_repeats=2, peak_matmul_size=256)
-
-
-_SPREADS = ("score_tokens_per_s", "score_bytes_per_s", "prefill_tokens_per_s",
-            "decode_tokens_per_s", "time_to_first_token_s", "train_tokens_per_s")
-
-
-@dataclass(frozen=True)
-class ThroughputResult:
-    """One model's speed, memory and FLOP utilisation: ``<run_id>/throughput.json``."""
-
-    run_id: str
-    model: str  # label on the leaderboard
-    family: str
-    config: dict[str, Any]  # the model's resolved config
-    n_params: int
-    score_tokens_per_s: Spread
-    score_bytes_per_s: Spread | None  # None when the ids came without their text
-    prefill_tokens_per_s: Spread
-    decode_tokens_per_s: Spread
-    time_to_first_token_s: Spread
-    token_latency_p50_s: float  # per decode step, over every measured step
-    token_latency_p95_s: float
-    train_tokens_per_s: Spread | None  # None: not measured (no corpus, or not trainable)
-    peak_rss_bytes: int
-    weight_bytes: int
-    peak_tensor_bytes: int
-    cache_bytes: int
-    tensor_memory_source: str  # "cuda.max_memory_allocated" | "dispatch tracker"
-    flops_per_token: float | None  # forward, at the scoring context; None: count-based
-    matmul_peak_flops_per_s: dict[str, float]  # "fp32", "bf16"
-    utilization: dict[str, float | None]  # achieved / peak: score, prefill, decode, train
-    settings: dict[str, Any]  # BenchConfig plus the lengths actually used
-    hardware: dict[str, Any]  # device, cpu, threads, torch, backend
-    env: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ThroughputResult:
-        values = {k: v for k, v in data.items() if k in {f.name for f in fields(cls)}}
-        for name in _SPREADS:
-            if values.get(name) is not None:
-                values[name] = Spread(**values[name])
-        return cls(**values)
 
 
 # ------------------------------------------------------------------------------- measurement

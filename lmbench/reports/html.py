@@ -3,8 +3,8 @@
 Nothing is fetched when the page is opened (no fonts, scripts or images from elsewhere), so it
 can be mailed, committed or opened offline. Per corpus it shows, for each track, the ranked
 table (click a header to sort; blanks sort last), the published references in a separate table
-marked "published", the plots of ``lmbench.reports.plots`` and the generation samples of the runs side
-by side. Every piece of text that comes from a record, a corpus or a generation is escaped
+marked "published", the plots of ``lmbench.reports.plots`` and the generation samples of the
+runs side by side. Every piece of text that comes from a record, a corpus or a generation is escaped
 (``html.escape``), so a sample containing ``<script>`` is shown, never run.
 """
 
@@ -171,11 +171,10 @@ def _table(rows: pd.DataFrame, columns: list[str], classes: str,
 
 def _samples(records: list[RunResult]) -> str:
     """Generation samples, one column per run, one row per sample."""
-    runs = [r for r in records if isinstance((r.generation or {}).get("samples"), list)
-            and r.generation["samples"]]
+    runs = [r for r in records if r.generation is not None and r.generation.samples]
     if not runs:
         return ""
-    samples = {r.run_id: list(r.generation["samples"])[:MAX_SAMPLES] for r in runs}
+    samples = {r.run_id: list(r.generation.samples)[:MAX_SAMPLES] for r in runs}
     depth = max(len(s) for s in samples.values())
     head = "<th class='text'>#</th>" + "".join(
         f"<th class='text'>{_e(r.model)}</th>" for r in runs)
@@ -183,9 +182,7 @@ def _samples(records: list[RunResult]) -> str:
     for i in range(depth):
         cells = [f"<td class='text'>{i + 1}</td>"]
         for r in runs:
-            entry = samples[r.run_id][i] if i < len(samples[r.run_id]) else None
-            if not isinstance(entry, dict):
-                entry = {"text": "" if entry is None else str(entry)}
+            entry = samples[r.run_id][i] if i < len(samples[r.run_id]) else {"text": ""}
             cells.append(f"<td class='text'>{_sample_cell(entry)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return ("<h3>Generation samples</h3><p class='note'>Prompts in bold; each column is one "

@@ -1,7 +1,7 @@
 """Leaderboards from result records: rank per corpus and track, render Markdown and CSV.
 
-Records come from a results folder through ``lmbench.storage.store`` (its SQLite index); a file that is
-not a readable record is reported by name and skipped, never breaking a report.
+Records come from a results folder through ``lmbench.storage.store`` (its SQLite index); a file
+that is not a readable record is reported by name and skipped, never breaking a report.
 
 Two tracks, never ranked together:
 
@@ -18,9 +18,15 @@ Published reference figures (``lmbench.reports.published``) go in tables of thei
 Beside the likelihood columns: parameters, training time, scoring tokens/s, the decode tokens/s
 of ``lmbench bench`` (``throughput.json`` beside the record) and a few generation metrics
 (``GENERATION_COLUMNS``) of the generation benchmark's headline decoding, top-p 0.95
-(``generation.json`` beside the record; ``lmbench.storage.store`` merges both sidecars). A note under
-each table says which decoding, prompts and judge each model's generation columns come from;
-the CSV keeps every generation metric and those settings.
+(``generation.json`` beside the record; ``lmbench.storage.store`` merges both sidecars). A note
+under each table says which decoding, prompts and judge each model's generation columns come
+from; the CSV keeps every generation metric and those settings.
+
+Text from records (labels, corpus names, generation settings, file names) is escaped where the
+cells are made, one function per format, as the HTML page escapes it: ``markdown_text`` (pipes,
+``<``, ``>``, ``&`` and backslashes escaped, line breaks made spaces, so a label cannot break a
+table or inject HTML) and ``csv_cell`` (text starting with ``=``, ``+``, ``-`` or ``@`` is
+prefixed with ``'``, so a spreadsheet does not run it as a formula; OWASP, "CSV Injection").
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lmbench.core.results import RunResult
+from lmbench.core.results import GenerationResult, GenerationSettings, RunResult, ThroughputResult
 from lmbench.reports.published import Reference
 
 WORD, OPEN = "word (closed vocab)", "open vocab"
@@ -46,7 +52,7 @@ FORMATS = {"perplexity": "{:.2f}", "pseudo-perplexity": "{:.2f}", "bits/byte": "
            "rank": "{:.0f}", "decode tok/s": "{:,.0f}", "gen MAUVE": "{:.3f}",
            "gen judge PPL": "{:.2f}", "gen distinct-2": "{:.3f}", "gen seq-rep-4": "{:.3f}",
            "gen decode tok/s": "{:,.0f}"}
-# The generation metrics the tables show, by their key in ``RunResult.generation["metrics"]``
+# The generation metrics the tables show, by their key in ``RunResult.generation.metrics``
 # (the headline decoding row of the generation benchmark's sidecar; every other generation
 # metric is a ``gen <key>`` column of the CSV only).
 GENERATION_COLUMNS = {"mauve": "gen MAUVE", "judge_perplexity": "gen judge PPL",
@@ -101,10 +107,11 @@ def leaderboard_table(records: list[RunResult], split: str = "test") -> pd.DataF
             "score tok/s": m.tokens_per_s if math.isfinite(m.tokens_per_s) else None,
             "scored bytes/s": (m.tokens_per_s * m.n_bytes / m.n_tokens
                                if math.isfinite(m.tokens_per_s) else None),
-            "decode tok/s": _number((record.throughput or {}).get("decode_tokens_per_s")),
+            "decode tok/s": _decode_tokens_per_s(record.throughput),
             "run id": record.run_id,
         }
-        row.update(_generation_cells(record.generation or {}))
+        if record.generation is not None:
+            row.update(_generation_cells(record.generation))
         rows.append(row)
     table = pd.DataFrame(rows)
     if table.empty:
@@ -119,39 +126,36 @@ def leaderboard_table(records: list[RunResult], split: str = "test") -> pd.DataF
     return table.drop(columns=["_pseudo", "_key"]).reset_index(drop=True)
 
 
-def _generation_cells(generation: dict) -> dict:
+def _decode_tokens_per_s(throughput: ThroughputResult | None) -> float | None:
+    """``lmbench bench``'s median decode tokens/s, if measured."""
+    if throughput is None or throughput.decode_tokens_per_s is None:
+        return None
+    return throughput.decode_tokens_per_s.median
+
+
+def _generation_cells(generation: GenerationResult) -> dict:
     """The ``gen`` columns of one record: its generation metrics (``GENERATION_COLUMNS`` under
     their display names, the others as ``gen <key>``) and, from a benchmark sidecar, the
     decoding, judge and prompt count they were measured with."""
-    metrics = generation.get("metrics")
-    cells = {GENERATION_COLUMNS.get(name, f"gen {name}"): _number(value)
-             for name, value in (metrics if isinstance(metrics, dict) else {}).items()
-             if _number(value) is not None}
+    cells = {GENERATION_COLUMNS.get(name, f"gen {name}"): float(value)
+             for name, value in generation.metrics.items() if value is not None}
     if not cells:
         return {}
-    config = generation.get("config") if isinstance(generation.get("config"), dict) else {}
-    judge, judge_file = generation.get("judge"), generation.get("judge_file")
-    if isinstance(judge, str) and isinstance(judge_file, str):
+    config = generation.config or GenerationSettings()
+    judge, judge_file = generation.judge, generation.judge_file
+    if judge is not None and judge_file is not None:
         judge = f"{_file_label(judge_file)} ({judge})"
-    elif isinstance(judge, str) and "strategy" in generation:
+    elif judge is not None and generation.strategy is not None:
         judge = f"itself ({judge})"
-    strategy = generation.get("strategy")
-    return {**cells, "gen decoding": strategy if isinstance(strategy, str) else None,
-            "gen judge": judge if isinstance(judge, str) else None,
-            "gen prompts": _number(config.get("n_prompts")),
-            "gen batch size": _number(config.get("batch_size"))}
+    return {**cells, "gen decoding": generation.strategy, "gen judge": judge,
+            "gen prompts": None if config.n_prompts is None else float(config.n_prompts),
+            "gen batch size": None if config.batch_size is None else float(config.batch_size)}
 
 
 def _file_label(path: str) -> str:
     """A model file as the generation benchmark labels it: a run folder's name, else the file."""
     parts = path.replace("\\", "/").split("/")
     return parts[-2] if parts[-1] == "model.npz" and len(parts) > 1 else parts[-1]
-
-
-def _number(value) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
 
 
 def generation_note(rows: pd.DataFrame) -> str:
@@ -256,11 +260,39 @@ def to_markdown(table: pd.DataFrame) -> str:
     return _markdown(table[["corpus", "track", *keep]])
 
 
+def markdown_text(value) -> str:
+    """``value`` as Markdown text that stays one table cell and shows as written: backslashes,
+    ``|``, ``<``, ``>`` and ``&`` escaped, line breaks turned into spaces."""
+    text = str(value)
+    for raw, escaped in _MARKDOWN_ESCAPES:
+        text = text.replace(raw, escaped)
+    return " ".join(text.splitlines())
+
+
+_MARKDOWN_ESCAPES = (("\\", "\\\\"), ("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"),
+                     ("|", "\\|"))
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet may run
+
+
+def csv_cell(value):
+    """``value`` for a CSV cell: text that a spreadsheet would read as a formula (starting with
+    ``=``, ``+``, ``-``, ``@``, a tab or a carriage return) prefixed with ``'``; numbers, and
+    text that is a plain number ("-3.5"), as they are."""
+    if not isinstance(value, str) or not value.startswith(_FORMULA_STARTS):
+        return value
+    try:
+        float(value)
+        return value
+    except ValueError:
+        return "'" + value
+
+
 def _markdown(table: pd.DataFrame, formats: dict[str, str] = FORMATS) -> str:
-    """Formatted cells as a Markdown table: numbers right-aligned, kept as formatted."""
+    """Formatted cells as a Markdown table: numbers right-aligned, kept as formatted, every
+    cell escaped (``markdown_text``)."""
     align = ["right" if c in formats or c.startswith("gen ") else "left" for c in table.columns]
-    return format_cells(table, formats).to_markdown(index=False, disable_numparse=True,
-                                                    colalign=align)
+    cells = format_cells(table, formats).map(markdown_text)
+    return cells.to_markdown(index=False, disable_numparse=True, colalign=align)
 
 
 def markdown_report(table: pd.DataFrame, published: pd.DataFrame, problems: list[str],
@@ -270,7 +302,7 @@ def markdown_report(table: pd.DataFrame, published: pd.DataFrame, problems: list
     lines = [f"# {title}", "", f"Split: `{split}`. {len(table)} measured runs. Published "
              "figures are listed separately and never ranked with measured ones.", ""]
     for corpus, track in _groups(table, published):
-        lines += [f"## {corpus}: {TRACK_TITLES[track]}", ""]
+        lines += [f"## {markdown_text(corpus)}: {TRACK_TITLES[track]}", ""]
         rows = _select(table, corpus, track)
         if not rows.empty:
             columns = shown_columns(rows, MEASURED_COLUMNS, track)
@@ -279,14 +311,14 @@ def markdown_report(table: pd.DataFrame, published: pd.DataFrame, problems: list
                 lines += [PSEUDO_NOTE, ""]
             note = generation_note(rows)
             if note:
-                lines += [note, ""]
+                lines += [markdown_text(note), ""]
         refs = _select(published, corpus, track)
         if not refs.empty:
             columns = shown_columns(refs, PUBLISHED_COLUMNS, track)
             lines += ["Published references (not measured by lmbench run; not ranked):", "",
                       _markdown(refs[columns], PUBLISHED_FORMATS), ""]
     if problems:
-        lines += ["## Skipped files", ""] + [f"- {p}" for p in problems] + [""]
+        lines += ["## Skipped files", ""] + [f"- {markdown_text(p)}" for p in problems] + [""]
     return "\n".join(lines)
 
 
@@ -299,8 +331,8 @@ def csv_report(table: pd.DataFrame, published: pd.DataFrame) -> str:
     if both.empty:
         return ""
     first = ["kind", "corpus", "track", "rank", "model"]
-    return both[[c for c in first if c in both] + [c for c in both if c not in first]].to_csv(
-        index=False)
+    both = both[[c for c in first if c in both] + [c for c in both if c not in first]]
+    return both.map(csv_cell).to_csv(index=False)
 
 
 def _groups(table: pd.DataFrame, published: pd.DataFrame) -> list[tuple[str, str]]:

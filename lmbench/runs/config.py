@@ -111,6 +111,8 @@ def _parse_config(data: dict[str, Any], where: str) -> RunConfig:
         specs.append(ModelSpec(label, family, table))
     if "splits" in top:
         top["splits"] = tuple(top["splits"])
+        if not top["splits"]:
+            raise LmbenchError(f"{where}: splits must name at least one of train/valid/test")
     return RunConfig(models=tuple(specs), eval=EvalConfig(**eval_data), **top)
 
 

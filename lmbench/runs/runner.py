@@ -16,9 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lmbench.core.errors import LmbenchError
 from lmbench.core.interface import LanguageModel
 from lmbench.core.names import new_run_id
-from lmbench.core.results import RunResult, environment
+from lmbench.core.results import GenerationResult, RunResult, ThroughputResult, environment
 from lmbench.core.tokenizers import Tokenizer
 from lmbench.data.corpora import Corpus, load_corpus
 from lmbench.evaluation.scoring import EvalConfig, evaluate
@@ -50,13 +51,26 @@ def tokenizer_fingerprint(tokenizer: Tokenizer) -> dict[str, Any]:
 
 def make_record(model: LanguageModel, corpus: Corpus, metrics: dict, *, label: str,
                 seed: int, fit_s: float, env: dict | None = None, family: str | None = None,
-                generation: dict | None = None, throughput: dict | None = None) -> RunResult:
-    """The ``RunResult`` of a fitted and scored model (not yet written)."""
+                generation: GenerationResult | dict | None = None,
+                throughput: ThroughputResult | dict | None = None) -> RunResult:
+    """The ``RunResult`` of a fitted and scored model (not yet written); ``generation`` and
+    ``throughput`` as records or as JSON objects (``GenerationResult.from_dict``; figures for
+    ``ThroughputResult.from_figures``), checked (``LmbenchError``)."""
     config = {"family": family or model.family, **model.config()}
     config.setdefault("tokenizer", model.tokenizer.name)
+    run_id, n_params = new_run_id(corpus.name, label), int(model.n_params())
+    try:
+        if isinstance(generation, dict):
+            generation = GenerationResult.from_dict(generation)
+        if isinstance(throughput, dict):
+            throughput = ThroughputResult.from_figures(
+                throughput, run_id=run_id, model=label, family=str(config["family"]),
+                config=config, n_params=n_params)
+    except ValueError as error:
+        raise LmbenchError(f"record of {label!r}: {error}") from None
     return RunResult(
-        run_id=new_run_id(corpus.name, label), model=label, corpus=corpus.name, config=config,
-        seed=seed, n_params=int(model.n_params()), fit_s=float(fit_s), metrics=metrics,
+        run_id=run_id, model=label, corpus=corpus.name, config=config,
+        seed=seed, n_params=n_params, fit_s=float(fit_s), metrics=metrics,
         env=env or environment(), train_log=model.training_log(),
         tokenizer=tokenizer_fingerprint(model.tokenizer), throughput=throughput,
         generation=generation,
@@ -66,8 +80,8 @@ def make_record(model: LanguageModel, corpus: Corpus, metrics: dict, *, label: s
 def record_run(model: LanguageModel, corpus: Corpus | str, out_dir: str | Path, *,
                label: str | None = None, splits: Sequence[str] = ("test",),
                eval_config: EvalConfig | None = None, seed: int = 0, fit_s: float = 0.0,
-               data_dir=None, generation: dict | None = None,
-               throughput: dict | None = None) -> RunResult:
+               data_dir=None, generation: GenerationResult | dict | None = None,
+               throughput: ThroughputResult | dict | None = None) -> RunResult:
     """Score an already fitted model on ``splits`` and write its record under ``out_dir``, where
     ``lmbench leaderboard out_dir`` ranks it beside the built-in families.
 
@@ -78,8 +92,10 @@ def record_run(model: LanguageModel, corpus: Corpus | str, out_dir: str | Path, 
         out_dir: the results folder (``lmbench.storage.store.ResultStore``).
         label: the row's name on the leaderboard (default: ``model.name``).
         fit_s: training time to show, if the model was trained elsewhere.
-        generation: optional ``{"samples": [{"prompt", "text"}], "metrics": {name: value}}``.
-        throughput: optional extra figures, e.g. ``{"decode_tokens_per_s": 812.0}``.
+        generation: optional ``{"samples": [{"prompt", "text"}], "metrics": {name: value}}``
+            (or a ``GenerationResult``).
+        throughput: optional figures measured elsewhere, e.g. ``{"decode_tokens_per_s":
+            812.0}`` (names of ``ThroughputResult``'s figures), or a ``ThroughputResult``.
 
     Returns:
         The ``RunResult`` written to ``<out_dir>/<run_id>/result.json``.

@@ -18,9 +18,9 @@ it loses nothing.
 Sidecars. A record never changes, but its saved model may be measured later; those results go
 beside it, one file per kind (``SIDECAR_KINDS``), replaced atomically when measured again
 (``write_sidecar``). Every read merges them into the loaded ``RunResult``: ``generation.json``
-into ``generation``, ``throughput.json`` (the medians and figures of a ``ThroughputResult``,
-flattened to numbers) into ``throughput``. The record's own values win: a sidecar only adds keys
-the record lacks (for ``generation``, also inside its ``metrics``). A sidecar joins the
+(a ``GenerationResult``) into ``generation``, ``throughput.json`` (a ``ThroughputResult``) into
+``throughput``. The record's own values win: a sidecar only fills the fields the record lacks
+(for ``generation``, also inside its ``metrics``). A sidecar joins the
 ``result.json`` of its folder and must carry the record's ``run_id`` (and, when it names one,
 the record's corpus); one that does not, or that cannot be read, is reported by path and
 skipped, and the record loads without it. A sidecar with no ``result.json`` beside it (``lmbench
@@ -33,10 +33,14 @@ Several processes may write at once (parallel ``lmbench run`` sharing one ``--ou
 - the index runs in SQLite's write-ahead-log mode (readers never block the writer), each update
   is one ``BEGIN IMMEDIATE`` transaction, and a locked database is waited for (``timeout_s``).
 
-Every other ``*.json`` under the root is expected to be a record. One that is not (truncated, not
-JSON, another tool's file) is reported by path and skipped; it never breaks a report. An index
-that cannot be used (read-only folder, a corrupt file) is replaced by an in-memory one, and that
-is reported too.
+Every file is checked against the typed schema of ``lmbench.core.results`` (``RunResult``,
+``GenerationResult``, ``ThroughputResult``): ``put`` refuses to write a record that does not
+check (no split scored, a field of the wrong type), and every other ``*.json`` under the root is
+expected to be a record; one that is not (truncated, not JSON, another tool's file, a mistyped
+field) is reported by path and skipped; it never breaks a report. An index that cannot be used
+(read-only folder, a corrupt file, tables of another shape, locked by another process for longer
+than ``timeout_s``) is replaced by an in-memory one read from the files, and that is reported
+too.
 """
 
 from __future__ import annotations
@@ -44,25 +48,24 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import math
 import os
 import posixpath
 import re
 import sqlite3
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lmbench.core.errors import LmbenchError, did_you_mean
 from lmbench.core.io import write_text_atomic
-from lmbench.core.results import EvalResult, RunResult
+from lmbench.core.results import GenerationResult, RunResult, ThroughputResult
 
 INDEX_NAME = "index.sqlite"
 RECORD_NAME = "result.json"
 SIDECAR_KINDS = ("generation", "throughput")  # <kind>.json beside a record fills RunResult.<kind>
 SIDECAR_NAMES = {f"{kind}.json": kind for kind in SIDECAR_KINDS}
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"  # 3: sidecar content is the whole typed record
 _SAFE_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=+-]*")
 
 _SCHEMA = """
@@ -88,54 +91,21 @@ CREATE TABLE IF NOT EXISTS sidecars (
     path TEXT PRIMARY KEY, size_bytes INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
     folder TEXT NOT NULL,           -- the folder whose result.json it joins ('' for the root)
     kind TEXT NOT NULL, run_id TEXT NOT NULL, corpus TEXT,
-    content TEXT NOT NULL           -- what is merged into RunResult.<kind> (JSON)
+    content TEXT NOT NULL           -- the ThroughputResult / GenerationResult (JSON)
 );
 """
 
 
 def parse_record(payload: Any) -> RunResult:
-    """A ``RunResult`` from decoded JSON, or ``ValueError`` saying why it is not a record.
+    """A ``RunResult`` from decoded JSON, or ``ValueError`` saying why it is not a record
+    (``RunResult.from_dict``: the typed schema, checked field by field).
 
     Keys this version does not know are ignored (records written by a newer lmbench still load).
     """
-    if not isinstance(payload, dict):
-        raise ValueError(f"top level is a JSON {type(payload).__name__}, not an object")
-    expected = {"run_id": str, "model": str, "corpus": str, "config": dict, "seed": int,
-                "n_params": int, "fit_s": (int, float), "metrics": dict, "env": dict}
-    for key, kind in expected.items():
-        if key not in payload:
-            raise ValueError(f"no {key!r} key")
-        if not isinstance(payload[key], kind) or isinstance(payload[key], bool):
-            raise ValueError(f"{key!r} has the wrong type ({type(payload[key]).__name__})")
-    if not payload["metrics"]:
-        raise ValueError("'metrics' is empty")
-    known = {f.name for f in fields(RunResult)}
-    values = {k: v for k, v in payload.items() if k in known}
-    values["metrics"] = {split: _parse_metrics(split, m) for split, m in payload["metrics"].items()}
-    for key in ("train_log", "tokenizer", "throughput", "generation"):
-        if values.get(key) is not None and not isinstance(values[key], dict):
-            raise ValueError(f"{key!r} is not an object")
-    return RunResult(**values)
-
-
-def _parse_metrics(split: str, data: Any) -> EvalResult:
-    if not isinstance(data, dict):
-        raise ValueError(f"metrics[{split!r}] is not an object")
-    for key in ("nll_nats", "n_tokens", "n_bytes", "block_len", "block_nll_nats"):
-        if key not in data:
-            raise ValueError(f"metrics[{split!r}] has no {key!r}")
-    for key in ("n_tokens", "n_bytes", "block_len"):
-        if not isinstance(data[key], int) or data[key] < 1:
-            raise ValueError(f"metrics[{split!r}].{key} must be an integer >= 1")
-    if not isinstance(data["nll_nats"], (int, float)) or math.isnan(data["nll_nats"]):
-        raise ValueError(f"metrics[{split!r}].nll_nats is not a number")  # inf is: p = 0 seen
-    blocks = data["block_nll_nats"]
-    if not isinstance(blocks, list) or not all(isinstance(b, (int, float)) for b in blocks):
-        raise ValueError(f"metrics[{split!r}].block_nll_nats is not a list of numbers")
     try:
-        return EvalResult.from_dict(data)
-    except TypeError as error:  # a missing or unexpected field of EvalResult
-        raise ValueError(f"metrics[{split!r}]: {error}") from None
+        return RunResult.from_dict(payload)
+    except TypeError as error:  # a field the checks let through that a record cannot take
+        raise ValueError(str(error)) from None
 
 
 # ---------------------------------------------------------------------------------- sidecars
@@ -148,24 +118,15 @@ class Sidecar:
     kind: str  # one of SIDECAR_KINDS: the RunResult field it fills
     run_id: str
     corpus: str | None  # when given, it must be the record's corpus
-    content: dict[str, Any]  # merged into RunResult.<kind>
-
-
-# ThroughputResult's fields that are a Spread (median, low, high) and those that are one number
-_THROUGHPUT_SPREADS = ("score_tokens_per_s", "score_bytes_per_s", "prefill_tokens_per_s",
-                       "decode_tokens_per_s", "time_to_first_token_s", "train_tokens_per_s")
-_THROUGHPUT_NUMBERS = ("token_latency_p50_s", "token_latency_p95_s", "peak_rss_bytes",
-                       "weight_bytes", "peak_tensor_bytes", "cache_bytes", "flops_per_token")
+    content: ThroughputResult | GenerationResult  # merged into RunResult.<kind>
 
 
 def parse_sidecar(kind: str, payload: Any) -> Sidecar:
     """A ``Sidecar`` from decoded JSON, or ``ValueError`` saying why it is not one.
 
-    ``generation``: the object ``generation_results.run_sidecar`` builds, kept whole once its
-    ``metrics`` (name -> number), ``samples`` (objects of strings) and ``rows`` (label, metrics
-    of {value, ci95}) check. ``throughput``: a ``ThroughputResult`` (``lmbench bench``),
-    flattened to numbers: each spread's median under its own name, the single figures, and
-    ``<kind>_utilization`` for each utilisation.
+    ``generation``: a ``GenerationResult`` (the object ``generation_results.run_sidecar``
+    builds), which must name its run and have ``metrics``; ``throughput``: a
+    ``ThroughputResult`` (``lmbench bench``) with at least one figure.
     """
     if kind not in SIDECAR_KINDS:
         raise ValueError(f"unknown sidecar kind {kind!r} (known: {', '.join(SIDECAR_KINDS)})")
@@ -175,88 +136,33 @@ def parse_sidecar(kind: str, payload: Any) -> Sidecar:
     if not isinstance(run_id, str) or not run_id:
         raise ValueError("no 'run_id' string")
     if kind == "throughput":
-        return Sidecar(kind, run_id, None, _throughput_figures(payload))
-    corpus = payload.get("corpus")
-    if corpus is not None and not isinstance(corpus, str):
-        raise ValueError("'corpus' is not a string")
-    _check_generation(payload)
-    return Sidecar(kind, run_id, corpus, dict(payload))
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _check_generation(payload: dict[str, Any]) -> None:
-    metrics = payload.get("metrics")
-    if not isinstance(metrics, dict):
+        return Sidecar(kind, run_id, None, ThroughputResult.from_dict(payload, where=""))
+    if not isinstance(payload.get("metrics"), dict):
         raise ValueError("'metrics' is not an object")
-    for name, value in metrics.items():
-        if value is not None and not _is_number(value):
-            raise ValueError(f"metrics[{name!r}] is not a number")
-    samples = payload.get("samples", [])
-    if not isinstance(samples, list) or not all(
-            isinstance(s, dict) and all(isinstance(t, str) for t in s.values()) for s in samples):
-        raise ValueError("'samples' is not a list of objects of strings")
-    rows = payload.get("rows", [])
-    if not isinstance(rows, list):
-        raise ValueError("'rows' is not a list")
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict) or not isinstance(row.get("label"), str):
-            raise ValueError(f"rows[{i}] has no 'label' string")
-        if not isinstance(row.get("metrics"), dict):
-            raise ValueError(f"rows[{i}].metrics is not an object")
-        for name, entry in row["metrics"].items():
-            value = entry.get("value") if isinstance(entry, dict) else "missing"
-            interval = entry.get("ci95", [None, None]) if isinstance(entry, dict) else None
-            if (value is not None and not _is_number(value)) or not (
-                    isinstance(interval, list) and len(interval) == 2
-                    and all(v is None or _is_number(v) for v in interval)):
-                raise ValueError(f"rows[{i}].metrics[{name!r}] is not "
-                                 "{value: number, ci95: [low, high]}")
-    strategy = payload.get("strategy")
-    if strategy is not None and not isinstance(strategy, str):
-        raise ValueError("'strategy' is not a string")
+    content = GenerationResult.from_dict(payload, where="")
+    return Sidecar(kind, run_id, content.corpus, content)
 
 
-def _throughput_figures(payload: dict[str, Any]) -> dict[str, float]:
-    figures = {}
-    for name in _THROUGHPUT_SPREADS:
-        spread = payload.get(name)
-        if spread is None:
-            continue
-        if not isinstance(spread, dict) or not _is_number(spread.get("median")):
-            raise ValueError(f"{name!r} is not a spread with a numeric 'median'")
-        figures[name] = float(spread["median"])
-    for name in _THROUGHPUT_NUMBERS:
-        value = payload.get(name)
-        if value is None:
-            continue
-        if not _is_number(value):
-            raise ValueError(f"{name!r} is not a number")
-        figures[name] = float(value)
-    utilization = payload.get("utilization") or {}
-    if not isinstance(utilization, dict):
-        raise ValueError("'utilization' is not an object")
-    for name, value in utilization.items():
-        if _is_number(value):
-            figures[f"{name}_utilization"] = float(value)
-    figures = {k: v for k, v in figures.items() if math.isfinite(v)}
-    if not figures:
-        raise ValueError("no throughput figure in it")
-    return figures
+def _content(kind: str, data: dict[str, Any]) -> ThroughputResult | GenerationResult:
+    """A sidecar's content from the JSON the index keeps of it."""
+    if kind == "throughput":
+        return ThroughputResult.from_dict(data, where="")
+    return GenerationResult.from_dict(data, where="")
 
 
 def merge_sidecars(record: RunResult, sidecars: Iterable[Sidecar]) -> RunResult:
-    """``record`` with its sidecars' content added; the record's own values win."""
-    changes: dict[str, Any] = {}
+    """``record`` with its sidecars' content added; the record's own values win (a field it
+    lacks, and for ``generation`` each metric it lacks, comes from the sidecar)."""
+    throughput, generation = record.throughput, record.generation
     for sidecar in sidecars:
-        own = getattr(record, sidecar.kind) or {}
-        merged = {**sidecar.content, **own}
-        if sidecar.kind == "generation" and isinstance(own.get("metrics"), dict):
-            merged["metrics"] = {**sidecar.content["metrics"], **own["metrics"]}
-        changes[sidecar.kind] = merged
-    return dataclasses.replace(record, **changes) if changes else record
+        content = sidecar.content
+        if isinstance(content, ThroughputResult):
+            throughput = content if throughput is None else throughput.filled_from(content)
+        else:
+            generation = content if generation is None else generation.filled_from(content)
+    if throughput is record.throughput and generation is record.generation:
+        return record
+    return dataclasses.replace(record, throughput=throughput, generation=generation)
 
 
 def _mismatch(sidecar: Sidecar, run_id: str, corpus: str) -> str | None:
@@ -337,28 +243,43 @@ class ResultStore:
         self.timeout_s = timeout_s  # how long to wait for another process's index transaction
         self._memory: sqlite3.Connection | None = None  # the fallback index, once needed
         self._index_problem: str | None = None
+        self._bad_rows: dict[str, str] = {}  # index rows that did not parse: path -> line
 
     # ---------------------------------------------------------------------------- writing
 
     def put(self, result: RunResult) -> Path:
-        """Write ``result`` as ``<root>/<run_id>/result.json`` and index it; returns the path."""
+        """Write ``result`` as ``<root>/<run_id>/result.json`` and index it; returns the path.
+        A record that does not check against the schema (no split scored, a field of the wrong
+        type) is refused, ``LmbenchError``, and nothing is written."""
         if not _SAFE_RUN_ID.fullmatch(result.run_id):
             raise LmbenchError(f"run id {result.run_id!r} is not a safe folder name "
                                "(letters, digits and ._=+- only, not starting with a dot)")
         path = self.root / result.run_id / "result.json"
-        text = json.dumps(result.to_dict(), indent=2, allow_nan=True) + "\n"
+        try:
+            text = json.dumps(result.to_dict(), indent=2, allow_nan=True) + "\n"
+            record = parse_record(json.loads(text))  # exactly what a reader will see
+        except (ValueError, TypeError, ZeroDivisionError, OverflowError) as error:
+            raise LmbenchError(f"{path}: refusing to write an invalid run record "
+                               f"({error})") from None
         write_text_atomic(path, text, exclusive=True)
         stat = path.stat()
-        with self._connect() as db:
+
+        def index(db: sqlite3.Connection) -> None:
             _begin(db)
-            _upsert(db, self._relative(path), stat.st_size, stat.st_mtime_ns, text, result)
+            _upsert(db, self._relative(path), stat.st_size, stat.st_mtime_ns, text, record)
             db.execute("COMMIT")
+
+        self._with_index(index, update=False)
         return path
 
     # ---------------------------------------------------------------------------- reading
 
     def refresh(self) -> None:
         """Bring the index up to date with the files (re-reading only what changed)."""
+        self._with_index(lambda db: None)
+
+    def _update(self, db: sqlite3.Connection) -> None:
+        """``refresh`` on one index."""
         on_disk = {}
         for path in self._json_files():
             try:
@@ -366,41 +287,39 @@ class ResultStore:
             except OSError:
                 continue  # vanished while listing
             on_disk[self._relative(path)] = (path, stat.st_size, stat.st_mtime_ns)
-        with self._connect() as db:
-            known = {row[0]: (row[1], row[2]) for row in db.execute(
-                "SELECT path, size_bytes, mtime_ns FROM runs "
-                "UNION ALL SELECT path, size_bytes, mtime_ns FROM problems "
-                "UNION ALL SELECT path, size_bytes, mtime_ns FROM sidecars")}
-            changed = [key for key, (_, size, mtime) in on_disk.items()
-                       if known.get(key) != (size, mtime)]
-            gone = [key for key in known if key not in on_disk]
-            if not changed and not gone:
-                return
-            parsed = [(key, *on_disk[key][1:], *(
-                (None, *_read_sidecar(on_disk[key][0]))
-                if posixpath.basename(key) in SIDECAR_NAMES else _read_record(on_disk[key][0])))
-                for key in changed]
-            _begin(db)  # parse first, then hold the write lock only for the updates
-            for key in gone:
-                _forget(db, key)
-            for key, size, mtime, text, parsed_file, problem in parsed:
-                _forget(db, key)
-                if isinstance(parsed_file, RunResult):
-                    _upsert(db, key, size, mtime, text, parsed_file)
-                elif isinstance(parsed_file, Sidecar):
-                    db.execute("INSERT INTO sidecars VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (
-                        key, size, mtime, posixpath.dirname(key), parsed_file.kind,
-                        parsed_file.run_id, parsed_file.corpus,
-                        json.dumps(parsed_file.content, allow_nan=True)))
-                else:
-                    db.execute("INSERT INTO problems VALUES (?, ?, ?, ?)",
-                               (key, size, mtime, problem))
-            db.execute("COMMIT")
+        known = {row[0]: (row[1], row[2]) for row in db.execute(
+            "SELECT path, size_bytes, mtime_ns FROM runs "
+            "UNION ALL SELECT path, size_bytes, mtime_ns FROM problems "
+            "UNION ALL SELECT path, size_bytes, mtime_ns FROM sidecars")}
+        changed = [key for key, (_, size, mtime) in on_disk.items()
+                   if known.get(key) != (size, mtime)]
+        gone = [key for key in known if key not in on_disk]
+        if not changed and not gone:
+            return
+        parsed = [(key, *on_disk[key][1:], *(
+            (None, *_read_sidecar(on_disk[key][0]))
+            if posixpath.basename(key) in SIDECAR_NAMES else _read_record(on_disk[key][0])))
+            for key in changed]
+        _begin(db)  # parse first, then hold the write lock only for the updates
+        for key in gone:
+            _forget(db, key)
+        for key, size, mtime, text, parsed_file, problem in parsed:
+            _forget(db, key)
+            if isinstance(parsed_file, RunResult):
+                _upsert(db, key, size, mtime, text, parsed_file)
+            elif isinstance(parsed_file, Sidecar):
+                db.execute("INSERT INTO sidecars VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (
+                    key, size, mtime, posixpath.dirname(key), parsed_file.kind,
+                    parsed_file.run_id, parsed_file.corpus,
+                    json.dumps(parsed_file.content.to_dict(), allow_nan=True)))
+            else:
+                db.execute("INSERT INTO problems VALUES (?, ?, ?, ?)",
+                           (key, size, mtime, problem))
+        db.execute("COMMIT")
 
     def records(self, split: str | None = None, corpus: str | None = None) -> list[RunResult]:
         """Every readable record, its sidecars merged (optionally: that scored ``split``, on
         ``corpus``)."""
-        self.refresh()
         query = "SELECT path, record FROM runs r WHERE 1=1"
         args: list[Any] = []
         if corpus is not None:
@@ -409,25 +328,32 @@ class ResultStore:
         if split is not None:
             query += " AND EXISTS (SELECT 1 FROM metrics m WHERE m.path = r.path AND m.split = ?)"
             args.append(split)
-        with self._connect() as db:
+
+        def read(db: sqlite3.Connection):
             rows = db.execute(query + " ORDER BY r.corpus, r.model, r.run_id", args).fetchall()
-            sidecars = _sidecars_by_folder(db)
-        return [self._with_sidecars(key, text, sidecars)[0] for key, text in rows]
+            return rows, _sidecars_by_folder(db)
+
+        rows, sidecars = self._with_index(read)
+        loaded = [self._with_sidecars(key, text, sidecars) for key, text in rows]
+        return [record for record, _ in loaded if record is not None]
 
     def problems(self) -> list[str]:
         """One line per file under the root that was skipped, and why (and the index's trouble):
         records that cannot be read, sidecars that cannot be read or name another run."""
-        self.refresh()
-        with self._connect() as db:
-            rows = db.execute("SELECT path, message FROM problems").fetchall()
-            runs = db.execute("SELECT path, run_id, corpus FROM runs").fetchall()
-            sidecars = _sidecars_by_folder(db)
+
+        def read(db: sqlite3.Connection):
+            return (db.execute("SELECT path, message FROM problems").fetchall(),
+                    db.execute("SELECT path, run_id, corpus FROM runs").fetchall(),
+                    _sidecars_by_folder(db))
+
+        rows, runs, sidecars = self._with_index(read)
         found = [(key, _sidecar_problem(self.root / key, message)
                   if posixpath.basename(key) in SIDECAR_NAMES else
                   f"{self.root / key}: skipped, not an lmbench run record ({message})")
                  for key, message in rows]
         for key, run_id, corpus in runs:
             found += self._attached(key, run_id, corpus, sidecars)[1]
+        found += [(key, line) for key, line in self._bad_rows.items()]
         lines = [line for _, line in sorted(found)]
         return lines + ([self._index_problem] if self._index_problem else [])
 
@@ -438,33 +364,64 @@ class ResultStore:
     def lookup(self, run_id: str) -> tuple[RunResult, list[str]]:
         """The record with this run id, sidecars merged, and one line per sidecar of it that was
         skipped (``problems`` lists them too)."""
-        self.refresh()
-        with self._connect() as db:
+
+        def read(db: sqlite3.Connection):
             rows = db.execute("SELECT path, record FROM runs WHERE run_id = ?",
                               (run_id,)).fetchall()
             if not rows:
                 ids = [r[0] for r in db.execute("SELECT run_id FROM runs")]
                 raise LmbenchError(f"no run {run_id!r} under {self.root}"
                                    f"{did_you_mean(run_id, ids) if ids else ''}")
-            sidecars = _sidecars_by_folder(db)
             key = rows[0][0]
             unreadable = [] if posixpath.basename(key) != RECORD_NAME else db.execute(
                 "SELECT path, message FROM problems WHERE path IN "
                 f"({', '.join('?' * len(SIDECAR_NAMES))}) ORDER BY path",
                 [posixpath.join(posixpath.dirname(key), name) for name in SIDECAR_NAMES]
             ).fetchall()
+            return rows, _sidecars_by_folder(db), unreadable
+
+        rows, sidecars, unreadable = self._with_index(read)
         if len(rows) > 1:
             raise LmbenchError(f"run id {run_id!r} names {len(rows)} records under {self.root}; "
                                "give the path of one result.json")
         record, problems = self._with_sidecars(*rows[0], sidecars)
+        if record is None:
+            raise LmbenchError(self._bad_rows[rows[0][0]])
         return record, [_sidecar_problem(self.root / path, message)
                         for path, message in unreadable] + problems
 
     # ---------------------------------------------------------------------------- internals
 
+    def _with_index(self, operation, update: bool = True):
+        """``operation(db)`` on the index, brought up to date first (``update``). An index that
+        fails (locked by another process past ``timeout_s``, tables of another shape, not a
+        database) is replaced by an in-memory one, rebuilt from the files, and that is reported
+        (``problems``): a report never fails for its cache."""
+        if not self.root.is_dir():
+            raise LmbenchError(f"{self.root}: results folder not found")
+        try:
+            with self._connect() as db:
+                if update or db is self._memory:
+                    self._update(db)
+                return operation(db)
+        except sqlite3.Error as error:
+            if self._memory is not None:
+                raise
+            self._fall_back(error)
+            with self._connect() as db:
+                self._update(db)
+                return operation(db)
+
     def _with_sidecars(self, key: str, text: str, sidecars: dict[str, list[tuple[str, Sidecar]]]
-                       ) -> tuple[RunResult, list[str]]:
-        record = parse_record(json.loads(text))
+                       ) -> tuple[RunResult | None, list[str]]:
+        """The record of an index row with its sidecars, and the sidecars skipped; (None, [])
+        for a row that does not parse (an index another program wrote), noted by path."""
+        try:
+            record = parse_record(json.loads(text))
+        except (ValueError, TypeError) as error:
+            self._bad_rows[key] = (f"{self.root / key}: skipped, its index row is not an "
+                                   f"lmbench run record ({error})")
+            return None, []
         found, problems = self._attached(key, record.run_id, record.corpus, sidecars)
         return merge_sidecars(record, found), [line for _, line in problems]
 
@@ -518,11 +475,16 @@ class ResultStore:
         except (sqlite3.Error, OSError) as error:
             if db is not None:
                 db.close()
-            self._index_problem = (f"{path}: index not usable ({error}); using an in-memory "
-                                   "index (delete the file to rebuild it)")
-            self._memory = sqlite3.connect(":memory:", isolation_level=None)
-            _ensure_schema(self._memory)
+            self._fall_back(error)
             return self._memory
+
+    def _fall_back(self, error: Exception) -> None:
+        """Use an in-memory index from now on, and say why (``problems``)."""
+        self._index_problem = (f"{self.root / INDEX_NAME}: index not usable ({error}); read "
+                               "the records into an in-memory index instead (if it persists, "
+                               "delete the file to rebuild it)")
+        self._memory = sqlite3.connect(":memory:", isolation_level=None)
+        _ensure_schema(self._memory)
 
 
 def _begin(db: sqlite3.Connection) -> None:
@@ -600,5 +562,5 @@ def _sidecars_by_folder(db: sqlite3.Connection) -> dict[str, list[tuple[str, Sid
     for key, folder, kind, run_id, corpus, content in db.execute(
             "SELECT path, folder, kind, run_id, corpus, content FROM sidecars ORDER BY path"):
         out.setdefault(folder, []).append((key, Sidecar(kind, run_id, corpus,
-                                                         json.loads(content))))
+                                                         _content(kind, json.loads(content)))))
     return out

@@ -67,16 +67,16 @@ def test_generation_report_quick_runs_end_to_end(tmp_path, capsys):
     # the run's record is untouched; its generation results sit beside it, merged on reading
     assert (store / run.run_id / "result.json").read_bytes() == record_bytes
     merged = ResultStore(store).get(run.run_id)
-    assert merged.generation["strategy"] == "top-p 0.95"
-    assert merged.generation["judge_file"] == str(tmp_path / "judge.npz")
+    assert merged.generation.strategy == "top-p 0.95"
+    assert merged.generation.judge_file == str(tmp_path / "judge.npz")
     top_p = rows[[r["label"] for r in rows].index("top-p 0.95")]
-    assert merged.generation["metrics"]["distinct_2"] == top_p["metrics"]["distinct_2"]["value"]
-    assert 0 <= merged.generation["metrics"]["mauve"] <= 1
-    assert merged.generation["metrics"]["decode_tokens_per_s"] > 0
-    assert len(merged.generation["rows"]) == 8 and len(merged.generation["samples"]) == 2
-    assert {"prompt", "human", "top-p 0.95"} <= merged.generation["samples"][0].keys()
+    assert merged.generation.metrics["distinct_2"] == top_p["metrics"]["distinct_2"]["value"]
+    assert 0 <= merged.generation.metrics["mauve"] <= 1
+    assert merged.generation.metrics["decode_tokens_per_s"] > 0
+    assert len(merged.generation.rows) == 8 and len(merged.generation.samples) == 2
+    assert {"prompt", "human", "top-p 0.95"} <= merged.generation.samples[0].keys()
     table = leaderboard_table([merged])
-    assert table.loc[0, "gen MAUVE"] == merged.generation["metrics"]["mauve"]
+    assert table.loc[0, "gen MAUVE"] == merged.generation.metrics["mauve"]
 
     # attaching a saved report again: no benchmark; files outside run folders are named
     sidecar = store / run.run_id / "generation.json"

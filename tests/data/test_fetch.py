@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 
 import pytest
 
@@ -21,6 +23,19 @@ def test_download_checks_the_sha256(tmp_path):
         download_checked(source.as_uri(), tmp_path / "data" / "bad.txt", "0" * 64)
     assert not (tmp_path / "data" / "bad.txt").exists()
     assert [p.name for p in (tmp_path / "data").iterdir()] == ["copy.txt"]  # no .part left
+
+
+def test_a_download_keeps_the_umask_permissions(tmp_path):
+    """Through lmbench.core.io.write_atomic, not a private mkstemp file (0600)."""
+    source = tmp_path / "remote.txt"
+    source.write_bytes(b"corpus text\n")
+    target = tmp_path / "data" / "corpus.txt"
+    download_checked(source.as_uri(), target, hashlib.sha256(b"corpus text\n").hexdigest())
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
+    if not umask & 0o044:  # the usual 022: readable by group and others, as other files are
+        assert target.stat().st_mode & 0o044 == 0o044
 
 
 def test_known_files_are_pinned_to_the_shared_copies(data_dir):

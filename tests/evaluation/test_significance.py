@@ -10,6 +10,7 @@ from run_factory import GENERATION_KEYS, fake_generation_report, fake_run
 
 import lmbench
 from lmbench.core.errors import LmbenchError
+from lmbench.core.results import GenerationResult, ThroughputResult
 from lmbench.evaluation.generation_results import run_sidecar
 from lmbench.evaluation.scoring import EvalConfig
 from lmbench.evaluation.significance import compare
@@ -96,13 +97,21 @@ def test_incomparable_runs_are_refused(change, message):
         compare(fake_run("a"), fake_run("b", **change))
 
 
+def _figures(run, figures: dict) -> ThroughputResult:
+    return ThroughputResult.from_figures(figures, run_id=run.run_id, model=run.model,
+                                         family="ngram", config=run.config,
+                                         n_params=run.n_params)
+
+
 def test_generation_and_throughput_differences():
-    a = fake_run("a", generation={"metrics": {"distinct_2": 0.6, "note": "text"}}, fit_s=2.0)
-    b = fake_run("b", generation={"metrics": {"distinct_2": 0.4}}, fit_s=1.0)
-    a = dataclasses.replace(a, throughput={"decode_tokens_per_s": 300.0})
-    b = dataclasses.replace(b, throughput={"decode_tokens_per_s": 100.0})
+    a = fake_run("a", generation={"metrics": {"distinct_2": 0.6, "mauve": None}}, fit_s=2.0)
+    b = fake_run("b", generation={"metrics": {"distinct_2": 0.4, "mauve": 0.5}}, fit_s=1.0)
+    a = dataclasses.replace(a, throughput=_figures(a, {"decode_tokens_per_s": 300.0}))
+    b = dataclasses.replace(b, throughput=_figures(b, {"decode_tokens_per_s": 100.0}))
     result = compare(a, b, n_bootstrap=100)
-    assert result.generation_deltas == {"distinct_2": pytest.approx(0.2)}
+    assert result.generation_deltas == {"distinct_2": pytest.approx(0.2)}  # mauve: A has none
+    with pytest.raises(ValueError, match=r"metrics\['note'\] is not a number"):
+        GenerationResult.from_dict({"metrics": {"distinct_2": 0.6, "note": "text"}})
     assert result.throughput_ratios["decode_tokens_per_s"] == 3.0
     assert result.throughput_ratios["fit_s"] == 2.0
     assert result.to_dict()["run_a"] == "a"

@@ -210,3 +210,71 @@ def test_generation_results_reach_every_leaderboard_format(tmp_path):
     samples = page.split("<h3>Generation samples</h3>")[1].split("</table>")[0]
     assert ">kn5</th>" in samples and ">lstm</th>" in samples
     assert all(text in samples for text in ("the king", "said nothing", "top-p 0.95", "greedy"))
+
+
+HOSTILE = ["<script>alert(1)</script>", "a|b||c", "two\nlines\r\nthree", "back\\slash|",
+           "=HYPERLINK(\"http://x\")", "+1+2", "-2+3", "@SUM(A1)", "&amp; <b>x</b>"]
+
+
+def _cells(line: str) -> list[str]:
+    """A Markdown table row split at its unescaped pipes (a backslash escapes the next char)."""
+    cells, cell, escaped = [], "", False
+    for char in line:
+        if char == "|" and not escaped:
+            cells.append(cell)
+            cell = ""
+        else:
+            cell += char
+        escaped = char == "\\" and not escaped
+    return cells + [cell]
+
+
+def _hostile_store(tmp_path):
+    root = tmp_path / "runs"
+    store = ResultStore(root)
+    for i, label in enumerate(HOSTILE):
+        store.put(fake_run(f"brown-h{i}", model=label, corpus="brown", nats_per_token=4.0 + i,
+                           generation={"metrics": {"distinct_2": 0.5}}))
+    store.put(fake_run("evil-1", model="kn5", corpus="ev|il<script>\ncorpus",
+                       nats_per_token=-0.5))  # a negative number stays a number
+    return root
+
+
+def test_markdown_escapes_hostile_labels_in_every_cell(tmp_path):
+    status, out, err = _cli(["leaderboard", str(_hostile_store(tmp_path)), "--no-published"])
+    assert status == 0, err
+    assert "<script>" not in out and "<b>" not in out
+    tables, current = [], []
+    for line in out.splitlines() + [""]:
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            tables.append(current)
+            current = []
+    assert len(tables) == 2
+    for table in tables:
+        widths = {len(_cells(line)) for line in table}
+        assert len(widths) == 1, table  # every row has the header's columns
+    (evil,) = [line for line in out.splitlines() if line.startswith("## ev")]
+    assert evil.startswith("## ev\\|il&lt;script&gt; corpus: ")
+    brown = tables[0]
+    models = [_cells(line)[2].strip() for line in brown[2:]]
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in models and "a\\|b\\|\\|c" in models
+    assert "two lines three" in models and "back\\\\slash\\|" in models
+    assert "&amp;amp; &lt;b&gt;x&lt;/b&gt;" in models
+
+
+def test_csv_defuses_formulas_but_keeps_numbers(tmp_path):
+    status, out, _ = _cli(["leaderboard", str(_hostile_store(tmp_path)), "--format", "csv",
+                           "--no-published"])
+    assert status == 0
+    frame = pd.read_csv(io.StringIO(out), dtype=str, keep_default_na=False)
+    for value in frame.to_numpy().ravel():
+        if value[:1] in ("=", "+", "-", "@"):
+            float(value)  # only numbers may start so
+    models = set(frame["model"])
+    assert {"'=HYPERLINK(\"http://x\")", "'+1+2", "'-2+3", "'@SUM(A1)"} <= models
+    assert "<script>alert(1)</script>" in models  # CSV is data: text is kept as it is
+    numbers = pd.read_csv(io.StringIO(out)).set_index("run id")
+    assert numbers.loc["evil-1", "bits/byte"] < 0  # negative, and still a number
+    assert numbers["perplexity"].dtype == float

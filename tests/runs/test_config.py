@@ -29,6 +29,7 @@ def test_a_valid_file_resolves_defaults(tmp_path):
     ({"models": [{"family": "gpt9"}]}, "unknown model 'gpt9'"),
     ({"models": [{"order": 3}]}, "missing key 'family'"),
     ({"models": []}, "needs at least one [[models]] table"),
+    ({"splits": []}, "splits must name at least one of train/valid/test"),
     ({"models": [{"family": "ngram", "label": "a"}, {"family": "ngram", "label": "a"}]},
      "label 'a' is used twice"),
 ])

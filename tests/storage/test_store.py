@@ -3,16 +3,23 @@ reported by name and skipped, and several processes writing at once."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
+import shutil
 import sqlite3
+from pathlib import Path
 
 import pytest
 from run_factory import fake_generation_report, fake_run, fake_throughput
 
+from lmbench.cli.main import main
 from lmbench.core.errors import LmbenchError
 from lmbench.evaluation.generation_results import run_sidecar
+from lmbench.reports.tables import leaderboard_table, markdown_report, published_table
 from lmbench.storage.store import INDEX_NAME, ResultStore, read_run, write_sidecar
+
+TODAY = Path(__file__).resolve().parent / "data" / "format_2026_12"  # lmbench at 6311315 wrote it
 
 
 def test_put_then_records_round_trips_every_field(tmp_path):
@@ -157,24 +164,24 @@ def test_sidecars_are_merged_on_read_and_never_change_the_record(tmp_path):
     assert store.problems() == [] and path.read_bytes() == before
     merged = records["tiny-a-1"]
     assert merged.metrics == fake_run("tiny-a-1").metrics
-    assert merged.generation["strategy"] == "top-p 0.95"
-    assert merged.generation["metrics"]["mauve"] == 0.8
-    assert merged.generation["metrics"]["distinct_2"] == 0.123  # the record's own value wins
-    assert merged.generation["note"] == "recorded with the run"
-    assert merged.generation["samples"][0]["top-p 0.95"] == "and so to bed"
-    top_p = merged.generation["rows"][-1]
-    assert top_p["label"] == "top-p 0.95"
-    assert top_p["metrics"]["mauve"]["ci95"] == pytest.approx([0.72, 0.88])
-    assert merged.generation["rows"][0]["metrics"]["mauve"]["value"] is None  # human: null
-    assert merged.throughput["decode_tokens_per_s"] == 800.0
-    assert merged.throughput["token_latency_p95_s"] == 0.002
+    assert merged.generation.strategy == "top-p 0.95"
+    assert merged.generation.metrics["mauve"] == 0.8
+    assert merged.generation.metrics["distinct_2"] == 0.123  # the record's own value wins
+    assert merged.generation.extra["note"] == "recorded with the run"
+    assert merged.generation.samples[0]["top-p 0.95"] == "and so to bed"
+    top_p = merged.generation.rows[-1]
+    assert top_p.label == "top-p 0.95"
+    assert top_p.metrics["mauve"].ci95 == pytest.approx((0.72, 0.88))
+    assert merged.generation.rows[0].metrics["mauve"].value is None  # human: null
+    assert merged.throughput.decode_tokens_per_s.median == 800.0
+    assert merged.throughput.token_latency_p95_s == 0.002
     assert records["tiny-b-1"].generation is None and records["tiny-b-1"].throughput is None
     assert store.get("tiny-a-1") == merged and read_run(path) == (merged, [])
     # measured again: the sidecar is replaced and the index follows; deleted: gone again
     write_sidecar(tmp_path / "tiny-a-1", "generation", _generation("tiny-a-1", quality=0.5))
-    assert store.get("tiny-a-1").generation["metrics"]["mauve"] == 0.5
+    assert store.get("tiny-a-1").generation.metrics["mauve"] == 0.5
     side.unlink()
-    assert store.get("tiny-a-1").generation == own
+    assert store.get("tiny-a-1").generation.to_dict() == own
     assert path.read_bytes() == before
 
 
@@ -236,4 +243,125 @@ def test_an_index_of_the_previous_schema_is_rebuilt(tmp_path):
         db.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
     write_sidecar(tmp_path / "tiny-a-1", "generation", _generation("tiny-a-1"))
     (record,) = ResultStore(tmp_path).records()
-    assert record.generation["metrics"]["mauve"] == 0.8
+    assert record.generation.metrics["mauve"] == 0.8
+
+
+# ------------------------------------------------------------- one bad file never breaks a store
+
+
+def _leaderboard(root, capsys) -> tuple[int, str, str]:
+    status = main(["leaderboard", str(root), "--no-published"])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def _no_metrics(data: dict) -> str:  # what a run with splits = [] wrote
+    return json.dumps({**data, "metrics": {}})
+
+
+def _mistyped(data: dict) -> str:
+    data["metrics"]["test"]["perplexity_ci95"] = "oops"
+    return json.dumps(data)
+
+
+@pytest.mark.parametrize("bad_text, why", [
+    (_no_metrics, "'metrics' is empty"),
+    (_mistyped, "perplexity_ci95 is not a [low, high] pair"),
+    (lambda data: json.dumps(data)[:-40], "not valid JSON"),
+])
+def test_a_bad_record_is_warned_about_and_skipped_by_the_leaderboard(tmp_path, capsys, bad_text,
+                                                                     why):
+    store = ResultStore(tmp_path)
+    store.put(fake_run("tiny-good-1", model="good"))
+    assert _leaderboard(tmp_path, capsys)[0] == 0  # the index exists before the bad file
+    bad = tmp_path / "tiny-bad-1" / "result.json"
+    bad.parent.mkdir()
+    bad.write_text(bad_text(fake_run("tiny-bad-1", model="bad").to_dict()))
+    for _ in range(2):  # and again, from the index
+        status, out, err = _leaderboard(tmp_path, capsys)
+        assert status == 0 and "| good " in out and "| bad " not in out
+        (warning,) = [line for line in err.splitlines() if "tiny-bad-1" in line]
+        assert warning.startswith(f"lmbench: warning: {bad}: skipped") and why in warning
+
+
+def test_put_refuses_a_record_that_does_not_check(tmp_path):
+    store = ResultStore(tmp_path)
+    run = fake_run("tiny-a-1")
+    with pytest.raises(LmbenchError, match=r"refusing to write an invalid run record \('metrics' "
+                                           "is empty"):
+        store.put(dataclasses.replace(run, metrics={}))
+    mistyped = dataclasses.replace(run.metrics["test"], perplexity_ci95="oops")
+    with pytest.raises(LmbenchError, match="perplexity_ci95") as error:
+        store.put(dataclasses.replace(run, metrics={"test": mistyped}))
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "tiny-a-1").exists()
+    store.put(run)
+    assert store.records() == [run]
+
+
+def test_an_index_row_that_does_not_parse_is_skipped_by_path(tmp_path, capsys):
+    store = ResultStore(tmp_path)
+    store.put(fake_run("tiny-good-1", model="good"))
+    bad = fake_run("tiny-bad-1", model="bad")
+    path = store.put(bad)
+    with sqlite3.connect(tmp_path / INDEX_NAME) as db:  # a row another program wrote
+        db.execute("UPDATE runs SET record = ? WHERE run_id = 'tiny-bad-1'",
+                   (json.dumps({**bad.to_dict(), "metrics": {}}),))
+    status, out, err = _leaderboard(tmp_path, capsys)
+    assert status == 0 and "| good " in out and "| bad " not in out
+    assert f"{path}: skipped, its index row is not an lmbench run record" in err
+
+
+@pytest.mark.parametrize("damage", ["garbage", "wrong tables"])
+def test_a_corrupt_or_wrongly_shaped_index_falls_back_to_the_files(tmp_path, capsys, damage):
+    store = ResultStore(tmp_path)
+    store.put(fake_run("tiny-a-1", model="a"))
+    store.put(fake_run("tiny-b-1", model="b"))
+    index = tmp_path / INDEX_NAME
+    if damage == "garbage":
+        for suffix in ("", "-wal", "-shm"):
+            (tmp_path / (INDEX_NAME + suffix)).unlink(missing_ok=True)
+        index.write_bytes(b"SQLite format 3\0" + b"\xff" * 4000)
+    else:
+        with sqlite3.connect(index) as db:  # the schema version matches, the tables do not
+            db.execute("DROP TABLE runs")
+            db.execute("CREATE TABLE runs (path TEXT PRIMARY KEY, what TEXT)")
+    status, out, err = _leaderboard(tmp_path, capsys)
+    assert status == 0 and "| a " in out and "| b " in out
+    assert f"lmbench: warning: {index}: index not usable" in err
+
+
+def test_a_locked_index_falls_back_to_the_files(tmp_path):
+    ResultStore(tmp_path).put(fake_run("tiny-a-1", model="a"))
+    other = sqlite3.connect(tmp_path / INDEX_NAME, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")  # another process holds the index
+    try:
+        late = fake_run("tiny-b-1", model="b")  # a record the index has not seen yet
+        (tmp_path / "tiny-b-1").mkdir()
+        (tmp_path / "tiny-b-1" / "result.json").write_text(json.dumps(late.to_dict()))
+        store = ResultStore(tmp_path, timeout_s=0.1)
+        assert [r.run_id for r in store.records()] == ["tiny-a-1", "tiny-b-1"]
+        store.put(fake_run("tiny-c-1", model="c"))  # writing works too: the file is the truth
+        assert [r.run_id for r in store.records()] == ["tiny-a-1", "tiny-b-1", "tiny-c-1"]
+        (line,) = store.problems()
+        assert line.startswith(f"{tmp_path / INDEX_NAME}: index not usable (database is locked")
+        table = leaderboard_table(store.records())
+        assert "| b " in markdown_report(table, published_table([]), store.problems(), "test")
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert len(ResultStore(tmp_path).records()) == 3  # unlocked: the file index catches up
+
+
+def test_a_folder_written_before_the_records_were_typed_still_loads(tmp_path, capsys):
+    shutil.copytree(TODAY, tmp_path / "runs")
+    store = ResultStore(tmp_path / "runs")
+    records = {r.run_id: r for r in store.records()}
+    assert store.problems() == [] and set(records) == {"tiny-a-1", "tiny-b-1", "tiny-c-1"}
+    a = records["tiny-a-1"]
+    assert a.generation.metrics["distinct_2"] == 0.41  # its own value over the sidecar's
+    assert a.generation.metrics["mauve"] == 0.8 and a.generation.extra["note"]
+    assert a.throughput.decode_tokens_per_s.median == 800.0
+    assert records["tiny-b-1"].throughput.decode_tokens_per_s.median == 950.0
+    status, out, _ = _leaderboard(tmp_path / "runs", capsys)
+    assert status == 0 and "950" in out and "800" in out
