@@ -119,9 +119,9 @@ class LanguageModel(ABC):
         give. ``None`` (the start of a stream) selects to ``None``. Like ``logits``, it never
         modifies ``state``.
 
-        Optional: batched beam search (``lmbench.inference.decoding``) uses it to continue every surviving
-        beam from its parent in one call; a family whose state is not simple to index leaves this
-        default, and beam search then extends each beam in a call of its own."""
+        Optional: batched beam search (``lmbench.inference.decoding``) uses it to continue every
+        surviving beam from its parent in one call; a family whose state is not simple to index
+        leaves this default, and beam search then extends each beam in a call of its own."""
         raise NotImplementedError(f"the {self.name} model does not select rows of its state")
 
     # Free helpers built on the three methods -------------------------------------------------
@@ -154,6 +154,11 @@ class Trainable(ABC):
                        ) -> tuple[torch.Tensor, State]:
         """Like ``logits`` but keeping the autograd graph and the network's current mode
         (train or eval): ``(B, T)`` ids -> ``(B, T, V)`` logits with gradients, new state."""
+
+    def auxiliary_loss(self) -> torch.Tensor | float:
+        """Extra training loss from the last forward pass, added by the objectives (a router's
+        balance and z-loss); 0 unless a family says otherwise."""
+        return 0.0
 
 
 class SelectsStateRows(ABC):
