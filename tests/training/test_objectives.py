@@ -32,7 +32,7 @@ from lmbench.training.objectives import (
 from lmbench.training.trainer import TrainConfig, train
 
 STEPS = {"max_steps": 3, "batch_size": 4, "seq_len": 16, "warmup_steps": 1, "eval_every": 3,
-         "eval_tokens": 200, "learning_rate": 1e-2, "progress": False}
+         "eval_tokens": 200, "learning_rate": 1e-2, "progress": False, "bf16": False}
 TINY = {
     "nplm": {"context": 3, "embed_dim": 8, "hidden_dim": 16},
     "rnn": {"embed_dim": 16, "hidden_dim": 16, "n_layer": 1},
@@ -193,7 +193,7 @@ def test_a_pairwise_objective_needs_no_change_to_the_trainer(tiny_corpus):
     model = _ready("gpt", tiny_corpus)
     pairs = [PreferencePair(f"{who} ", "sat on a mat .", "mat a on sat .") for who in WHO[:5]]
     config = TrainConfig(max_steps=12, warmup_steps=1, learning_rate=2e-2, eval_every=6,
-                         progress=False)
+                         progress=False, bf16=False)
     log = train(model, ExampleBatches(pairs, model.tokenizer, 5), preference, config)
     assert log.curve[-1]["train_loss"] < log.curve[0]["train_loss"]
     assert log.curve[-1]["metrics"]["accuracy"] >= log.curve[0]["metrics"]["accuracy"]
