@@ -4,6 +4,8 @@ a pairwise objective written outside the library that the trainer runs unchanged
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -203,3 +205,24 @@ def test_the_trainer_refuses_a_model_it_cannot_train(ngram_draft, tiny_corpus):
     batches = StreamBatches(ngram_draft.tokenizer.encode_split(tiny_corpus.train), 2, 8)
     with pytest.raises(LmbenchError, match="needs a Trainable model"):
         train(ngram_draft, batches, next_token, TrainConfig(progress=False))
+
+
+def test_the_documented_objective_runs(tiny_corpus):
+    """docs/adding_an_objective.md: its label-smoothing objective, as written, through fit."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "adding_an_objective.md").read_text()
+    namespace: dict = {}
+    exec(text.split("```python\n")[1].split("```")[0], namespace)
+    smoothed = namespace["LabelSmoothed"]
+    model = _ready("gpt", tiny_corpus)
+    batch = _stream(model, tiny_corpus)(0)
+    model.net.eval()
+    assert torch.equal(smoothed(0.0)(model, model.net, batch).loss,
+                       next_token(model, model.net, batch).loss)
+    logprobs = torch.log_softmax(model.net(batch.inputs)[0], -1)  # (B, T, V)
+    nll = -logprobs.gather(-1, batch.targets[..., None]).mean()
+    expected = 0.9 * nll - 0.1 * logprobs.mean()  # (1 - e) one-hot + e uniform
+    assert smoothed(0.1)(model, model.net, batch).loss.item() == pytest.approx(expected.item(),
+                                                                                rel=1e-5)
+    fitted = lmbench.build_model("gpt", tokenizer="char", train=STEPS, **TINY["gpt"])
+    fitted.fit(tiny_corpus, objective=smoothed(0.1))
+    assert fitted.train_log_.steps == 3
