@@ -143,7 +143,9 @@ class LanguageModel(ABC):
 class Trainable(ABC):
     """Weights in one ``torch.nn.Module``, trained by ``lmbench.training`` and adaptable by
     ``lmbench.peft``; log-probabilities with gradients for objectives written once for every
-    torch family (preference and policy losses)."""
+    torch family (preference and policy losses). Its ``fit`` also takes ``init`` (a saved model
+    of the same family and architecture to warm-start from) and ``objective`` (a value of
+    ``lmbench.training.objectives``; default the family's own)."""
 
     @abstractmethod
     def network(self) -> torch.nn.Module:

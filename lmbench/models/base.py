@@ -70,10 +70,6 @@ class NeuralLM(LanguageModel, Trainable):
         output = self.default_objective()(self, network, StreamBatch(inputs, targets), state)
         return output.loss, output.state
 
-    def auxiliary_loss(self) -> torch.Tensor | float:
-        """Extra training loss from the last forward pass (a router's balance loss); 0 here."""
-        return 0.0
-
     # ------------------------------------------------------------------------------- fitting
 
     def fit(self, corpus, *, valid: bool = True, budget: Budget | None = None,

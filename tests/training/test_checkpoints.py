@@ -36,6 +36,7 @@ class Planted:
         return pathlib.Path.touch, (self.marker,)
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch's, for the plain pickle
 @pytest.mark.parametrize("writer", ["torch", "pickle"])
 def test_a_planted_pickle_never_runs(tiny_corpus, tmp_path, writer):
     marker = tmp_path / "pwned"
