@@ -138,7 +138,9 @@ class LanguageModel(ABC):
 class Trainable(ABC):
     """Weights in one ``torch.nn.Module``, trained by ``lmbench.training`` and adaptable by
     ``lmbench.peft``; log-probabilities with gradients for objectives written once for every
-    torch family (preference and policy losses)."""
+    torch family (preference and policy losses). Its ``fit`` also takes ``init`` (a saved model
+    of the same family and architecture to warm-start from) and ``objective`` (a value of
+    ``lmbench.training.objectives``; default the family's own)."""
 
     @abstractmethod
     def network(self) -> torch.nn.Module:
@@ -159,6 +161,11 @@ class Trainable(ABC):
         """A new, unfitted model of the same family and settings (sharing this model's
         tokenizer) that ``fit`` trains with ``config``; an ``LmbenchError`` if the model cannot
         be trained again (a quantized copy)."""
+
+    def auxiliary_loss(self) -> torch.Tensor | float:
+        """Extra training loss from the last forward pass, added by the objectives (a router's
+        balance and z-loss); 0 unless a family says otherwise."""
+        return 0.0
 
 
 class SelectsStateRows(ABC):

@@ -7,8 +7,11 @@ fields), ``capabilities`` and ``build_network(vocab_size)``. The network's
 
     token_logprobs = log_softmax(logits) gathered at the targets (targets == -1 give 0.0)
 
-evaluated in fp32 under ``torch.inference_mode``; ``fit`` = tokenizer +
-``lmbench.training.trainer.train``; ``save``/``load`` = the weights as numpy arrays in one
+evaluated in fp32 under ``torch.inference_mode``; ``fit`` = tokenizer + stream batches +
+``lmbench.training.trainer.train`` with the family's ``default_objective()`` (next-token
+cross-entropy here; bert and seq2seq name theirs) or the ``objective`` passed in;
+``fit(corpus, init="model.npz")`` warm-starts from a saved model of the same family and
+architecture, inheriting its tokenizer; ``save``/``load`` = the weights as numpy arrays in one
 ``.npz`` with the config, tokenizer and training log as JSON. Every torch family is
 ``Trainable``; the other optional abilities (``lmbench.core.interface``) a family declares itself.
 """
@@ -22,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from lmbench.core.errors import LmbenchError
 from lmbench.core.interface import Budget, LanguageModel, Trainable
@@ -34,6 +36,8 @@ from lmbench.core.tokenizers import (
     tokenizer_from_json,
     tokenizer_to_json,
 )
+from lmbench.training.batching import StreamBatch, StreamBatches
+from lmbench.training.objectives import Objective, next_token
 from lmbench.training.trainer import TrainConfig, TrainLog, train
 
 
@@ -53,40 +57,91 @@ class NeuralLM(LanguageModel, Trainable):
     def build_network(self, vocab_size: int) -> torch.nn.Module:
         """A freshly initialised network for ``vocab_size`` tokens."""
 
+    def default_objective(self) -> Objective:
+        """What ``fit`` optimises unless told otherwise: next-token cross-entropy plus
+        ``auxiliary_loss()`` (``lmbench.training.objectives``). Families with another objective
+        (masked LM, encoder-decoder) override this in their own file."""
+        return next_token
+
     def training_loss(self, network, inputs: torch.Tensor, targets: torch.Tensor, state=None
                       ) -> tuple[torch.Tensor, Any]:
-        """The loss of one training batch: (B, T) inputs and next-token targets -> (scalar loss,
-        state to carry). Default: next-token cross-entropy plus ``auxiliary_loss()``. Families
-        with another objective (masked LM, encoder-decoder) override this; ``network`` is
-        ``self.net`` or its ``torch.compile`` wrapper."""
-        logits, state = network(inputs, state, want_state=self.capabilities.carries_state)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())  # (B T, V)
-        return loss + self.auxiliary_loss(), state
-
-    def auxiliary_loss(self) -> torch.Tensor | float:
-        """Extra training loss from the last forward pass (a router's balance loss); 0 here."""
-        return 0.0
+        """The default objective on one stream batch: (B, T) inputs and next-token targets ->
+        (scalar loss, state to carry); ``network`` is ``self.net`` or its compile wrapper. A
+        convenience for tests and notebooks: the trainer calls the objective itself."""
+        output = self.default_objective()(self, network, StreamBatch(inputs, targets), state)
+        return output.loss, output.state
 
     # ------------------------------------------------------------------------------- fitting
 
     def fit(self, corpus, *, valid: bool = True, budget: Budget | None = None,
-            checkpoint_dir=None) -> NeuralLM:
-        if not self.tokenizer.is_fitted:
+            checkpoint_dir=None, init: str | Path | None = None,
+            objective: Objective | None = None) -> NeuralLM:
+        """Fit on ``corpus`` (see ``LanguageModel.fit``).
+
+        Args:
+            corpus: the ``Corpus``; its valid split selects the best weights when ``valid``.
+            valid: whether to evaluate on the valid split during training.
+            budget: overrides the train config's limits.
+            checkpoint_dir: where to checkpoint and resume this run (its own checkpoint).
+            init: a saved model (``.npz`` of ``save``) of this family and architecture to start
+                from (fine-tuning): its weights and its fitted tokenizer are used, words
+                outside that vocabulary become ``<unk>``, and the training log records how many.
+            objective: what to optimise (``lmbench.training.objectives``); default
+                ``default_objective()``.
+
+        Returns:
+            ``self``, fitted.
+        """
+        init_weights = None
+        if init is not None:
+            init_weights = self._warm_start(Path(init))
+        elif not self.tokenizer.is_fitted:
             self.tokenizer.fit(corpus.train)
         train_ids = self.tokenizer.encode_split(corpus.train)
         valid_ids = None
         if valid and "valid" in corpus.splits:
             valid_ids = self.tokenizer.encode_split(corpus.split("valid"))
-        return self.fit_ids(train_ids, valid_ids, budget=budget, checkpoint_dir=checkpoint_dir)
+        self.fit_ids(train_ids, valid_ids, budget=budget, checkpoint_dir=checkpoint_dir,
+                     init_weights=init_weights, objective=objective)
+        if init is not None:
+            unk = self.tokenizer.unk_id
+            n_unk = 0 if unk is None else int((np.asarray(train_ids) == unk).sum())
+            self.train_log_.init_from = str(init)
+            self.train_log_.n_train_unk = n_unk
+            self.train_log_.train_unk_rate = n_unk / max(1, len(train_ids))
+        return self
 
     def fit_ids(self, train_ids, valid_ids=None, *, budget: Budget | None = None,
-                checkpoint_dir=None) -> NeuralLM:
-        """Train on (N,) ids of this model's fitted tokenizer; ``valid_ids`` for selection."""
-        torch.manual_seed(self.config_.train.seed)  # the initial weights
+                checkpoint_dir=None, init_weights: dict[str, torch.Tensor] | None = None,
+                objective: Objective | None = None) -> NeuralLM:
+        """Train on (N,) ids of this model's fitted tokenizer; ``valid_ids`` for selection;
+        ``init_weights`` (a state dict) to start from instead of a fresh initialisation."""
+        config = self.config_.train
+        torch.manual_seed(config.seed)  # the initial weights
         self.net = self.build_network(self.tokenizer.vocab_size)
-        self.train_log_ = train(self, train_ids, valid_ids, self.config_.train, budget,
-                                checkpoint_dir)
+        batches = StreamBatches(train_ids, config.batch_size, config.seq_len, seed=config.seed,
+                                sequential=self.capabilities.carries_state)
+        self.train_log_ = train(self, batches, objective or self.default_objective(), config,
+                                init=init_weights, valid_ids=valid_ids, budget=budget,
+                                checkpoint_dir=checkpoint_dir)
         return self
+
+    def _warm_start(self, path: Path) -> dict[str, torch.Tensor]:
+        """Check that ``path`` holds a model of this family and architecture, take its
+        tokenizer and return its weights."""
+        meta, arrays = read_npz(path, f"a {self.name} model")
+        family = meta.get("family")
+        if family != self.name:
+            raise LmbenchError(f"{path}: init key 'family' is {family!r} there and {self.name!r} "
+                               "here; a warm start needs a saved model of the same family")
+        saved = asdict(build_config(self.config_class, meta.get("config", {}), str(path)))
+        for key, value in self.config().items():
+            if key != "train" and saved[key] != value:
+                raise LmbenchError(f"{path}: config key {key!r} is {saved[key]!r} there and "
+                                   f"{value!r} here; a warm start needs the same architecture")
+        self.tokenizer = tokenizer_from_json(meta["tokenizer"])
+        return {k[len("param/"):]: torch.from_numpy(v.copy())
+                for k, v in arrays.items() if k.startswith("param/")}
 
     def _network(self) -> torch.nn.Module:
         if self.net is None:

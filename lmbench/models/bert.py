@@ -14,8 +14,10 @@ original tokens at the chosen positions only:
 
     L = -1/|M| Σ_{t ∈ M} log p(x_t | x̃),   x̃: the corrupted window, M: the chosen positions
 
-The draws come from torch's global generator, which the trainer seeds with ``train.seed`` and
-saves / restores in its checkpoints, so masks are reproducible and a resumed run draws the same.
+The loss is ``lmbench.training.objectives.MaskedLM`` (with ``corrupt``), this family's
+``default_objective()``. The draws come from torch's global generator, which the trainer seeds
+with ``train.seed`` and saves / restores in its checkpoints, so masks are reproducible and a
+resumed run draws the same.
 
 Scoring is the pseudo-log-likelihood (Salazar et al. 2020, eq. 2), not a likelihood (so
 ``exact_likelihood = False`` and the numbers are never ranked as perplexity):
@@ -61,9 +63,9 @@ from lmbench.core.errors import LmbenchError
 from lmbench.core.interface import Capabilities, SelectsStateRows
 from lmbench.models.base import NeuralLM
 from lmbench.models.layers import Block, init_gpt_weights
+from lmbench.training.objectives import MaskedLM as MaskedLMObjective
+from lmbench.training.objectives import corrupt  # noqa: F401  (BERT's masking, with its objective)
 from lmbench.training.trainer import TrainConfig
-
-MASK_FRACTION, RANDOM_FRACTION = 0.8, 0.1  # of the chosen tokens; the remaining 0.1 stay as is
 
 
 @dataclass(frozen=True)
@@ -90,24 +92,6 @@ class BertConfig:
         if self.train.seq_len > self.block_size:
             raise LmbenchError(f"bert reads at most block_size = {self.block_size} tokens; "
                                f"train.seq_len = {self.train.seq_len} is longer (lower it)")
-
-
-def corrupt(ids: torch.Tensor, vocab_size: int, mask_rate: float,
-            generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """BERT's masking of (B, T) ids -> (corrupted ids, chosen positions), both (B, T).
-
-    A position is chosen when its uniform draw u < mask_rate; then u / mask_rate is uniform too,
-    and splits the chosen ones 80 / 10 / 10 into [MASK] (id ``vocab_size``), a random real token,
-    and unchanged. At least one position is chosen, so the loss is always defined."""
-    draws = torch.rand(ids.shape, generator=generator, device=ids.device)  # (B, T)
-    if not (draws < mask_rate).any():
-        draws.view(-1)[draws.argmin()] = 0.0
-    chosen = draws < mask_rate
-    split = draws / mask_rate
-    random_ids = torch.randint(0, vocab_size, ids.shape, generator=generator, device=ids.device)
-    corrupted = torch.where(chosen & (split < MASK_FRACTION), vocab_size, ids)
-    to_random = chosen & (split >= MASK_FRACTION) & (split < MASK_FRACTION + RANDOM_FRACTION)
-    return torch.where(to_random, random_ids, corrupted), chosen
 
 
 class BertNetwork(nn.Module):
@@ -157,12 +141,10 @@ class MaskedLM(NeuralLM, SelectsStateRows):
     def build_network(self, vocab_size: int) -> BertNetwork:
         return BertNetwork(self.config_, vocab_size)
 
-    def training_loss(self, network, inputs, targets, state=None):
-        """Masked-LM cross-entropy over the window ``inputs[:, 0]`` + ``targets`` (module doc)."""
-        window = torch.cat((inputs[:, :1], targets), dim=1)[:, -self.config_.block_size:]  # (B, T)
-        corrupted, chosen = corrupt(window, self.tokenizer.vocab_size, self.config_.mask_rate)
-        logits = network(corrupted, None, chosen)  # (N, V)
-        return F.cross_entropy(logits.float(), window[chosen]), None
+    def default_objective(self) -> MaskedLMObjective:
+        """Masked-LM cross-entropy over the window ``inputs[:, 0]`` + ``targets`` (module doc),
+        the last ``block_size`` tokens of it, at this config's ``mask_rate``."""
+        return MaskedLMObjective(mask_rate=self.config_.mask_rate)
 
     # ------------------------------------------------------------------------------- scoring
 

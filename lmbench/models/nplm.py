@@ -101,11 +101,12 @@ class NPLMLM(NeuralLM, SelectsStateRows):
     def build_network(self, vocab_size: int) -> NPLMNetwork:
         return NPLMNetwork(self.config_, vocab_size)
 
-    def fit_ids(self, train_ids, valid_ids=None, *, budget=None, checkpoint_dir=None):
+    def fit_ids(self, train_ids, valid_ids=None, **options):
+        """``NeuralLM.fit_ids``, after fitting the mixed-in trigram on ``train_ids``."""
         if self.config_.mix_trigram > 0:  # fitted first: validation scores the mixture
             self.trigram_ = NGramLM(NGramConfig(order=3, smoothing="kneser-ney"), self.tokenizer)
             self.trigram_.fit_ids(train_ids)
-        return super().fit_ids(train_ids, valid_ids, budget=budget, checkpoint_dir=checkpoint_dir)
+        return super().fit_ids(train_ids, valid_ids, **options)
 
     def logits(self, input_ids, state=None):
         if self.trigram_ is None:

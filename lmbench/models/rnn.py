@@ -40,6 +40,8 @@ from lmbench.core.errors import LmbenchError
 from lmbench.core.interface import Capabilities, SelectsStateRows
 from lmbench.models.adaptive_softmax import AdaptiveSoftmax, check_cutoffs
 from lmbench.models.base import NeuralLM
+from lmbench.training.batching import IGNORE_INDEX, StreamBatch
+from lmbench.training.objectives import LossOutput, Objective, next_token
 from lmbench.training.trainer import TrainConfig
 
 
@@ -90,6 +92,21 @@ class CacheState:
     keys: torch.Tensor  # (B, N, H) top-layer outputs h_i
     values: torch.Tensor  # (B, N) the word x_{i+1} that followed each
     pending: torch.Tensor | None  # (B, 1, H) the last output; None at the start of a stream
+
+
+@dataclass(frozen=True)
+class AdaptiveNextToken:
+    """``next_token`` for an adaptive-softmax network: the same NLL through
+    ``AdaptiveSoftmax.loss`` (Grave et al. 2017), without the full (B, T, V) log-probabilities."""
+
+    def __call__(self, model, network, batch: StreamBatch, state=None) -> LossOutput:
+        output, state = network.hidden(batch.inputs, state)  # (B, T, H)
+        output, targets = output.flatten(0, 1), batch.targets.flatten()  # (B T, H), (B T,)
+        kept = targets != IGNORE_INDEX
+        if not kept.all():
+            output, targets = output[kept], targets[kept]
+        loss = network.adaptive.loss(output, targets)
+        return LossOutput(loss + model.auxiliary_loss(), state)
 
 
 class RNNNetwork(nn.Module):
@@ -156,11 +173,9 @@ class RNNLM(NeuralLM, SelectsStateRows):
         check_cutoffs(self.config_.adaptive_cutoffs, vocab_size)
         return RNNNetwork(self.name, self.config_, vocab_size)
 
-    def training_loss(self, network, inputs, targets, state=None):
-        if not self.config_.adaptive_cutoffs:
-            return super().training_loss(network, inputs, targets, state)
-        output, state = network.hidden(inputs, state)  # (B, T, H)
-        return network.adaptive.loss(output.flatten(0, 1), targets.flatten()), state
+    def default_objective(self) -> Objective:
+        """Next-token cross-entropy; with an adaptive softmax its cheaper exact loss."""
+        return AdaptiveNextToken() if self.config_.adaptive_cutoffs else next_token
 
     # ------------------------------------------------------------------ continuous cache
 

@@ -36,7 +36,8 @@ evaluator scores a stream in order, handing the state from window to window, so 
 scored exactly once with the conditioning above.
 
 Training reads the same way. The trainer reads a ``carries_state`` family's train split as
-``batch_size`` streams in order, ``seq_len`` tokens a step, handing back the state (``train.py``);
+``batch_size`` streams in order, ``seq_len`` tokens a step, handing back the state (the
+``encoder_decoder`` objective of ``lmbench.training.objectives``, this family's default);
 ``seq_len`` is a multiple of L (default 2L), so each window is whole segments: with the default,
 the second half is decoded from the first half as source, and the first half from the previous
 window's second half (the carried state; at an epoch's start the streams start afresh, u_t = b
@@ -51,6 +52,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils._pytree import register_pytree_node
 
 from lmbench.core.errors import LmbenchError
 from lmbench.core.interface import Capabilities, SelectsStateRows
@@ -62,6 +64,7 @@ from lmbench.models.layers import (
     init_gpt_weights,
     sinusoidal_positions,
 )
+from lmbench.training.objectives import EncoderDecoder
 from lmbench.training.trainer import TrainConfig
 
 
@@ -123,6 +126,14 @@ class Seq2SeqState:
 
         return Seq2SeqState(self.tokens.index_select(0, rows), pick(self.memory),
                             pick(self.layers))
+
+
+# A pytree node, so the trainer detaches and checkpoints the carried state as plain tensors
+# (a checkpoint holds no objects: it is read with torch.load(..., weights_only=True)).
+register_pytree_node(
+    Seq2SeqState, lambda state: ([state.tokens, state.memory, state.layers], None),
+    lambda children, _: Seq2SeqState(*children),
+    serialized_type_name="lmbench.models.seq2seq.Seq2SeqState")
 
 
 class EncoderBlock(nn.Module):
@@ -285,13 +296,8 @@ class Seq2SeqLM(NeuralLM, SelectsStateRows):
         """Rows of the segment's tokens, encoded source and decoder cache."""
         return None if state is None else state.select(rows)
 
-    def training_loss(self, network, inputs, targets, state=None):
+    def default_objective(self) -> EncoderDecoder:
         """Next-token cross-entropy of every target under the scoring conditioning (module
         docstring): the (B, T) window is T / L whole segments of B in-order streams, the first
         decoded from the carried state's last segment, each next one from the one before."""
-        if inputs.shape[1] % self.config_.segment_len:
-            raise LmbenchError(f"seq2seq trains on whole segments: window of {inputs.shape[1]} "
-                               f"tokens, segment_len {self.config_.segment_len}")
-        logits, state = network(inputs, state)  # (B, T, V); state: the last segment's tokens
-        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())  # (B T, V)
-        return loss + self.auxiliary_loss(), state
+        return EncoderDecoder(segment_len=self.config_.segment_len)

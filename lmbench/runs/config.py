@@ -15,6 +15,11 @@ A run file names one corpus and a list of models::
     order = 5                         # every other key goes to the family's config dataclass
     smoothing = "modified-kneser-ney"
 
+    [[models]]
+    family = "lstm"
+    init = "runs/a/model.npz"         # neural families: start from a saved model's weights and
+                                      # tokenizer (fine-tuning; same family and architecture)
+
 Every table is checked against a frozen dataclass: an unknown key is an error naming the file,
 the table and the key (with a did-you-mean), and so is a value of the wrong type.
 """
@@ -26,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from lmbench.core.errors import LmbenchError
+from lmbench.core.interface import Trainable
 from lmbench.core.options import build_config, check_fields
 
 try:
@@ -33,7 +39,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 from lmbench.evaluation.scoring import EvalConfig
-from lmbench.models.catalog import config_class_of
+from lmbench.models.catalog import MODELS, config_class_of
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,7 @@ class ModelSpec:
     label: str  # name of the run on the leaderboard
     family: str  # registered family name
     options: dict[str, Any]  # fields of the family's config dataclass
+    init: str | None = None  # a saved model (.npz) to warm-start from; None: from scratch
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,7 @@ def _parse_config(data: dict[str, Any], where: str) -> RunConfig:
     specs, labels = [], set()
     for number, table in enumerate(model_tables, start=1):
         table = dict(table)
+        init = table.pop("init", None)
         family = table.pop("family", None)
         if not isinstance(family, str):
             raise LmbenchError(f"{where} [[models]] #{number}: missing key 'family' (a string)")
@@ -108,12 +116,26 @@ def _parse_config(data: dict[str, Any], where: str) -> RunConfig:
             if str(error).startswith(where):
                 raise
             raise LmbenchError(f"{where} [[models]] {label!r}: {error}") from None
-        specs.append(ModelSpec(label, family, table))
+        _check_init(init, family, f"{where} [[models]] {label!r}")
+        specs.append(ModelSpec(label, family, table, init))
     if "splits" in top:
         top["splits"] = tuple(top["splits"])
         if not top["splits"]:
             raise LmbenchError(f"{where}: splits must name at least one of train/valid/test")
     return RunConfig(models=tuple(specs), eval=EvalConfig(**eval_data), **top)
+
+
+def _check_init(init: Any, family: str, where: str) -> None:
+    if init is None:
+        return
+    if not isinstance(init, str):
+        raise LmbenchError(f"{where}: 'init' must be a string (a saved model's .npz), got "
+                           f"{type(init).__name__}")
+    if not issubclass(MODELS.get(family), Trainable):
+        raise LmbenchError(f"{where}: 'init' needs a neural family; {family!r} does not train "
+                           "from saved weights")
+    if not Path(init).is_file():
+        raise LmbenchError(f"{where}: init {init!r}: saved model not found")
 
 
 def _default_label(family: str, options: dict[str, Any]) -> str:

@@ -1,11 +1,12 @@
 """``run(config)``: fit every model of a run file on its corpus, score the splits, write results.
 
 Each model's record goes to ``<out>/<run_id>/result.json`` through ``lmbench.storage.store``
-(written atomically, never overwritten, indexed), so a crash or a bad model later in the list never
-leaves a half-written record. The runner knows nothing about families: it builds, fits and
-evaluates through the common interface. ``record_run`` does the same for a model built
-elsewhere (a user's model, a ``FunctionLM``, a Hugging Face checkpoint), so it joins the
-leaderboard.
+(written atomically, never overwritten, indexed), so a crash or a bad model later in the list
+never leaves a half-written record. A ``[[models]]`` table with ``init`` warm-starts from a
+saved model (``NeuralLM.fit(corpus, init=...)``); its checkpoint still resumes the run itself.
+The runner knows nothing about families: it builds, fits and evaluates through the common
+interface. ``record_run`` does the same for a model built elsewhere (a user's model, a
+``FunctionLM``, a Hugging Face checkpoint), so it joins the leaderboard.
 """
 
 from __future__ import annotations
@@ -125,7 +126,9 @@ def run(config: RunConfig, out_dir: str | Path, save_models: bool = False, log=p
         model = build_model(spec.family, **spec.options)
         log(f"[{spec.label}] fitting on {corpus.name} train ...")
         started = time.perf_counter()
-        model.fit(corpus, checkpoint_dir=out_dir / "checkpoints" / f"{corpus.name}-{spec.label}")
+        warm_start = {} if spec.init is None else {"init": spec.init}  # a Trainable (checked)
+        model.fit(corpus, checkpoint_dir=out_dir / "checkpoints" / f"{corpus.name}-{spec.label}",
+                  **warm_start)
         fit_s = time.perf_counter() - started
         metrics = {split: evaluate(model, corpus, split, config.eval) for split in config.splits}
         result = make_record(model, corpus, metrics, label=spec.label, seed=config.seed,

@@ -1,20 +1,31 @@
 """One trainer for every neural family: AdamW, warm-up + cosine decay, clipping, early stopping.
 
+``train(model, batches, objective, config, *, init, valid_ids, budget, checkpoint_dir)``: the
+objective (``lmbench.training.objectives``) and the batches (``lmbench.training.batching``) are
+values passed in, so pretraining, distillation and fine-tuning share this loop.
+
 - AdamW (Loshchilov & Hutter 2019) with weight decay on matrices only (no biases, norms).
 - Learning rate: linear warm-up over ``warmup_steps``, then cosine decay (Loshchilov & Hutter
   2017) to ``min_lr_ratio`` x the peak, as a function of training *progress*: the largest of
   steps / max_steps, tokens / max_tokens and seconds / max_seconds, so the same schedule serves
   a step, token or wall-clock budget (the last for comparing families at equal training time).
-- Batches: families that carry state (RNNs) read the train stream as ``batch_size`` parallel
-  streams in order, ``seq_len`` tokens a step, the hidden state carried and detached between
-  steps (truncated BPTT, as PyTorch's word_language_model ``batchify`` / ``repackage_hidden``);
-  the others draw random windows (nanoGPT's ``get_batch``). The windows of step s are drawn from
-  a generator seeded by (seed, s), so a resumed run sees the same batches.
+- Batches: ``batches(step)``, a pure function of the step, so a resumed run sees the same ones;
+  they are moved to the network's device, and the carried state (truncated BPTT) is detached
+  after every step and dropped where a batch says so (an epoch's start, per-example batches).
+- Precision: bf16 autocast where the device runs it natively (``lmbench.core.device``).
+- Warm start (``init``): the network starts from given weights and is evaluated at step 0, so
+  the curve starts where fine-tuning starts and the best weights may be the initial ones.
 - Validation every ``eval_every`` steps through the evaluator (``score_stream``, the same code
   that produces the final numbers) on the first ``eval_tokens`` valid tokens; the best weights
   are kept and restored at the end; ``patience`` evaluations without improvement stop early.
-- Checkpoints (``checkpoint_dir``): weights, optimizer, step, RNG states, best weights and the
-  curve, written atomically every ``checkpoint_every`` steps; a restarted run resumes there.
+- Checkpoints (``checkpoint_dir``): weights, optimizer, step, RNG states, best weights, the
+  carried state and the curve, tensors and plain containers only (``torch.load(...,
+  weights_only=True)``: a checkpoint cannot run code), written atomically every
+  ``checkpoint_every`` steps; a restarted run resumes there. Its identity is a digest of the
+  model and train configs, the objective and the initial weights, and one of the tokenized
+  train data: a checkpoint of another run is refused, never resumed.
+- Progress: on a terminal a bar counting the binding budget; elsewhere one line on stderr at
+  each evaluation (``progress = false``: neither).
 - A non-finite loss stops training with an error naming the step, before any optimizer step or
   checkpoint could store broken weights.
 """
@@ -25,19 +36,30 @@ import copy
 import hashlib
 import json
 import math
-import os
-import tempfile
+import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils._pytree import tree_map
+from torch.utils._pytree import (
+    tree_flatten,
+    tree_map,
+    tree_unflatten,
+    treespec_dumps,
+    treespec_loads,
+)
+from tqdm.auto import tqdm
 
+from lmbench.core.device import autocast
 from lmbench.core.errors import LmbenchError
-from lmbench.core.interface import Budget
+from lmbench.core.interface import Budget, Trainable
+from lmbench.core.io import write_atomic
 from lmbench.evaluation.scoring import EvalConfig, score_stream
+from lmbench.training.batching import BatchSource
+from lmbench.training.objectives import Objective, describe
 
 
 @dataclass(frozen=True)
@@ -84,6 +106,9 @@ class TrainLog:
     best_step: int | None = None
     stopped_by: str = ""  # "max_steps" | "max_tokens" | "max_seconds" | "patience"
     curve: list[dict] = field(default_factory=list)  # step, tokens, seconds, train/valid loss
+    init_from: str | None = None  # the saved model a warm start began from
+    n_train_unk: int | None = None  # warm start: train tokens <unk> under the inherited vocab
+    train_unk_rate: float | None = None  # n_train_unk / train tokens
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -120,99 +145,149 @@ def _optimizer(net: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(config.beta1, config.beta2))
 
 
-class _Batches:
-    """Step s -> (inputs, targets), both (B, T); a pure function of s (so runs can resume)."""
+# ------------------------------------------------------------------------------- checkpoints
 
-    def __init__(self, ids: np.ndarray, config: TrainConfig, sequential: bool) -> None:
-        self.config, self.sequential = config, sequential
-        B, T = config.batch_size, config.seq_len
-        self.ids = torch.from_numpy(np.asarray(ids, dtype=np.int64))
-        if len(self.ids) < T + 2:
-            raise LmbenchError(f"the train split has {len(self.ids)} tokens; train.seq_len = {T} "
-                               "needs more")
-        if sequential:
-            # batchify: B streams side by side, each read in order, T tokens per step
-            length = (len(self.ids) - 1) // B
-            self.streams = self.ids[: length * B + 1]
-            self.stream_len = length
-            self.steps_per_epoch = max(1, (length - 1) // T)
-
-    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
-        """The batch of ``step`` and whether it starts an epoch (the carried state resets)."""
-        B, T = self.config.batch_size, self.config.seq_len
-        if self.sequential:
-            chunk = step % self.steps_per_epoch
-            offsets = torch.arange(B) * self.stream_len + chunk * T  # (B,)
-            index = offsets[:, None] + torch.arange(T + 1)[None, :]  # (B, T+1)
-            window = self.streams[index]
-            return window[:, :-1], window[:, 1:], chunk == 0
-        generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + step)
-        starts = torch.randint(0, len(self.ids) - T - 1, (B,), generator=generator)
-        window = self.ids[starts[:, None] + torch.arange(T + 1)[None, :]]  # (B, T+1)
-        return window[:, :-1], window[:, 1:], False
+_CHECKPOINT_KEYS = {"digest", "data_digest", "net", "optimizer", "rng", "log", "state", "best",
+                    "since_best"}
+_PLAIN = (torch.Tensor, int, float, bool, str, type(None))
 
 
-def _config_digest(model, config: TrainConfig) -> str:
-    text = json.dumps({"model": model.config(), "train": asdict(config)}, sort_keys=True,
-                      default=str)
+def _weights_digest(weights: Mapping[str, torch.Tensor] | None) -> str | None:
+    if weights is None:
+        return None
+    digest = hashlib.sha256()
+    for name in sorted(weights):
+        digest.update(name.encode())
+        digest.update(weights[name].detach().cpu().contiguous().view(-1).view(torch.uint8)
+                      .numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _config_digest(model, config: TrainConfig, objective, init) -> str:
+    text = json.dumps({"model": model.config(), "train": asdict(config),
+                       "objective": describe(objective), "init": _weights_digest(init)},
+                      sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _state_payload(state) -> dict | None:
+    """The carried state as tensors and a JSON tree spec (a checkpoint holds no objects)."""
+    if state is None:
+        return None
+    leaves, spec = tree_flatten(state)
+    odd = next((leaf for leaf in leaves if not isinstance(leaf, _PLAIN)), None)
+    if odd is not None:
+        raise LmbenchError(f"the carried training state holds a {type(odd).__name__}, which a "
+                           "checkpoint cannot store; register its class as a pytree node with a "
+                           "serialized_type_name (see lmbench.models.seq2seq)")
+    return {"leaves": leaves, "spec": treespec_dumps(spec)}
+
+
+def _state_from_payload(payload: dict | None, device: torch.device):
+    if payload is None:
+        return None
+    leaves = [leaf.to(device) if isinstance(leaf, torch.Tensor) else leaf
+              for leaf in payload["leaves"]]
+    return tree_unflatten(leaves, treespec_loads(payload["spec"]))
+
+
 def _save_checkpoint(path: Path, payload: dict) -> None:
-    """torch.save to a temporary file, then rename: a kill never leaves half a checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".part")
-    os.close(handle)
+    """torch.save through ``write_atomic``: a kill never leaves half a checkpoint."""
+    write_atomic(path, lambda out: torch.save(payload, out))
+
+
+def _load_checkpoint(path: Path) -> dict:
+    """A checkpoint of plain containers and tensors; nothing in it can run code."""
     try:
-        torch.save(payload, temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # any unreadable file: one line, never the unpickler's advice
+        raise LmbenchError(f"{path}: not a checkpoint that loads without running code "
+                           f"({type(error).__name__}); delete it to train from scratch") from None
+    if not isinstance(saved, dict) or not _CHECKPOINT_KEYS <= set(saved):
+        raise LmbenchError(f"{path}: not an lmbench training checkpoint (missing keys); delete "
+                           "it to train from scratch")
+    return saved
 
 
-def train(model, train_ids: np.ndarray, valid_ids: np.ndarray | None, config: TrainConfig,
+# ----------------------------------------------------------------------------------- training
+
+
+def train(model: Trainable, batches: BatchSource, objective: Objective, config: TrainConfig, *,
+          init: Mapping[str, torch.Tensor] | None = None, valid_ids: np.ndarray | None = None,
           budget: Budget | None = None, checkpoint_dir: str | Path | None = None) -> TrainLog:
-    """Train ``model.net`` in place (see the module docstring); returns the log."""
-    net = model.net
-    sequential = model.capabilities.carries_state
-    batches = _Batches(train_ids, config, sequential)
+    """Train ``model.network()`` in place (see the module docstring).
+
+    Args:
+        model: a fitted-network ``Trainable`` (also a ``LanguageModel``: validation scores it).
+        batches: ``step -> batch`` (``lmbench.training.batching``), a pure function of the step.
+        objective: ``(model, network, batch, state) -> LossOutput``
+            (``lmbench.training.objectives``).
+        config: the optimiser, schedule, budget, evaluation and checkpoint settings.
+        init: weights to start from (a warm start); the run is then also evaluated at step 0.
+        valid_ids: (N,) ids of the valid split for evaluation and best-weights selection.
+        budget: overrides ``config``'s limits.
+        checkpoint_dir: where ``checkpoint.pt`` is written and resumed from.
+
+    Returns:
+        The log (steps, tokens, seconds, the curve, the best validation loss).
+    """
+    if not isinstance(model, Trainable):
+        raise LmbenchError(f"the trainer needs a Trainable model; {type(model).__name__} is not")
+    net = model.network()
+    device = next(net.parameters()).device
+    if init is not None:
+        net.load_state_dict(init)
     limits = _limits(config, budget)
     optimizer = _optimizer(net, config)
     step_fn = torch.compile(net) if config.compile else net
     log, state, best_weights, since_best = TrainLog(), None, None, 0
     checkpoint = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir else None
-    digest = _config_digest(model, config)
+    digest, data_digest = _config_digest(model, config, objective, init), batches.fingerprint()
     torch.manual_seed(config.seed)  # dropout draws
     if checkpoint is not None and checkpoint.is_file():
-        saved = torch.load(checkpoint, weights_only=False)
+        saved = _load_checkpoint(checkpoint)
         if saved["digest"] != digest:
             raise LmbenchError(f"{checkpoint}: checkpoint of a different configuration; delete it "
                                "or write this run elsewhere")
+        if saved["data_digest"] != data_digest:
+            raise LmbenchError(f"{checkpoint}: checkpoint of other training data (the tokenized "
+                               "train split differs); delete it or write this run elsewhere")
         net.load_state_dict(saved["net"])
         optimizer.load_state_dict(saved["optimizer"])
         torch.set_rng_state(saved["rng"])
-        log, state, best_weights = TrainLog(**saved["log"]), saved["state"], saved["best"]
-        since_best = saved["since_best"]
+        if device.type == "cuda" and "cuda_rng" in saved:
+            torch.cuda.set_rng_state(saved["cuda_rng"], device)
+        log, best_weights = TrainLog(**saved["log"]), saved["best"]
+        state, since_best = _state_from_payload(saved["state"], device), saved["since_best"]
     valid_ids = None if valid_ids is None else np.asarray(valid_ids)[: config.eval_tokens]
+    can_validate = valid_ids is not None and len(valid_ids) > 1
     eval_config = EvalConfig(progress=False, n_bootstrap=1)
-    bar = _bar(config, limits)
+    progress = _Progress(config, limits)
+    if init is not None and not log.curve and can_validate:
+        # a warm start is evaluated before any step: where fine-tuning starts from
+        point = {"step": 0, "tokens": 0, "seconds": 0.0, "train_loss": None,
+                 "valid_loss": float(score_stream(model, valid_ids, eval_config).mean())}
+        log.best_valid_nats, log.best_step = point["valid_loss"], 0
+        best_weights = copy.deepcopy(net.state_dict())
+        log.curve.append(point)
+        progress.point(point, log)
     started = time.perf_counter() - log.seconds
-    running_loss, running_n = 0.0, 0
+    running_loss, running_n, running_metrics = 0.0, 0, {}
     while True:
         fraction, binding = _progress(limits, log.steps, log.tokens, log.seconds)
         if fraction >= 1.0 or log.stopped_by == "patience":
             log.stopped_by = log.stopped_by or binding
             break
         net.train()
-        inputs, targets, epoch_start = batches(log.steps)
-        if epoch_start:
+        batch = batches(log.steps).to(device)
+        if batch.resets_state:
             state = None
         lr = learning_rate(config, log.steps, fraction)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
-            loss, state = model.training_loss(step_fn, inputs, targets, state)
+        with autocast(device, config.bf16):
+            output = objective(model, step_fn, batch, state)
+        loss, state = output.loss, output.state
         if not torch.isfinite(loss):
             raise LmbenchError(f"training diverged: the loss is {loss.item()} at step {log.steps}; "
                                "lower train.learning_rate or enable train.grad_clip")
@@ -223,15 +298,21 @@ def train(model, train_ids: np.ndarray, valid_ids: np.ndarray | None, config: Tr
         optimizer.step()
         state = tree_map(lambda t: t.detach() if isinstance(t, torch.Tensor) else t, state)
         log.steps += 1
-        log.tokens += inputs.numel()
+        log.tokens += batch.n_tokens
         log.seconds = time.perf_counter() - started
         running_loss, running_n = running_loss + loss.item(), running_n + 1
-        last = _progress(limits, log.steps, log.tokens, log.seconds)[0] >= 1.0
+        for name, value in output.metrics.items():
+            running_metrics[name] = running_metrics.get(name, 0.0) + float(value)
+        fraction, binding = _progress(limits, log.steps, log.tokens, log.seconds)
+        last = fraction >= 1.0
+        progress.step(log, binding)
         if log.steps % config.eval_every == 0 or last:
             point = {"step": log.steps, "tokens": log.tokens, "seconds": round(log.seconds, 3),
                      "train_loss": running_loss / running_n, "valid_loss": None}
-            running_loss, running_n = 0.0, 0
-            if valid_ids is not None and len(valid_ids) > 1:
+            if running_metrics:
+                point["metrics"] = {k: v / running_n for k, v in running_metrics.items()}
+            running_loss, running_n, running_metrics = 0.0, 0, {}
+            if can_validate:
                 eval_started = time.perf_counter()
                 point["valid_loss"] = float(score_stream(model, valid_ids, eval_config).mean())
                 started += time.perf_counter() - eval_started  # the budget counts training only
@@ -243,34 +324,62 @@ def train(model, train_ids: np.ndarray, valid_ids: np.ndarray | None, config: Tr
                     if config.patience is not None and since_best >= config.patience:
                         log.stopped_by = "patience"
             log.curve.append(point)
-            _show(bar, point, log)
-        if bar is not None:
-            bar.update(1)
+            progress.point(point, log)
         if checkpoint is not None and (log.steps % config.checkpoint_every == 0 or last):
-            _save_checkpoint(checkpoint, {
-                "digest": digest, "net": net.state_dict(), "optimizer": optimizer.state_dict(),
-                "rng": torch.get_rng_state(), "log": log.to_dict(), "state": state,
-                "best": best_weights, "since_best": since_best})
-    if bar is not None:
-        bar.close()
+            payload = {"digest": digest, "data_digest": data_digest, "net": net.state_dict(),
+                       "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(),
+                       "log": log.to_dict(), "state": _state_payload(state),
+                       "best": best_weights, "since_best": since_best}
+            if device.type == "cuda":
+                payload["cuda_rng"] = torch.cuda.get_rng_state(device)
+            _save_checkpoint(checkpoint, payload)
+    progress.close()
     if best_weights is not None:
         net.load_state_dict(best_weights)
     return log
 
 
-def _bar(config: TrainConfig, limits):
-    if not config.progress:
-        return None
-    from tqdm.auto import tqdm
+# ----------------------------------------------------------------------------------- progress
 
-    return tqdm(total=limits["max_steps"], desc="training", unit="step", leave=False,
-                disable=None)
+_UNITS = {"max_steps": ("step", False), "max_tokens": ("tok", True), "max_seconds": ("s", False)}
 
 
-def _show(bar, point, log: TrainLog) -> None:
-    if bar is None:
-        return
-    valid = point["valid_loss"]
-    bar.set_postfix(loss=f"{point['train_loss']:.3f}",
-                    valid="-" if valid is None else f"{valid:.3f}",
-                    tok_s=f"{log.tokens / max(log.seconds, 1e-9):,.0f}")
+class _Progress:
+    """On a terminal, a tqdm bar counting the binding budget (steps, tokens or seconds, so its
+    total and ETA are the limit that will stop training); elsewhere one line on stderr at each
+    evaluation; nothing with ``progress = false``."""
+
+    def __init__(self, config: TrainConfig, limits: dict[str, float | None]) -> None:
+        self.limits, self.binding, self.bar = limits, None, None
+        self.enabled = config.progress
+        self.terminal = config.progress and sys.stderr.isatty()
+        if self.terminal:
+            self.bar = tqdm(total=limits["max_steps"], desc="training", unit="step", leave=False)
+
+    def step(self, log: TrainLog, binding: str) -> None:
+        if self.bar is None:
+            return
+        spent = {"max_steps": log.steps, "max_tokens": log.tokens,
+                 "max_seconds": round(log.seconds, 1)}[binding]
+        if binding != self.binding:  # another limit binds now: count in its units
+            self.binding = binding
+            unit, scale = _UNITS[binding]
+            self.bar.unit, self.bar.unit_scale = unit, scale
+            self.bar.reset(total=self.limits[binding])
+        self.bar.update(spent - self.bar.n)
+
+    def point(self, point: dict, log: TrainLog) -> None:
+        if not self.enabled:
+            return
+        valid = "-" if point["valid_loss"] is None else f"{point['valid_loss']:.4f}"
+        train_loss = "-" if point["train_loss"] is None else f"{point['train_loss']:.4f}"
+        tokens_per_s = log.tokens / max(log.seconds, 1e-9)
+        if self.bar is not None:
+            self.bar.set_postfix(loss=train_loss, valid=valid, tok_s=f"{tokens_per_s:,.0f}")
+            return
+        print(f"training: step {log.steps:,} tokens {log.tokens:,} loss {train_loss} "
+              f"valid {valid} tok/s {tokens_per_s:,.0f}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

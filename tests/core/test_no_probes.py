@@ -40,11 +40,6 @@ MODEL_LIKE_ATTRIBUTES = {"tokenizer", "inner", "model"}
 SHARED_MODEL_MODULES = {"lmbench.models", "lmbench.models.catalog", "lmbench.models.layers"}
 # The trainer is being rewritten elsewhere (onto ``Trainable.network()`` and the declared
 # abilities); these are its probes until then. Remove each entry when that work lands.
-PENDING_IN_THE_TRAINER_REWRITE = {
-    ("training/distill.py", "getattr(student.tokenizer, 'fitted_', False)"),
-    ("training/distill.py", "hasattr(student, 'training_loss')"),
-    ("training/trainer.py", "model.net"),
-}
 ALLOWED_NOT_IMPLEMENTED = {  # (module, function): why
     ("evaluation/resources.py", "_address"): "torch: quantized tensors have no untyped storage",
     ("evaluation/resources.py", "_storage_bytes"): "torch: as above",
@@ -125,8 +120,7 @@ def test_no_module_outside_the_models_probes_for_an_ability():
     for path in _generic_modules():
         relative = path.relative_to(PACKAGE).as_posix()
         found += [f"{relative}:{line}: {code}"
-                  for line, code in probes_in(path.read_text(encoding="utf-8"), relative)
-                  if (relative, code) not in PENDING_IN_THE_TRAINER_REWRITE]
+                  for line, code in probes_in(path.read_text(encoding="utf-8"), relative)]
     assert not found, "probes outside lmbench/models (use lmbench.core.interface's abilities):\n" \
         + "\n".join(found)
 
