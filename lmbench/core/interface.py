@@ -28,6 +28,17 @@ Three methods carry the maths (B = batch, T = time, V = vocabulary):
 
 The ``Capabilities`` tell the evaluator how to window a long stream without asking which
 family it holds; see ``lmbench.evaluation.scoring.plan_windows``.
+
+Devices. A model computes on one ``device`` (a ``torch.device``: the CPU unless ``to(device)``
+moved it; names as in ``lmbench.core.device``). Ids, targets and the ``rows`` of
+``select_state`` may come on any device: the model moves them to its own. What a model returns
+(log-probabilities, logits, ``embed`` features, the state) lives on ``model.device``; generic
+code that needs host numbers calls ``.cpu()`` itself (the evaluator, once per batch; sampling
+draws on the CPU, so a seed gives the same draw on any device). Count-based families and the
+combinators compute on the CPU: their ``to`` checks the name and leaves ``device`` at ``cpu``,
+so one run file with ``device = "cuda"`` moves only the families that can use it. ``load``
+always returns a model on the CPU (a saved model loads anywhere); the caller moves it, and
+``to`` before ``fit`` chooses where training runs.
 """
 
 from __future__ import annotations
@@ -40,6 +51,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lmbench.core.device import resolve_device
 from lmbench.core.tokenizers import Tokenizer
 
 State = Any  # opaque per-family incremental state; None means "start of a stream"
@@ -110,6 +122,20 @@ class LanguageModel(ABC):
         """What iterative training did (steps, tokens, seconds, the curve); None if nothing."""
         return None
 
+    @property
+    def device(self) -> torch.device:
+        """Where the model computes and where its outputs and state live (module docstring)."""
+        return torch.device("cpu")
+
+    def to(self, device: str | torch.device) -> LanguageModel:
+        """Compute on ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``)
+        from now on, where the family can; before ``fit``, train there. Returns ``self``.
+
+        The default is a CPU-native model's: it checks the name (an unknown or absent device
+        raises ``LmbenchError``) and keeps computing on the CPU."""
+        resolve_device(device)
+        return self
+
     def select_state(self, state: State, rows: torch.Tensor) -> State:
         """The state of the batch rows ``rows`` of ``state``, as a state of ``len(rows)`` rows.
 
@@ -130,7 +156,7 @@ class LanguageModel(ABC):
         """The (V,) next-token log-distribution after ``context_ids`` (boundary prepended)."""
         ids = torch.tensor([[self.tokenizer.boundary_id, *context_ids]], dtype=torch.long)
         scores, _ = self.logits(ids)
-        return torch.log_softmax(scores[0, -1].double(), dim=-1).numpy()
+        return torch.log_softmax(scores[0, -1].double(), dim=-1).cpu().numpy()
 
 
 # Optional abilities ---------------------------------------------------------------------------

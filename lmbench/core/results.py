@@ -100,6 +100,9 @@ class RunResult:
     # a generation benchmark's results arrive later as a sidecar, merged on reading
     # (lmbench.storage.store; the schema is lmbench.evaluation.generation_results')
     generation: dict[str, Any] | None = None
+    # where the model trained and was scored: "cpu", "cuda:0 (NVIDIA H200)"
+    # (lmbench.core.device.describe_device); None in records written before it existed
+    device: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -6,6 +6,9 @@ leaves a half-written record. The runner knows nothing about families: it builds
 evaluates through the common interface. ``record_run`` does the same for a model built
 elsewhere (a user's model, a ``FunctionLM``, a Hugging Face checkpoint), so it joins the
 leaderboard.
+
+Each model is moved to the run's ``device`` before it is fitted (families that cannot use it stay
+on the CPU), and its record says where it ran (``RunResult.device``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lmbench.core.device import describe_device, resolve_device
 from lmbench.core.interface import LanguageModel
 from lmbench.core.names import new_run_id
 from lmbench.core.results import RunResult, environment
@@ -59,7 +63,7 @@ def make_record(model: LanguageModel, corpus: Corpus, metrics: dict, *, label: s
         seed=seed, n_params=int(model.n_params()), fit_s=float(fit_s), metrics=metrics,
         env=env or environment(), train_log=model.training_log(),
         tokenizer=tokenizer_fingerprint(model.tokenizer), throughput=throughput,
-        generation=generation,
+        generation=generation, device=describe_device(model.device),
     )
 
 
@@ -98,6 +102,7 @@ def run(config: RunConfig, out_dir: str | Path, save_models: bool = False, log=p
         ) -> list[RunResult]:
     """Fit and evaluate each model of ``config``; returns the records written under ``out_dir``."""
     out_dir = Path(out_dir)
+    device = resolve_device(config.device)  # an absent GPU fails before anything trains
     corpus = load_corpus(config.corpus, config.data_dir)
     for split in config.splits:
         corpus.split(split)  # fail before any training if a split is missing
@@ -106,8 +111,9 @@ def run(config: RunConfig, out_dir: str | Path, save_models: bool = False, log=p
     results = []
     for spec in config.models:
         seed_everything(config.seed)
-        model = build_model(spec.family, **spec.options)
-        log(f"[{spec.label}] fitting on {corpus.name} train ...")
+        model = build_model(spec.family, **spec.options).to(device)
+        log(f"[{spec.label}] fitting on {corpus.name} train ({describe_device(model.device)}) "
+            "...")
         started = time.perf_counter()
         model.fit(corpus, checkpoint_dir=out_dir / "checkpoints" / f"{corpus.name}-{spec.label}")
         fit_s = time.perf_counter() - started
