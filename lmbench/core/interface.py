@@ -34,9 +34,10 @@ moved it; names as in ``lmbench.core.device``). Ids, targets and the ``rows`` of
 ``select_state`` may come on any device: the model moves them to its own. What a model returns
 (log-probabilities, logits, ``embed`` features, the state) lives on ``model.device``; generic
 code that needs host numbers calls ``.cpu()`` itself (the evaluator, once per batch; sampling
-draws on the CPU, so a seed gives the same draw on any device). Count-based families and the
-combinators compute on the CPU: their ``to`` checks the name and leaves ``device`` at ``cpu``,
-so one run file with ``device = "cuda"`` moves only the families that can use it. ``load``
+draws on the CPU, so a seed gives the same draw on any device). Count-based families,
+``FunctionLM`` and the combinators compute on the CPU: ``to`` checks the name and leaves
+``device`` at ``cpu`` (a combinator's moves its components), so one run file with
+``device = "cuda"`` moves only the families that can use it. ``load``
 always returns a model on the CPU (a saved model loads anywhere); the caller moves it, and
 ``to`` before ``fit`` chooses where training runs.
 """

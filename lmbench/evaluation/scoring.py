@@ -116,6 +116,7 @@ def score_stream(model: LanguageModel, ids: np.ndarray, config: EvalConfig = Eva
 def evaluate(model: LanguageModel, corpus: Corpus | str, split: str = "test",
              config: EvalConfig = EvalConfig(), data_dir=None) -> EvalResult:
     """Score ``split`` of ``corpus`` with ``model``; see the module docstring for the maths.
+    Scoring runs where the model computes (``model.to("cuda")`` first to score on a GPU).
 
     Example::
 

@@ -16,6 +16,7 @@ import torch
 import lmbench
 from lmbench.combinators.interpolation import InterpolatedLM
 from lmbench.core.errors import LmbenchError
+from lmbench.inference.quantize import QuantConfig, quantize
 
 TRAIN = {"max_steps": 2, "batch_size": 2, "seq_len": 16, "warmup_steps": 1, "progress": False,
          "bf16": False}
@@ -119,3 +120,25 @@ def test_a_mixture_moves_the_components_fit_builds(tiny_corpus):
                                      {"family": "lstm", **lstm_options}])
     mixture.to("cpu").fit(tiny_corpus)
     assert [m.device for m in mixture.components_] == [torch.device("cpu")] * 2
+
+
+def test_quantized_models_report_their_device_and_int8_needs_the_cpu(tiny_corpus):
+    model = _fitted(*AUDITED["gpt"], tiny_corpus)
+    assert quantize(model, QuantConfig("bf16")).device == torch.device("cpu")
+    with pytest.raises(LmbenchError, match="int8-dynamic quantization runs on the CPU"):
+        quantize(model.to(META), QuantConfig("int8-dynamic"))
+
+
+def test_a_huggingface_model_reports_and_moves_its_networks_device():
+    transformers = pytest.importorskip("transformers")
+    from lmbench.adapters.huggingface import HuggingFaceLM
+
+    config = transformers.GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=257,
+                                     n_positions=16, bos_token_id=256, eos_token_id=256)
+    tokenizer = lmbench.build_model("ngram", tokenizer="byte").tokenizer
+    model = HuggingFaceLM(transformers.GPT2LMHeadModel(config), tokenizer, name="tiny")
+    assert model.device == torch.device("cpu")
+    logits, _ = model.logits(torch.tensor([[256, 116, 104]]))
+    assert logits.device == torch.device("cpu") and logits.shape == (1, 3, 257)
+    assert model.to(META) is model and model.device == META
+    assert {p.device for p in model.model.parameters()} == {META}
