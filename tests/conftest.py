@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from text_factory import _tiny_text
 
 import lmbench
@@ -15,6 +16,16 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 TINY_TEXT = _tiny_text(300, seed=0)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests marked ``gpu`` need CUDA: skipped where torch sees no GPU."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (torch.cuda.is_available() is false)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

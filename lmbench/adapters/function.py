@@ -16,6 +16,9 @@ The incremental ``state`` is the context seen so far (the last ``max_context`` i
 interface's chunking rule holds: ``logits(x[:, :k])`` then ``logits(x[:, k:], state)`` equals
 ``logits(x)`` for contexts within ``max_context``. Each call recomputes over that context:
 correct for any function, at O(T²) cost when generating token by token.
+
+The model works on its ``device``, the CPU (``HuggingFaceLM``: its network's): ids from any
+device reach the function there, and what the function returns is brought there.
 """
 
 from __future__ import annotations
@@ -81,7 +84,7 @@ class FunctionLM(LanguageModel, SelectsStateRows):
         return self
 
     def logits(self, input_ids, state: State = None) -> tuple[torch.Tensor, State]:
-        new = torch.as_tensor(input_ids, dtype=torch.long)  # (B, T)
+        new = torch.as_tensor(input_ids, dtype=torch.long, device=self.device)  # (B, T)
         context = new if state is None else torch.cat([state, new], dim=1)
         kept = self._context_limit()
         if kept is not None and context.shape[1] > kept + new.shape[1]:
@@ -91,11 +94,13 @@ class FunctionLM(LanguageModel, SelectsStateRows):
 
     def select_state(self, state: State, rows: torch.Tensor) -> State:
         """Rows of the (B, S) context ids."""
-        return None if state is None else state.index_select(0, rows)
+        if state is None:
+            return None
+        return state.index_select(0, torch.as_tensor(rows, device=state.device))
 
     def token_logprobs(self, input_ids, target_ids, state: State = None):
         logits, state = self.logits(input_ids, state)  # (B, T, V)
-        targets = torch.as_tensor(target_ids, dtype=torch.long)
+        targets = torch.as_tensor(target_ids, dtype=torch.long, device=logits.device)
         logprobs = torch.log_softmax(logits.double(), dim=-1)
         picked = logprobs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, T)
         return torch.where(targets >= 0, picked, 0.0), state
@@ -115,7 +120,7 @@ class FunctionLM(LanguageModel, SelectsStateRows):
             raise LmbenchError(f"{self.name!r}: the function returned shape "
                                f"{tuple(out.shape)} for input {(B, T)}; expected (B, T, V) = "
                                f"{(B, T, V)} (V = the tokenizer's vocab_size)")
-        return out.float()
+        return out.float().to(self.device)
 
     def n_params(self) -> int:
         return self.n_params_

@@ -9,6 +9,8 @@ context (``lmbench.evaluation.scoring.plan_windows``); within one window the per
 exactly the model's own cross-entropy loss with ``labels = input_ids``. Right padding inside a
 batch is harmless: attention is causal and padded targets are ignored. The incremental state is
 the context ids (no KV cache is kept between calls): correct, at O(T²) when generating.
+The model computes on its network's device (``to("cuda")`` moves the network), and returns
+its logits there.
 
 The model's ids must be the tokenizer's ids:
 
@@ -36,6 +38,7 @@ import numpy as np
 import torch
 
 from lmbench.adapters.function import FunctionLM
+from lmbench.core.device import resolve_device
 from lmbench.core.errors import LmbenchError
 from lmbench.core.io import write_text_atomic
 from lmbench.core.tokenizers import Tokenizer, _printable, tokenizer_from_json, tokenizer_to_json
@@ -142,11 +145,19 @@ class HuggingFaceLM(FunctionLM):
             raise LmbenchError(f"tokenizer {tokenizer.name} has {tokenizer.vocab_size} ids but "
                                f"the model predicts only {self.output_size}")
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def to(self, device: str | torch.device) -> HuggingFaceLM:
+        """Move the ``transformers`` network to ``device``; returns self."""
+        self.model.to(resolve_device(device))
+        return self
+
     def _forward(self, ids: torch.Tensor) -> torch.Tensor:
-        device = next(self.model.parameters()).device
         with torch.inference_mode():
-            out = self.model(input_ids=ids.to(device), use_cache=False)
-        return out.logits.float().cpu()  # (B, T, V)
+            out = self.model(input_ids=ids.to(self.device), use_cache=False)
+        return out.logits.float()  # (B, T, V) on the network's device
 
     def save(self, path: str | Path) -> None:
         """``save_pretrained`` into the folder ``path``, with the tokenizer."""

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from lmbench.core.device import resolve_device
 from lmbench.core.errors import LmbenchError
 from lmbench.core.interface import Budget, LanguageModel
 from lmbench.data.corpora import load_corpus
@@ -49,9 +50,11 @@ def _models_to_bench(args) -> list[tuple[str, LanguageModel, Any, str | None, Pa
     target = Path(args.model)
     if target.suffix == ".toml":
         run = load_config(target)
+        device = resolve_device(args.device or run.device)
         corpus = load_corpus(args.corpus or run.corpus, args.data_dir or run.data_dir)
-        return [(spec.label, build_model(spec.family, **spec.options).fit(corpus, budget=budget),
-                 corpus, None, None) for spec in run.models]
+        return [(spec.label, build_model(spec.family, **spec.options).to(device).fit(
+                 corpus, budget=budget), corpus, None, None) for spec in run.models]
+    device = resolve_device(args.device or "auto")
     if target.is_file():
         record = target.parent / "result.json"  # a model saved in a run folder
         run_corpus = None
@@ -61,14 +64,16 @@ def _models_to_bench(args) -> list[tuple[str, LanguageModel, Any, str | None, Pa
         if name is None:
             raise LmbenchError("bench of a saved model needs --corpus (the text to measure on)")
         in_run = record.is_file()
-        return [(args.label or target.stem, load_model(target), load_corpus(name, args.data_dir),
+        return [(args.label or target.stem, load_model(target).to(device),
+                 load_corpus(name, args.data_dir),
                  target.parent.name if in_run else None, target.parent if in_run else None)]
     if args.model not in MODELS:
         MODELS.get(args.model)  # "unknown model ... did you mean"
     if not args.corpus:
         raise LmbenchError(f"bench of the {args.model!r} family needs --corpus to fit on")
     corpus = load_corpus(args.corpus, args.data_dir)
-    model = build_model(args.model, **_parse_options(args.option)).fit(corpus, budget=budget)
+    model = build_model(args.model, **_parse_options(args.option)).to(device).fit(
+        corpus, budget=budget)
     return [(args.label or args.model, model, corpus, None, None)]
 
 
@@ -96,7 +101,8 @@ def _summary(result: ThroughputResult) -> str:
         f"{result.peak_tensor_bytes / 2**20:,.2f} MiB, cache {result.cache_bytes / 2**10:,.1f} KiB",
         f"  peak      fp32 {result.matmul_peak_flops_per_s['fp32'] / 1e9:,.1f} GFLOP/s, bf16 "
         f"{result.matmul_peak_flops_per_s['bf16'] / 1e9:,.1f} GFLOP/s on "
-        f"{result.hardware['cpu']} ({result.hardware['threads']} threads)",
+        f"{result.device or 'cpu'}, {result.hardware['cpu']} ({result.hardware['threads']} "
+        "threads)",
     ])
 
 
@@ -141,4 +147,6 @@ def add_commands(subparsers) -> None:
                        "that sits in one, else runs)")
     bench.add_argument("--data-dir", help="data root (default: $LMBENCH_DATA_DIR)")
     bench.add_argument("--json", action="store_true", help="print the whole record as JSON")
+    bench.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: a run file's "
+                       "device, else auto)")
     bench.set_defaults(handler=_bench)

@@ -44,6 +44,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                      help="best-of-N ranking: mean or total log-probability under the model")
     gen.add_argument("--seed", type=int, default=0, help="same seed, same text")
     gen.add_argument("--echo", action="store_true", help="print the prompt before the text")
+    gen.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     gen.set_defaults(handler=generate_command)
 
 
@@ -103,7 +104,7 @@ def generate_command(args: argparse.Namespace) -> None:
     _check(args)
     config = _sampling_config(args)  # validates the values (one-line LmbenchError)
     text = _read_prompt(Path(args.prompt_file)) if args.prompt_file else (args.prompt or "")
-    model = load_model(args.model)
+    model = load_model(args.model).to(args.device)
     prompt = _prompt_ids(model, text)
     if args.beam is not None:
         ids = beam_search(model, prompt, args.max_new_tokens, args.beam, args.length_penalty,

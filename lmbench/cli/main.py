@@ -22,6 +22,8 @@ def _run(args: argparse.Namespace) -> None:
     config = load_config(args.config)
     if args.data_dir:
         config = dataclasses.replace(config, data_dir=args.data_dir)
+    if args.device:
+        config = dataclasses.replace(config, device=args.device)
     records = run(config, args.out, save_models=args.save_models,
                   log=lambda line: print(line, file=sys.stderr))
     split = "test" if "test" in config.splits else config.splits[-1]
@@ -34,7 +36,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     from lmbench.evaluation.scoring import evaluate
     from lmbench.models import load_model
 
-    model = load_model(args.model)
+    model = load_model(args.model).to(args.device)
     result = evaluate(model, args.corpus, args.split, data_dir=args.data_dir)
     if args.json:
         print(json.dumps({k: v for k, v in result.to_dict().items() if k != "block_nll_nats"},
@@ -83,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default="runs", help="folder for <run-id>/result.json records")
     run.add_argument("--data-dir", help="data root (default: $LMBENCH_DATA_DIR)")
     run.add_argument("--save-models", action="store_true", help="also write <run-id>/model.npz")
+    run.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: the run file's "
+                     "device, else auto)")
     run.set_defaults(handler=_run)
 
     ev = commands.add_parser("evaluate", help="score a saved model (.npz or .arpa) on a corpus")
@@ -91,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="test")
     ev.add_argument("--data-dir")
     ev.add_argument("--json", action="store_true", help="print the full result as JSON")
+    ev.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     ev.set_defaults(handler=_evaluate)
 
     from lmbench.cli.reports import add_commands as add_report_commands

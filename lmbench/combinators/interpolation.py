@@ -21,6 +21,10 @@ the components' states, each continued by its own family, so the mixture carries
 window to window (``carries_state``) and the evaluator scores each token exactly once.
 ``n_params`` is the sum over components. Every component selects rows of its state
 (``SelectsStateRows``), so the mixture does too and beam search batches its beams.
+
+Devices: each component computes on its own device and the mixture brings their outputs to the
+CPU, where it mixes (its ``device`` is the CPU). ``to(device)`` moves the components, and those
+``fit`` builds or loads later, so a KN-5 + LSTM mixture trains its LSTM on the GPU.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lmbench.core.device import resolve_device
 from lmbench.core.errors import LmbenchError
 from lmbench.core.interface import Budget, Capabilities, LanguageModel, SelectsStateRows
 from lmbench.core.io import read_npz, write_npz_atomic
@@ -104,6 +109,7 @@ class InterpolatedLM(LanguageModel, SelectsStateRows):
         self.components_: list[LanguageModel] | None = None
         self.weights_: np.ndarray | None = (np.array(self.config_.weights)
                                             if self.config_.weights else None)
+        self.component_device_: torch.device | None = None  # None: leave components where built
 
     @classmethod
     def of(cls, models: list[LanguageModel], weights: list[float] | None = None
@@ -143,6 +149,17 @@ class InterpolatedLM(LanguageModel, SelectsStateRows):
                             max_context=None, max_window=min(windows) if windows else None,
                             carries_state=True)
 
+    def to(self, device: str | torch.device) -> InterpolatedLM:
+        """Move every component to ``device`` (each family where it can; module docstring),
+        and the ones ``fit`` builds or loads later; the mixing stays on the CPU."""
+        self.component_device_ = resolve_device(device)
+        for model in self.components_ or ():
+            model.to(self.component_device_)
+        return self
+
+    def _placed(self, model: LanguageModel) -> LanguageModel:
+        return model if self.component_device_ is None else model.to(self.component_device_)
+
     def _components(self) -> list[LanguageModel]:
         if self.components_ is None:
             raise LmbenchError("the interpolation is not fitted; call fit(corpus) first")
@@ -156,10 +173,10 @@ class InterpolatedLM(LanguageModel, SelectsStateRows):
                 if isinstance(component, dict):
                     options = {key: v for key, v in component.items() if key != "family"}
                     sub_dir = None if checkpoint_dir is None else Path(checkpoint_dir) / str(k)
-                    models.append(build_model(component["family"], **options).fit(
+                    models.append(self._placed(build_model(component["family"], **options)).fit(
                         corpus, valid=valid, budget=budget, checkpoint_dir=sub_dir))
                 else:
-                    models.append(load_model(component))
+                    models.append(self._placed(load_model(component)))
             self._set_components(models)
         if self.weights_ is None:
             if "valid" not in corpus.splits:
@@ -190,14 +207,14 @@ class InterpolatedLM(LanguageModel, SelectsStateRows):
         for model, part_state, lw in zip(models, state or (None,) * len(models), log_w,
                                          strict=True):
             logprob, new_state = call(model, part_state)
-            parts.append(logprob.double() + float(lw))
+            parts.append(logprob.double().cpu() + float(lw))  # mixed on the CPU
             new_states.append(new_state)
         return torch.logsumexp(torch.stack(parts), dim=0), tuple(new_states)
 
     def token_logprobs(self, input_ids, target_ids, state=None):
         mixed, states = self._mix(  # (B, T)
             lambda model, s: model.token_logprobs(input_ids, target_ids, s), state)
-        return torch.where(torch.as_tensor(target_ids) >= 0, mixed, 0.0), states
+        return torch.where(torch.as_tensor(target_ids).cpu() >= 0, mixed, 0.0), states
 
     def logits(self, input_ids, state=None):
         def log_probs(model, s):

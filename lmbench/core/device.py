@@ -6,6 +6,10 @@ bf16 autocast (Kalamkar et al. 2019, "A Study of BFLOAT16 for Deep Learning Trai
 only where the hardware runs bf16 matrix products natively: CUDA devices that report bf16
 support, and CPUs with AMX or AVX-512 BF16; elsewhere it would emulate bf16 slowly, so
 ``autocast`` leaves fp32.
+
+``describe_device`` is the string a result records: ``"cpu"``, ``"cuda:0 (NVIDIA H200)"``,
+``"mps"``. A bare ``"cuda"`` resolves to the current GPU's index (``cuda:0``), so the device a
+model reports compares equal to the device its tensors report.
 """
 
 from __future__ import annotations
@@ -26,18 +30,28 @@ def _mps_available() -> bool:
     return bool(backend is not None and backend.is_available())
 
 
-def resolve_device(name: str | torch.device = "auto") -> torch.device:
-    """The ``torch.device`` for ``name``; an unknown name or an absent device is an error."""
-    if isinstance(name, torch.device):
-        return name
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("mps") if _mps_available() else torch.device("cpu")
+def check_device_name(name: str) -> None:
+    """Raise unless ``name`` is a device name (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``),
+    without asking whether this machine has that device (a run file is checked anywhere)."""
+    if not isinstance(name, str):
+        raise LmbenchError(f"device must be a string such as 'auto', 'cpu' or 'cuda', got "
+                           f"{name!r}")
     kind, _, index = name.partition(":")
     if kind not in DEVICE_NAMES or (index and (kind != "cuda" or not index.isdigit())):
         raise LmbenchError(f"device must be one of {', '.join(DEVICE_NAMES)} or cuda:N, "
                            f"got {name!r}")
+
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """The ``torch.device`` for ``name``; an unknown name or an absent device is an error."""
+    if isinstance(name, torch.device):
+        return resolve_device("cuda") if name.type == "cuda" and name.index is None else name
+    check_device_name(name)
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("mps") if _mps_available() else torch.device("cpu")
+    kind, _, index = name.partition(":")
     if kind == "cuda":
         if not torch.cuda.is_available():
             raise LmbenchError(f"device {name!r}: torch sees no CUDA GPU here (use 'cpu' or "
@@ -45,12 +59,23 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
         if index and int(index) >= torch.cuda.device_count():
             raise LmbenchError(f"device {name!r}: only {torch.cuda.device_count()} CUDA "
                                "device(s)")
+        if not index:
+            return torch.device("cuda", torch.cuda.current_device())
     if kind == "mps" and not _mps_available():
         raise LmbenchError("device 'mps': this torch build has no MPS backend here")
     return torch.device(name)
 
 
-@functools.lru_cache(maxsize=None)
+def describe_device(device: torch.device | str) -> str:
+    """What a result records: ``"cpu"``, ``"cuda:0 (NVIDIA H200)"``, ``"mps"``."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return str(device)
+
+
+@functools.cache
 def _cpu_has_native_bf16() -> bool:
     try:
         flags = Path("/proc/cpuinfo").read_text()
@@ -79,3 +104,17 @@ def synchronize(device: torch.device) -> None:
     """Wait for queued kernels (timing on CUDA needs it; a no-op elsewhere)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start counting ``peak_memory_bytes`` afresh (CUDA only; a no-op elsewhere)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_bytes(device: torch.device) -> int | None:
+    """The most tensor bytes allocated on ``device`` since ``reset_peak_memory``
+    (``torch.cuda.max_memory_allocated``); None where torch does not count them (the CPU)."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    return None

@@ -28,6 +28,18 @@ family it holds; see ``lmbench.evaluation.scoring.plan_windows``.
 Optional abilities are classes a family inherits (end of this module): ``Trainable`` (one torch
 network), ``SelectsStateRows`` (batched beam search), ``Embeds``, ``CountsFlops`` and
 ``RollsBackState`` (speculative decoding). Generic code asks ``isinstance(model, Embeds)``.
+
+Devices. A model computes on one ``device`` (a ``torch.device``: the CPU unless ``to(device)``
+moved it; names as in ``lmbench.core.device``). Ids, targets and the ``rows`` of
+``select_state`` may come on any device: the model moves them to its own. What a model returns
+(log-probabilities, logits, ``embed`` features, the state) lives on ``model.device``; generic
+code that needs host numbers calls ``.cpu()`` itself (the evaluator, once per batch; sampling
+draws on the CPU, so a seed gives the same draw on any device). Count-based families,
+``FunctionLM`` and the combinators compute on the CPU: ``to`` checks the name and leaves
+``device`` at ``cpu`` (a combinator's moves its components), so one run file with
+``device = "cuda"`` moves only the families that can use it. ``load``
+always returns a model on the CPU (a saved model loads anywhere); the caller moves it, and
+``to`` before ``fit`` chooses where training runs.
 """
 
 from __future__ import annotations
@@ -40,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from lmbench.core.device import resolve_device
 from lmbench.core.tokenizers import Tokenizer
 
 if TYPE_CHECKING:  # the trainer imports this module
@@ -119,13 +132,27 @@ class LanguageModel(ABC):
         unless the class says otherwise (an adapter names the wrapped model freely)."""
         return self.name
 
+    @property
+    def device(self) -> torch.device:
+        """Where the model computes and where its outputs and state live (module docstring)."""
+        return torch.device("cpu")
+
+    def to(self, device: str | torch.device) -> LanguageModel:
+        """Compute on ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``)
+        from now on, where the family can; before ``fit``, train there. Returns ``self``.
+
+        The default is a CPU-native model's: it checks the name (an unknown or absent device
+        raises ``LmbenchError``) and keeps computing on the CPU."""
+        resolve_device(device)
+        return self
+
     # Free helpers built on the three methods -------------------------------------------------
 
     def next_token_logprobs(self, context_ids: list[int]) -> np.ndarray:
         """The (V,) next-token log-distribution after ``context_ids`` (boundary prepended)."""
         ids = torch.tensor([[self.tokenizer.boundary_id, *context_ids]], dtype=torch.long)
         scores, _ = self.logits(ids)
-        return torch.log_softmax(scores[0, -1].double(), dim=-1).numpy()
+        return torch.log_softmax(scores[0, -1].double(), dim=-1).cpu().numpy()
 
 
 # Optional abilities ---------------------------------------------------------------------------

@@ -543,6 +543,9 @@ class RunResult:
     # generation samples and metrics recorded with the run, and a generation benchmark's
     # generation.json merged in on reading
     generation: GenerationResult | None = None
+    # where the model trained and was scored: "cpu", "cuda:0 (NVIDIA H200)"
+    # (lmbench.core.device.describe_device); None in records written before it existed
+    device: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(replace(self, metrics={}, throughput=None, generation=None))

@@ -94,7 +94,7 @@ def embed_features(model: LanguageModel, sequences: Sequence[Sequence[int]],
         for start in range(0, len(members), batch_size):
             chunk = members[start : start + batch_size]
             vectors = model.embed(torch.tensor([rows[i] for i in chunk]))  # (b, D)
-            for i, vector in zip(chunk, vectors.double().numpy(), strict=True):
+            for i, vector in zip(chunk, vectors.double().cpu().numpy(), strict=True):
                 out[i] = vector
     return np.stack(out)
 

@@ -9,6 +9,9 @@ FLOPs per token, and memory (process RSS, weight bytes, live tensor bytes).
   (``Trainable``) models (each weight in one multiply-add); None for count-based models.
 - ``TensorMemoryTracker``: the peak of live tensor bytes inside a block on any device (on CUDA
   ``torch.cuda.max_memory_allocated`` says the same more cheaply).
+
+Timings on a GPU wait for the queued kernels (``lmbench.core.device.synchronize``) before the
+clock is read; the peak and ``hardware`` are those of the device the model computes on.
 """
 
 from __future__ import annotations
@@ -25,8 +28,11 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from lmbench.core.device import describe_device, synchronize
 from lmbench.core.interface import CountsFlops, LanguageModel, Trainable
 from lmbench.core.results import Spread, environment  # noqa: F401 (Spread: imported from here)
+
+CPU = torch.device("cpu")
 
 
 class TensorMemoryTracker(TorchDispatchMode):
@@ -130,25 +136,31 @@ def peak_rss_bytes() -> int:
 # ----------------------------------------------------------------------------------- hardware
 
 
-def matmul_peak_flops(dtype: torch.dtype, size: int = 1024, repeats: int = 3) -> float:
-    """FLOP/s of the fastest of ``repeats`` (size x size) @ (size x size) products, 2 size^3."""
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+def matmul_peak_flops(dtype: torch.dtype, size: int = 1024, repeats: int = 3,
+                      device: torch.device = CPU) -> float:
+    """FLOP/s of the fastest of ``repeats`` (size x size) @ (size x size) products, 2 size^3,
+    on ``device``."""
+    a, b = (torch.randn(size, size, dtype=dtype, device=device) for _ in range(2))
     a @ b  # warm-up
+    synchronize(device)
     best = float("inf")
     for _ in range(repeats):
         started = time.perf_counter()
         a @ b
+        synchronize(device)
         best = min(best, time.perf_counter() - started)
     return 2 * size**3 / best
 
 
-def hardware() -> dict[str, Any]:
+def hardware(device: torch.device = CPU) -> dict[str, Any]:
+    """The machine a measurement ran on; ``device`` is where the model computed."""
     env = environment()
-    cuda = torch.cuda.is_available()
-    backend = (f"cuda {torch.cuda.get_device_name()}" if cuda else
-               f"cpu {torch.backends.cpu.get_cpu_capability()}, "
-               f"mkldnn {'on' if torch.backends.mkldnn.is_available() else 'off'}")
-    return {"device": "cuda" if cuda else "cpu", "cpu": env["cpu"], "threads": env["threads"],
+    if device.type == "cuda":
+        backend = f"cuda {describe_device(device)}"
+    else:
+        backend = (f"cpu {torch.backends.cpu.get_cpu_capability()}, "
+                   f"mkldnn {'on' if torch.backends.mkldnn.is_available() else 'off'}")
+    return {"device": describe_device(device), "cpu": env["cpu"], "threads": env["threads"],
             "torch": env["torch"], "backend": backend}
 
 

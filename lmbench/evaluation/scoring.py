@@ -103,7 +103,7 @@ def score_stream(model: LanguageModel, ids: np.ndarray, config: EvalConfig = Eva
                 target_ids[row, scored] = ids[w.score_from : w.end]
             logprobs, new_state = model.token_logprobs(
                 torch.from_numpy(input_ids), torch.from_numpy(target_ids), state)
-            logprobs = logprobs.double().numpy()
+            logprobs = logprobs.double().cpu().numpy()  # from the model's device
             if capabilities.carries_state:
                 state = new_state
             for row, w in enumerate(batch):
@@ -116,6 +116,7 @@ def score_stream(model: LanguageModel, ids: np.ndarray, config: EvalConfig = Eva
 def evaluate(model: LanguageModel, corpus: Corpus | str, split: str = "test",
              config: EvalConfig = EvalConfig(), data_dir=None) -> EvalResult:
     """Score ``split`` of ``corpus`` with ``model``; see the module docstring for the maths.
+    Scoring runs where the model computes (``model.to("cuda")`` first to score on a GPU).
 
     Example::
 

@@ -12,6 +12,8 @@ minimum and maximum beside it (``Spread``):
 - training: tokens/s of the trainer for ``train_steps`` steps (its own clock, ``TrainLog.tokens
   / seconds``) on a new model of the same settings (``Trainable.with_train_config``); for a
   count-based model, train tokens / fit wall time of a copy.
+- on a GPU every timing waits for the queued kernels before reading the clock (``synchronize``);
+  the matmul peak is measured on the model's device.
 - memory: the process's peak RSS (``getrusage`` high-water mark, imports included); weight bytes
   (parameters or count tables, shared storage once); peak tensor bytes of one prefill + decode =
   weights + the largest live total of tensors allocated during it (CUDA: ``max_memory_allocated``;
@@ -43,6 +45,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lmbench.core.device import (
+    describe_device,
+    peak_memory_bytes,
+    reset_peak_memory,
+    synchronize,
+)
 from lmbench.core.errors import LmbenchError
 from lmbench.core.interface import Budget, LanguageModel, Trainable
 from lmbench.core.io import write_json_atomic
@@ -109,16 +117,20 @@ def _bench_ids(model: LanguageModel, data, split: str
 def _generate_greedy(model: LanguageModel, prompt: list[int], new_tokens: int):
     """Prefill then ``new_tokens - 1`` single-token steps; (prefill s, step latencies, state)."""
     ids = torch.tensor([[model.tokenizer.boundary_id, *prompt]], dtype=torch.long)
+    device = model.device
     with torch.inference_mode():
+        synchronize(device)
         started = time.perf_counter()
         logits, state = model.logits(ids)  # (1, T, V)
         token = logits[:, -1].argmax(-1, keepdim=True)  # (1, 1): the first token
+        synchronize(device)
         prefill_s = time.perf_counter() - started
         latencies = []
         for _ in range(new_tokens - 1):
             started = time.perf_counter()
             logits, state = model.logits(token, state)
             token = logits[:, -1].argmax(-1, keepdim=True)
+            synchronize(device)
             latencies.append(time.perf_counter() - started)
     return prefill_s, latencies, state
 
@@ -166,8 +178,9 @@ def measure_throughput(model: LanguageModel, corpus_or_ids, config: BenchConfig 
         result = measure_throughput(model, "tinyshakespeare", BenchConfig.quick())
         result.decode_tokens_per_s.median, result.utilization["score"]
     """
-    peak = {"fp32": matmul_peak_flops(torch.float32, config.peak_matmul_size),
-            "bf16": matmul_peak_flops(torch.bfloat16, config.peak_matmul_size)}
+    device = model.device
+    peak = {"fp32": matmul_peak_flops(torch.float32, config.peak_matmul_size, device=device),
+            "bf16": matmul_peak_flops(torch.bfloat16, config.peak_matmul_size, device=device)}
     ids, bytes_per_token, corpus = _bench_ids(model, corpus_or_ids, config.split)
     window = model.capabilities.max_window
     score_ids = ids[: config.score_tokens]
@@ -194,10 +207,10 @@ def measure_throughput(model: LanguageModel, corpus_or_ids, config: BenchConfig 
 
     # One untimed run for memory (following tensors slows every op down).
     weights = weight_bytes(model)
-    if isinstance(model, Trainable) and any(p.is_cuda for p in model.network().parameters()):
-        torch.cuda.reset_peak_memory_stats()
+    if device.type == "cuda":  # the weights live there too, so they are in the peak
+        reset_peak_memory(device)
         _, _, state = _generate_greedy(model, prompt, config.new_tokens)
-        peak_tensors, source = torch.cuda.max_memory_allocated(), "cuda.max_memory_allocated"
+        peak_tensors, source = peak_memory_bytes(device), "cuda.max_memory_allocated"
     else:
         with TensorMemoryTracker() as tracker:
             _, _, state = _generate_greedy(model, prompt, config.new_tokens)
@@ -247,7 +260,7 @@ def measure_throughput(model: LanguageModel, corpus_or_ids, config: BenchConfig 
         settings={**asdict(config), "prompt_tokens_used": len(prompt),
                   "score_tokens_used": len(score_ids),
                   "corpus": None if corpus is None else corpus.name},
-        hardware=hardware(), env=environment())
+        hardware=hardware(device), env=environment(), device=describe_device(device))
 
 
 def write_throughput(result: ThroughputResult, out_dir: str | Path) -> Path:

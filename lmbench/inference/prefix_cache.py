@@ -35,7 +35,7 @@ class PrefixCache:
 
     prefix_ids: tuple[int, ...]
     state: State  # never modified: each extend builds its own
-    next_logits: torch.Tensor  # (V,) scores of the token after the prefix
+    next_logits: torch.Tensor  # (V,) scores of the token after the prefix (model's device)
 
 
 def cache_prefix(model: LanguageModel, prefix_ids: Sequence[int]) -> PrefixCache:
@@ -61,12 +61,14 @@ def extend(model: LanguageModel, cache: PrefixCache, suffix_ids: Sequence[int]
 
 def suffix_logprobs(model: LanguageModel, cache: PrefixCache, suffix_ids: Sequence[int]
                     ) -> torch.Tensor:
-    """(T,) float64 ln p(suffix_ids[t] | boundary, prefix, suffix_ids[:t]): scoring candidate
-    continuations of one shared context (multiple choice) at the cost of the suffixes alone."""
+    """(T,) float64 ln p(suffix_ids[t] | boundary, prefix, suffix_ids[:t]), on the model's
+    device: scoring candidate continuations of one shared context (multiple choice) at the
+    cost of the suffixes alone."""
     first = torch.log_softmax(cache.next_logits.double(), dim=-1)[suffix_ids[0]].reshape(1)
     if len(suffix_ids) == 1:
         return first
     logits, _ = extend(model, cache, suffix_ids[:-1])  # (1, T-1, V)
     logprobs = torch.log_softmax(logits[0].double(), dim=-1)  # (T-1, V)
-    rest = logprobs.gather(-1, torch.tensor(suffix_ids[1:]).unsqueeze(-1)).squeeze(-1)
+    targets = torch.tensor(suffix_ids[1:], device=logprobs.device)  # (T-1,)
+    rest = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     return torch.cat((first, rest))

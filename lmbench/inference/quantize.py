@@ -97,6 +97,10 @@ class QuantizedLM(LanguageModel, Trainable):
         raise LmbenchError("a quantized model cannot be trained; train the fp32 model, then "
                            "quantize it")
 
+    @property
+    def device(self) -> torch.device:
+        return self.inner.device
+
     def logits(self, input_ids, state=None):
         return self.inner.logits(input_ids, state)
 
@@ -193,6 +197,9 @@ def quantize(model: LanguageModel, config: QuantConfig = QuantConfig()) -> Quant
     """
     if not isinstance(model, Trainable):
         raise LmbenchError(f"quantize needs a fitted neural model; {model.name!r} has no network")
+    if config.kind == "int8-dynamic" and model.device.type != "cpu":
+        raise LmbenchError(f"int8-dynamic quantization runs on the CPU; the {model.name} model is "
+                           f"on {model.device} (move it with .to('cpu') first, or use 'bf16')")
     n_params = model.n_params()
     inner = copy.deepcopy(model)  # the caller's model is never touched
     net = inner.network().eval()

@@ -29,6 +29,8 @@ new token with the state the model returned, so no family re-reads its prefix. W
 windowed model) at every step: slower, and the reference the cached path must equal. A
 ``torch.Generator`` seeded from ``seed`` makes the output a function of (model, prompt, sampler,
 seed) alone. Processors see the ids the model has read: boundary, prompt, then the new tokens.
+``next_logits`` brings the scores to the CPU, where ids, processors and generators live, so a
+model on any device samples the same way (and a seed draws alike on the CPU and a GPU).
 
 ``sample_batch`` continues B prompts of one length P together: one (B, 1 + P) call, then one
 (B, 1) call per step, with row b drawn by a generator of its own seeded from ``seeds[b]``
@@ -320,8 +322,8 @@ def as_sampler(sampler: Sampler | SamplingConfig | None) -> Sampler:
 
 def next_logits(model: LanguageModel, context: torch.Tensor, n_new: int, state: State,
                 use_cache: bool) -> tuple[torch.Tensor, State]:
-    """The (B, V) next-token scores after each row of ``context`` (B, T) and the state to
-    continue from.
+    """The (B, V) next-token scores after each row of ``context`` (B, T), on the CPU, and the
+    state to continue from (on the model's device).
 
     With the cache, only the last ``n_new`` ids are fed, continuing ``state``; without it, the
     whole context (its last ``max_window`` ids for a windowed model) from no state."""
@@ -330,7 +332,7 @@ def next_logits(model: LanguageModel, context: torch.Tensor, n_new: int, state: 
     if window is not None and (state is None or not use_cache):
         feed = feed[:, -window:]  # a prompt (or prefix) longer than one call accepts
     logits, new_state = model.logits(feed, state if use_cache else None)
-    return logits[:, -1], (new_state if use_cache else None)
+    return logits[:, -1].cpu(), (new_state if use_cache else None)
 
 
 def prompt_batch(model: LanguageModel, prompts: Sequence[Sequence[int]]) -> torch.Tensor:

@@ -75,7 +75,8 @@ class _Reader:
     def _call(self, ids: list[list[int]], state: State) -> tuple[torch.Tensor, State]:
         self.n_calls += 1
         self.n_read += sum(len(row) for row in ids)
-        return self.model.logits(torch.tensor(ids, dtype=torch.long), state)
+        logits, state = self.model.logits(torch.tensor(ids, dtype=torch.long), state)
+        return logits.cpu(), state  # drafts are drawn and tested on the CPU, on any device
 
     def next_scores(self, sequence: list[int], n_rows: int) -> torch.Tensor:
         """(n_rows, V) next-token scores after each of the last ``n_rows`` prefixes of

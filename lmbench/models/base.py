@@ -14,6 +14,12 @@ cross-entropy here; bert and seq2seq name theirs) or the ``objective`` passed in
 architecture, inheriting its tokenizer; ``save``/``load`` = the weights as numpy arrays in one
 ``.npz`` with the config, tokenizer and training log as JSON. Every torch family is
 ``Trainable``; the other optional abilities (``lmbench.core.interface``) a family declares itself.
+
+Devices (``lmbench.core.interface``): ``to(device)`` moves the network, or, before ``fit``,
+chooses where ``fit_ids`` puts the network it builds. The initial weights are drawn on the CPU
+from ``train.seed`` and then moved, so the same seed starts from the same weights on any device.
+Inputs are moved to ``device``; outputs and states stay there. ``load`` returns the model on the
+CPU.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lmbench.core.device import resolve_device
 from lmbench.core.errors import LmbenchError
 from lmbench.core.interface import Budget, LanguageModel, Trainable
 from lmbench.core.io import read_npz, write_npz_atomic
@@ -52,6 +59,7 @@ class NeuralLM(LanguageModel, Trainable):
                                                       **self.config_.tokenizer_options)
         self.net: torch.nn.Module | None = None
         self.train_log_: TrainLog | None = None
+        self.device_ = torch.device("cpu")
 
     @abstractmethod
     def build_network(self, vocab_size: int) -> torch.nn.Module:
@@ -117,8 +125,8 @@ class NeuralLM(LanguageModel, Trainable):
         """Train on (N,) ids of this model's fitted tokenizer; ``valid_ids`` for selection;
         ``init_weights`` (a state dict) to start from instead of a fresh initialisation."""
         config = self.config_.train
-        torch.manual_seed(config.seed)  # the initial weights
-        self.net = self.build_network(self.tokenizer.vocab_size)
+        torch.manual_seed(config.seed)  # the initial weights, drawn on the CPU
+        self.net = self.build_network(self.tokenizer.vocab_size).to(self.device)
         batches = StreamBatches(train_ids, config.batch_size, config.seq_len, seed=config.seed,
                                 sequential=self.capabilities.carries_state)
         self.train_log_ = train(self, batches, objective or self.default_objective(), config,
@@ -151,9 +159,24 @@ class NeuralLM(LanguageModel, Trainable):
     def network(self) -> torch.nn.Module:
         return self._network()
 
+    @property
+    def device(self) -> torch.device:
+        return self.device_
+
+    def to(self, device: str | torch.device) -> NeuralLM:
+        """Move the network to ``device`` (or, before ``fit``, build it there); returns self."""
+        self.device_ = resolve_device(device)
+        if self.net is not None:
+            self.net.to(self.device_)
+        return self
+
+    def _device_ids(self, values) -> torch.Tensor:
+        """Ids (a tensor on any device, an array or nested lists) as int64 on ``device``."""
+        return torch.as_tensor(values, dtype=torch.long, device=self.device_)
+
     def forward_logits(self, input_ids, state=None):
         """(B, T) ids -> (B, T, V) logits with gradients, in the network's current mode."""
-        return self._network()(torch.as_tensor(input_ids, dtype=torch.long), state)
+        return self._network()(self._device_ids(input_ids), state)
 
     def train_config(self) -> TrainConfig:
         return self.config_.train
@@ -169,12 +192,12 @@ class NeuralLM(LanguageModel, Trainable):
         net = self._network()
         net.eval()
         with torch.inference_mode():
-            logits, state = net(torch.as_tensor(input_ids, dtype=torch.long), state)
+            logits, state = net(self._device_ids(input_ids), state)
         return logits.float(), state
 
     def token_logprobs(self, input_ids, target_ids, state=None):
         logits, state = self.logits(input_ids, state)  # (B, T, V)
-        targets = torch.as_tensor(target_ids, dtype=torch.long)
+        targets = self._device_ids(target_ids)
         logprobs = torch.log_softmax(logits, dim=-1)
         picked = logprobs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, T)
         return torch.where(targets >= 0, picked, 0.0).double(), state
@@ -200,7 +223,7 @@ class NeuralLM(LanguageModel, Trainable):
         """Restore what ``extra_arrays`` saved."""
 
     def save(self, path: str | Path) -> None:
-        arrays = {f"param/{k}": v.detach().float().numpy()
+        arrays = {f"param/{k}": v.detach().float().cpu().numpy()
                   for k, v in self._network().state_dict().items()}
         arrays.update(self.extra_arrays())
         meta = {"family": self.name, "config": self.config(),

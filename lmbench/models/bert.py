@@ -151,41 +151,42 @@ class MaskedLM(NeuralLM, SelectsStateRows):
     def token_logprobs(self, input_ids, target_ids, state=None):
         """(B, T) -> (B, T) float64 PLL terms log p(target_t | the window, t masked)."""
         net = self._network().eval()
-        inputs = torch.as_tensor(input_ids, dtype=torch.long)
-        targets = torch.as_tensor(target_ids, dtype=torch.long)
+        inputs, targets = self._device_ids(input_ids), self._device_ids(target_ids)
         B, T = inputs.shape
         block = self.config_.block_size
         if T > block:
             raise LmbenchError(f"bert scores at most block_size = {block} tokens per call, got {T}")
-        history = inputs[:, :0] if state is None else torch.as_tensor(state, dtype=torch.long)
-        S = history.shape[1]
+        history = inputs[:, :0] if state is None else self._device_ids(state)
+        S, device = history.shape[1], inputs.device
         # The window: history, the first input, then the targets (ignored ones read from the
         # next input). Positions after a row's last scored target are padding.
         following = torch.cat((inputs[:, 1:], inputs[:, -1:]), dim=1)  # (B, T)
         filled = torch.where(targets >= 0, targets, following)  # (B, T)
         tokens = torch.cat((history, inputs[:, :1], filled), dim=1)  # (B, W), W = S + 1 + T
-        scored = torch.cat((torch.zeros(B, S + 1, dtype=torch.bool), targets >= 0), dim=1)
+        scored = torch.cat((torch.zeros(B, S + 1, dtype=torch.bool, device=device), targets >= 0),
+                           dim=1)
         W = tokens.shape[1]
-        lengths = (scored * torch.arange(1, W + 1)).amax(dim=1)  # (B,) 0: nothing scored
+        lengths = (scored * torch.arange(1, W + 1, device=device)).amax(dim=1)  # (B,) 0: none
         # Keep each row's last `block` real tokens (the scored ones always fit: T <= block).
         starts = (lengths - block).clamp(min=0)  # (B,)
         L = min(W, block)
-        index = (starts[:, None] + torch.arange(L)).clamp(max=W - 1)  # (B, L)
+        columns = torch.arange(L, device=device)  # (L,)
+        index = (starts[:, None] + columns).clamp(max=W - 1)  # (B, L)
         tokens, scored = tokens.gather(1, index), scored.gather(1, index)
-        valid = torch.arange(L)[None, :] < (lengths - starts)[:, None]  # (B, L)
+        valid = columns[None, :] < (lengths - starts)[:, None]  # (B, L)
         scored &= valid
         # One copy per scored token: it and its word's later pieces masked (PLL-word-l2r).
         word = self._word_starts(tokens).cumsum(dim=1)  # (B, L) word number of each piece
         rows, cols = scored.nonzero(as_tuple=True)  # (N,) each
-        later = torch.arange(L)[None, :] >= cols[:, None]  # (N, L)
+        later = columns[None, :] >= cols[:, None]  # (N, L)
         hide = later & (word[rows] == word[rows, cols][:, None])
         copies = torch.where(hide, net.mask_id, tokens[rows])  # (N, L)
-        read = torch.arange(L)[None, :] == cols[:, None]  # (N, L)
+        read = columns[None, :] == cols[:, None]  # (N, L)
         with torch.inference_mode():
             logits = self._read_masked(net, copies, valid[rows], read)  # (N, V)
             picked = torch.log_softmax(logits, dim=-1).gather(
                 -1, tokens[rows, cols][:, None]).squeeze(-1)  # (N,)
-        out = torch.zeros(B, T, dtype=torch.float64)
+        out = torch.zeros(B, T, dtype=torch.float64, device=device)
         out[rows, cols + starts[rows] - S - 1] = picked.double()
         return out, torch.cat((history, inputs), dim=1)[:, -(block - 1):]
 
@@ -193,15 +194,16 @@ class MaskedLM(NeuralLM, SelectsStateRows):
         """(B, T) -> (B, T, V): for each t the distribution at a [MASK] after ``state`` +
         ``input_ids[:, :t+1]`` (its last block_size - 1 ids); the new state is those ids."""
         net = self._network().eval()
-        inputs = torch.as_tensor(input_ids, dtype=torch.long)
-        history = inputs[:, :0] if state is None else torch.as_tensor(state, dtype=torch.long)
+        inputs = self._device_ids(input_ids)
+        history = inputs[:, :0] if state is None else self._device_ids(state)
         seen = torch.cat((history, inputs), dim=1)  # (B, S + T)
         (B, T), total, keep = inputs.shape, seen.shape[1], self.config_.block_size - 1
-        ends = torch.arange(total - T + 1, total + 1)  # (T,) prefix t is seen[:, :ends[t]]
+        # (T,) prefix t is seen[:, :ends[t]]
+        ends = torch.arange(total - T + 1, total + 1, device=inputs.device)
         starts = (ends - keep).clamp(min=0)
         lengths = ends - starts  # (T,) prefix lengths; the [MASK] goes at index lengths[t]
         width = int(lengths.max()) + 1
-        columns = torch.arange(width)
+        columns = torch.arange(width, device=inputs.device)
         copies = seen[:, (starts[:, None] + columns).clamp(max=total - 1)]  # (B, T, W)
         at_mask = columns[None, :] == lengths[:, None]  # (T, W)
         copies = torch.where(at_mask, net.mask_id, copies)
@@ -213,7 +215,8 @@ class MaskedLM(NeuralLM, SelectsStateRows):
 
     def select_state(self, state, rows):
         """Rows of the (B, S) ids seen so far."""
-        return None if state is None else torch.as_tensor(state).index_select(0, rows)
+        return None if state is None else self._device_ids(state).index_select(
+            0, self._device_ids(rows))
 
     def _read_masked(self, net, copies, key_mask, read) -> torch.Tensor:
         """(N, L) copies with one ``read`` position each -> (N, V) fp32 logits, in chunks."""
@@ -221,7 +224,7 @@ class MaskedLM(NeuralLM, SelectsStateRows):
         pieces = [net(copies[i : i + step], key_mask[i : i + step], read[i : i + step])
                   for i in range(0, copies.shape[0], step)]
         if not pieces:
-            return torch.zeros(0, net.vocab_size)
+            return torch.zeros(0, net.vocab_size, device=copies.device)
         return torch.cat(pieces).float()
 
     # ---------------------------------------------------------------------------- word pieces
@@ -243,7 +246,7 @@ class MaskedLM(NeuralLM, SelectsStateRows):
         tables = self._piece_tables
         if tables is None:
             return torch.ones_like(tokens, dtype=torch.bool)
-        starts, ends_line = tables
+        starts, ends_line = (table.to(tokens.device) for table in tables)
         first = starts[tokens]
         first[:, 1:] |= ends_line[tokens[:, :-1]]
         first[:, 0] = True  # the window cuts here

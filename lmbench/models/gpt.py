@@ -74,6 +74,7 @@ class KVCache:
 
     def select(self, rows: torch.Tensor) -> KVCache:
         """The cache of the batch rows ``rows`` (B',), a new cache (this one is unchanged)."""
+        rows = torch.as_tensor(rows, dtype=torch.long, device=self.tokens.device)
         return KVCache([(k.index_select(0, rows), v.index_select(0, rows))
                         for k, v in self.layers], self.tokens.index_select(0, rows))
 
@@ -120,7 +121,7 @@ class GPTNetwork(nn.Module):
             # Only the new positions' logits: the output layer is most of the cost.
             return self.forward(history, None, want_state, n_logits=T)
         past = 0 if state is None else state.length
-        positions = torch.arange(past, past + T)
+        positions = torch.arange(past, past + T, device=input_ids.device)
         x = self.token_embedding(input_ids)  # (B, T, C)
         if self.position_embedding is not None:
             x = x + self.position_embedding(positions)
@@ -173,12 +174,12 @@ class GPTLM(NeuralLM, SelectsStateRows, RollsBackState, Embeds, CountsFlops):
 
 
 def decoder_embed(model: NeuralLM, input_ids: torch.Tensor) -> torch.Tensor:
-    """(B, T) ids -> (B, D) float32: a ``GPTNetwork``'s final LayerNorm output averaged over the
-    T positions. A sequence longer than ``block_size`` is read in consecutive chunks of
-    ``block_size`` tokens, each from an empty context."""
+    """(B, T) ids -> (B, D) float32 on the model's device: a ``GPTNetwork``'s final LayerNorm
+    output averaged over the T positions. A sequence longer than ``block_size`` is read in
+    consecutive chunks of ``block_size`` tokens, each from an empty context."""
     net = model.network()
     net.eval()
-    ids = torch.as_tensor(input_ids, dtype=torch.long)
+    ids = model._device_ids(input_ids)
     block = model.config_.block_size
     hidden: list[torch.Tensor] = []  # (B, T_chunk, D) per chunk
     hook = net.ln_final.register_forward_hook(lambda module, args, out: hidden.append(out))

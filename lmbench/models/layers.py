@@ -82,7 +82,8 @@ def attention_backend(name: str) -> Iterator[None]:
 def rotary_tables(positions: torch.Tensor, head_dim: int, base: float = 10000.0
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin tables, each (T, head_dim / 2), for integer ``positions`` (T,)."""
-    inverse = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)  # (D/2,)
+    exponents = torch.arange(0, head_dim, 2, dtype=torch.float32, device=positions.device)
+    inverse = base ** (-exponents / head_dim)  # (D/2,)
     angles = positions.float()[:, None] * inverse[None, :]  # (T, D/2)
     return angles.cos(), angles.sin()
 
@@ -136,7 +137,8 @@ class CausalSelfAttention(nn.Module):
         elif past == 0:
             y = attention(q, k, v, dropout_p=dropout, is_causal=True)
         else:  # query i (absolute past + i) sees keys 0..past + i
-            allowed = (torch.arange(past + T)[None, :] <= past + torch.arange(T)[:, None])
+            keys, queries = (torch.arange(n, device=x.device) for n in (past + T, T))
+            allowed = keys[None, :] <= past + queries[:, None]  # (T, past + T)
             y = attention(q, k, v, attn_mask=allowed, dropout_p=dropout)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.resid_dropout(self.proj(y)), (k, v)

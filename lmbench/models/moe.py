@@ -264,8 +264,10 @@ class MoELM(NeuralLM, SelectsStateRows, RollsBackState, Embeds, CountsFlops):
 
     def extra_arrays(self) -> dict[str, np.ndarray]:
         layers = self._network().moe_layers()
-        return {"routing/n_routed": torch.stack([m.n_routed for m in layers]).numpy(),  # (L, E)
-                "routing/n_dropped": torch.stack([m.n_dropped for m in layers]).numpy()}  # (L,)
+        routed = torch.stack([m.n_routed for m in layers])  # (L, E)
+        dropped = torch.stack([m.n_dropped for m in layers])  # (L,)
+        return {"routing/n_routed": routed.cpu().numpy(),
+                "routing/n_dropped": dropped.cpu().numpy()}
 
     def load_extra_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         if "routing/n_routed" not in arrays:

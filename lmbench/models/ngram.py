@@ -3,7 +3,8 @@
 Estimation (counting and smoothing, with the formulas and their sources) is in
 ``lmbench.models.ngram_estimate``; this file holds the model: scoring, the next-token
 distribution, save/load. Orders from 1 to any n; the tables are numpy arrays and every lookup is a
-vectorized ``searchsorted``, so no Python loop runs per token when scoring.
+vectorized ``searchsorted``, so no Python loop runs per token when scoring. The family computes
+on the CPU (``device`` stays ``cpu``; ids may come on any device).
 
 Scoring is the ARPA backoff recursion (Katz 1987; the form every ARPA reader uses): with h_j the
 last j tokens of history and m the longest j+1 such that the n-gram (h_j, w) is stored,
@@ -187,7 +188,7 @@ class NGramLM(LanguageModel, SelectsStateRows):
         """Rows of the (B, n-1) history tail."""
         if state is None:
             return None
-        return np.asarray(state, dtype=np.int64)[torch.as_tensor(rows).numpy()]
+        return np.asarray(state, dtype=np.int64)[torch.as_tensor(rows).cpu().numpy()]
 
     # ------------------------------------------------------------------------- bookkeeping
 
@@ -244,7 +245,7 @@ def tables_from_arrays(arrays, order: int, prefix: str = "") -> list[Level]:
 
 
 def _as_numpy(ids) -> np.ndarray:
-    array = ids.numpy() if isinstance(ids, torch.Tensor) else np.asarray(ids)
+    array = ids.cpu().numpy() if isinstance(ids, torch.Tensor) else np.asarray(ids)
     array = array.astype(np.int64, copy=False)
     if array.ndim != 2:
         raise LmbenchError(f"expected (B, T) token ids, got shape {array.shape}")

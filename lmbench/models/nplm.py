@@ -73,7 +73,7 @@ class NPLMNetwork(nn.Module):
         B, T = input_ids.shape
         past = self.context - 1
         if state is None:
-            state = torch.full((B, past), self.pad_id, dtype=torch.long)
+            state = torch.full((B, past), self.pad_id, dtype=torch.long, device=input_ids.device)
         ids = torch.cat((state, input_ids), dim=1)  # (B, past + T)
         windows = ids.unfold(1, self.context, 1)  # (B, T, n-1): the n-1 ids ending at each t
         x = self.dropout(self.embedding(windows).flatten(2))  # (B, T, (n-1) m)
@@ -114,6 +114,7 @@ class NPLMLM(NeuralLM, SelectsStateRows):
         network_state, trigram_state = state if state is not None else (None, None)
         logits, network_state = super().logits(input_ids, network_state)
         trigram_logprobs, trigram_state = self.trigram_.logits(input_ids, trigram_state)
+        trigram_logprobs = trigram_logprobs.to(logits.device)  # the n-gram computes on the CPU
         weight = self.config_.mix_trigram
         mixed = torch.logaddexp(torch.log_softmax(logits.double(), -1) + math.log(1 - weight),
                                 trigram_logprobs + math.log(weight))
@@ -124,9 +125,9 @@ class NPLMLM(NeuralLM, SelectsStateRows):
         if state is None:
             return None
         if self.trigram_ is None:
-            return state.index_select(0, rows)
+            return state.index_select(0, self._device_ids(rows))
         network_state, trigram_state = state
-        return (network_state.index_select(0, rows),
+        return (network_state.index_select(0, self._device_ids(rows)),
                 self.trigram_.select_state(trigram_state, rows))
 
     def n_params(self) -> int:

@@ -186,7 +186,7 @@ class RNNLM(NeuralLM, SelectsStateRows):
                          cache_lambda=lam)
         model = type(self)(config, self.tokenizer)
         model.net, model.train_log_ = self._network(), self.train_log_
-        return model
+        return model.to(self.device)
 
     def _cache_step(self, input_ids, state: CacheState | None):
         """(B, T) ids after ``state`` -> (B, T, V) float64 log p_vocab, (B, T, J) cache
@@ -194,9 +194,12 @@ class RNNLM(NeuralLM, SelectsStateRows):
         is empty) and the new ``CacheState``."""
         config, net = self.config_, self._network()
         net.eval()
-        ids = torch.as_tensor(input_ids, dtype=torch.long)
-        state = state or CacheState(None, torch.empty(ids.shape[0], 0, config.hidden_dim),
-                                    torch.empty(ids.shape[0], 0, dtype=torch.long), None)
+        ids = self._device_ids(input_ids)
+        device = ids.device
+        state = state or CacheState(None, torch.empty(ids.shape[0], 0, config.hidden_dim,
+                                                      device=device),
+                                    torch.empty(ids.shape[0], 0, dtype=torch.long,
+                                                device=device), None)
         with torch.inference_mode():
             output, rnn_state = net.hidden(ids, state.rnn)  # (B, T, H)
             output = output.float()
@@ -212,8 +215,8 @@ class RNNLM(NeuralLM, SelectsStateRows):
             T, J, n_old = ids.shape[1], keys.shape[1], state.keys.shape[1]
             # Position t may use the pairs whose word was read by then: the first
             # n_old + t + (1 if pending) of them, and only the last cache_size of those.
-            seen = n_old + torch.arange(T) + (state.pending is not None)  # (T,)
-            j = torch.arange(J)
+            seen = n_old + torch.arange(T, device=device) + (state.pending is not None)  # (T,)
+            j = torch.arange(J, device=device)
             visible = (j[None, :] < seen[:, None]) & (j[None, :] >= seen[:, None]
                                                        - config.cache_size)  # (T, J)
             scores = config.cache_theta * torch.einsum("bth,bjh->btj", output.double(),
@@ -232,7 +235,7 @@ class RNNLM(NeuralLM, SelectsStateRows):
             return super().logits(input_ids, state)
         vocab, weights, values, lam, state = self._cache_step(input_ids, state)
         B, T, V = vocab.shape
-        cache = torch.zeros(B, T, V, dtype=torch.float64).scatter_add_(
+        cache = torch.zeros(B, T, V, dtype=torch.float64, device=vocab.device).scatter_add_(
             2, values[:, None, :].expand(B, T, -1), weights)  # (B, T, V) p_cache
         mixed = (1 - lam) * vocab.exp() + lam * cache
         return mixed.log().float(), state
@@ -241,7 +244,7 @@ class RNNLM(NeuralLM, SelectsStateRows):
         if not self.config_.cache_size:
             return super().token_logprobs(input_ids, target_ids, state)
         vocab, weights, values, lam, state = self._cache_step(input_ids, state)
-        targets = torch.as_tensor(target_ids, dtype=torch.long)  # (B, T)
+        targets = self._device_ids(target_ids)  # (B, T)
         p_vocab = vocab.gather(-1, targets.clamp(min=0).unsqueeze(-1)).exp()  # (B, T, 1)
         hits = (values[:, None, :] == targets.unsqueeze(-1)).double()  # (B, T, J)
         p_cache = (weights * hits).sum(-1, keepdim=True)  # (B, T, 1)
@@ -251,6 +254,7 @@ class RNNLM(NeuralLM, SelectsStateRows):
     def select_state(self, state, rows):
         """Rows of the hidden state, each (layers, B, hidden) ((h, c) for the LSTM), and of the
         continuous cache's pairs when there is one."""
+        rows = self._device_ids(rows)
 
         def hidden(cell_state):
             if cell_state is None:

@@ -119,6 +119,7 @@ class Seq2SeqState:
 
     def select(self, rows: torch.Tensor) -> Seq2SeqState:
         """The state of the batch rows ``rows`` (B',), a new state (this one is unchanged)."""
+        rows = torch.as_tensor(rows, dtype=torch.long, device=self.tokens.device)
 
         def pick(pairs: list[KeysValues] | None) -> list[KeysValues] | None:
             return None if pairs is None else [(k.index_select(0, rows), v.index_select(0, rows))
@@ -197,7 +198,7 @@ class Seq2SeqNetwork(nn.Module):
         """(B, T) ids at positions start.. -> (B, T, C)."""
         C = self.config.n_embd
         positions = torch.arange(start, start + ids.shape[1], device=ids.device)
-        positions = sinusoidal_positions(positions, C).to(ids.device)  # (T, C)
+        positions = sinusoidal_positions(positions, C)  # (T, C), on ids' device
         return self.dropout(self.token_embedding(ids) * math.sqrt(C) + positions)
 
     def encode(self, sources: torch.Tensor) -> list[KeysValues]:

@@ -5,6 +5,8 @@ A run file names one corpus and a list of models::
     corpus = "brown"                  # a registered corpus, or a path
     splits = ["valid", "test"]        # which splits to score
     seed = 0
+    device = "auto"                   # auto | cpu | cuda | cuda:N | mps: where models train
+                                      # and are scored (lmbench.core.device)
 
     [eval]                            # lmbench.evaluation.scoring.EvalConfig
     block_len = 1024
@@ -22,6 +24,9 @@ A run file names one corpus and a list of models::
 
 Every table is checked against a frozen dataclass: an unknown key is an error naming the file,
 the table and the key (with a did-you-mean), and so is a value of the wrong type.
+
+The device belongs to the run, not to a model's config: a saved model loads anywhere, and the
+same run file trains on a GPU where there is one (``auto``) or where it is told (``cpu``).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lmbench.core.device import check_device_name
 from lmbench.core.errors import LmbenchError
 from lmbench.core.interface import Trainable
 from lmbench.core.options import build_config, check_fields
@@ -57,6 +63,7 @@ class RunConfig:
     splits: tuple[str, ...] = ("valid", "test")
     seed: int = 0
     data_dir: str | None = None
+    device: str = "auto"  # where every model trains and is scored (lmbench.core.device)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
@@ -92,6 +99,8 @@ def _parse_config(data: dict[str, Any], where: str) -> RunConfig:
     check_fields(RunConfig, {**top, "models": (), "eval": EvalConfig()}, where)
     if "corpus" not in top:
         raise LmbenchError(f"{where}: missing key 'corpus' (a corpus name or path)")
+    if "device" in top:
+        check_device_name(top["device"])
     if not isinstance(eval_data, dict):
         raise LmbenchError(f"{where}: [eval] must be a table")
     check_fields(EvalConfig, eval_data, f"{where} [eval]")

@@ -7,6 +7,9 @@ saved model (``NeuralLM.fit(corpus, init=...)``); its checkpoint still resumes t
 The runner knows nothing about families: it builds, fits and evaluates through the common
 interface. ``record_run`` does the same for a model built elsewhere (a user's model, a
 ``FunctionLM``, a Hugging Face checkpoint), so it joins the leaderboard.
+
+Each model is moved to the run's ``device`` before it is fitted (families that cannot use it stay
+on the CPU), and its record says where it ran (``RunResult.device``).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lmbench.core.device import describe_device, resolve_device
 from lmbench.core.errors import LmbenchError
 from lmbench.core.interface import LanguageModel
 from lmbench.core.names import new_run_id
@@ -74,7 +78,7 @@ def make_record(model: LanguageModel, corpus: Corpus, metrics: dict, *, label: s
         seed=seed, n_params=n_params, fit_s=float(fit_s), metrics=metrics,
         env=env or environment(), train_log=model.training_log(),
         tokenizer=tokenizer_fingerprint(model.tokenizer), throughput=throughput,
-        generation=generation,
+        generation=generation, device=describe_device(model.device),
     )
 
 
@@ -115,6 +119,7 @@ def run(config: RunConfig, out_dir: str | Path, save_models: bool = False, log=p
         ) -> list[RunResult]:
     """Fit and evaluate each model of ``config``; returns the records written under ``out_dir``."""
     out_dir = Path(out_dir)
+    device = resolve_device(config.device)  # an absent GPU fails before anything trains
     corpus = load_corpus(config.corpus, config.data_dir)
     for split in config.splits:
         corpus.split(split)  # fail before any training if a split is missing
@@ -123,8 +128,9 @@ def run(config: RunConfig, out_dir: str | Path, save_models: bool = False, log=p
     results = []
     for spec in config.models:
         seed_everything(config.seed)
-        model = build_model(spec.family, **spec.options)
-        log(f"[{spec.label}] fitting on {corpus.name} train ...")
+        model = build_model(spec.family, **spec.options).to(device)
+        log(f"[{spec.label}] fitting on {corpus.name} train ({describe_device(model.device)}) "
+            "...")
         started = time.perf_counter()
         warm_start = {} if spec.init is None else {"init": spec.init}  # a Trainable (checked)
         model.fit(corpus, checkpoint_dir=out_dir / "checkpoints" / f"{corpus.name}-{spec.label}",
