@@ -552,6 +552,8 @@ class RunResult:
         data["metrics"] = {split: r.to_dict() for split, r in self.metrics.items()}
         data["throughput"] = None if self.throughput is None else self.throughput.to_dict()
         data["generation"] = None if self.generation is None else self.generation.to_dict()
+        if self.device is None:  # records from before devices were recorded write back unchanged
+            del data["device"]
         return data
 
     @classmethod
@@ -592,7 +594,10 @@ class RunResult:
                 n_params=values["n_params"])
         if values["generation"] is not None:
             values["generation"] = GenerationResult.from_dict(values["generation"])
-        return cls(**values)
+        device = data.get("device")
+        if device is not None and not isinstance(device, str):
+            raise ValueError(f"'device' is not a string ({type(device).__name__})")
+        return cls(**values, device=device)
 
 
 def environment() -> dict[str, Any]:
