@@ -118,7 +118,8 @@ def read_npz(path: str | Path, what: str) -> tuple[dict[str, Any], dict[str, Any
         raise LmbenchError(f"{path}: model file not found") from None
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as error:
         reason = str(error).split(". ")[0]  # numpy's pickle refusal goes on for three sentences
-        raise LmbenchError(f"{path}: not {what} file written by lmbench's save ({reason})") from None
+        raise LmbenchError(f"{path}: not {what} file written by lmbench's save "
+                           f"({reason})") from None
     if not isinstance(meta, dict):
         raise LmbenchError(f"{path}: not {what} file written by lmbench's save (bad meta)")
     return meta, arrays

@@ -48,6 +48,7 @@ import torch
 
 from lmbench.core.errors import LmbenchError
 from lmbench.core.interface import LanguageModel, State
+from lmbench.core.limits import MAX_NEW_TOKENS, check_at_most
 
 LogitsProcessor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (B,T), (B,V) -> (B,V)
 NEG_INF = float("-inf")
@@ -380,6 +381,7 @@ def sample_batch(model: LanguageModel, prompts: Sequence[Sequence[int]], max_new
     """
     if max_new_tokens < 0:
         raise LmbenchError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    check_at_most(max_new_tokens, MAX_NEW_TOKENS, "max_new_tokens")
     if len(seeds) != len(prompts):
         raise LmbenchError(f"seeds must give one seed per prompt: {len(seeds)} seeds for "
                            f"{len(prompts)} prompts")

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lmbench.core.interface import LanguageModel
 from lmbench.core.errors import LmbenchError
+from lmbench.core.interface import LanguageModel
 from lmbench.core.io import check_writable
 from lmbench.core.names import contained, new_run_id, safe_name
 from lmbench.core.results import RunResult, environment
