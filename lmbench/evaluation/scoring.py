@@ -108,6 +108,9 @@ def score_stream(model: LanguageModel, ids: np.ndarray, config: EvalConfig = Eva
             logprobs, new_state = model.token_logprobs(
                 torch.from_numpy(input_ids), torch.from_numpy(target_ids), state)
             logprobs = logprobs.double().numpy()
+            if np.isnan(logprobs).any() or np.isposinf(logprobs).any():  # -inf is p = 0: valid
+                raise LmbenchError(f"model {model.name!r} returned NaN or +inf log-probabilities "
+                                   f"(tokens {batch[0].start}..{batch[-1].end}); it is broken")
             if capabilities.carries_state:
                 state = new_state
             for row, w in enumerate(batch):

@@ -234,8 +234,9 @@ def _check_sums(tables: list[Level], words: list[str], path: Path) -> None:
     off = [(total, ids) for total, ids in checked if abs(total - 1.0) > SUM_TOLERANCE]
     if off:
         total, ids = max(off, key=lambda item: abs(item[0] - 1.0))
-        context = " ".join(words[i] for i in ids) or "(no context: the unigrams)"
-        warnings.warn(f"{path}: the probabilities after {context!r} sum to {total:.6g}, not 1 "
+        context = " ".join(words[i] for i in ids)
+        which = f"the probabilities after {context!r}" if ids else "the unigram probabilities"
+        warnings.warn(f"{path}: {which} sum to {total:.6g}, not 1 "
                       f"({len(off)} of {len(checked)} checked contexts are off by more than "
                       f"{SUM_TOLERANCE:g}); scores from this file are not a distribution",
                       LmbenchWarning, stacklevel=4)
