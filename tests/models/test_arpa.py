@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
 import torch
 
 import lmbench
-from lmbench.core.errors import LmbenchError
+from lmbench.core.errors import LmbenchError, LmbenchWarning
 
 
 def _sentence_scores(model, sentences):
@@ -125,26 +126,22 @@ NORMALISED = ("\\data\\\nngram 1=4\nngram 2=2\n\n\\1-grams:\n-99\t<unk>\t0\n-99\
 
 
 def test_distributions_that_do_not_sum_to_one_are_warned_about(tmp_path):
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a normalised file: no warning
         lmbench.load_arpa(_write(tmp_path, NORMALISED))
     # p(. | <s>) = 0.5 for 'a' + backoff 1 x (p(<unk>) + p(</s>)) = 0.5 + 0.5: fine; raising
     # the backoff of <s> to 10**0.3 gives 0.5 + 2 x 0.5 = 1.5
-    with pytest.warns(lmbench.core.errors.LmbenchWarning) as caught:
+    with pytest.warns(LmbenchWarning) as caught:
         lmbench.load_arpa(_write(tmp_path, NORMALISED.replace("-99\t<s>\t0", "-99\t<s>\t0.3")))
     [warning] = caught
     message = str(warning.message)
     assert "bad.arpa" in message and "after '<s>'" in message and "\n" not in message
-    with pytest.warns(lmbench.core.errors.LmbenchWarning, match="the unigram probabilities sum to 0.667"):
-        lmbench.load_arpa(_write(tmp_path, GOOD))  # unigrams sum to 0.67
+    with pytest.warns(LmbenchWarning, match="the unigram probabilities sum to 0.667"):
+        lmbench.load_arpa(_write(tmp_path, GOOD))
 
 
 @pytest.mark.parametrize("smoothing", ["modified-kneser-ney", "witten-bell", "mle", "add-k"])
 def test_our_own_arpa_files_sum_to_one(tiny_corpus, tmp_path, smoothing):
-    import warnings
-
     model = lmbench.build_model("ngram", order=4, smoothing=smoothing).fit(tiny_corpus)
     model.save_arpa(tmp_path / "m.arpa")
     with warnings.catch_warnings():
