@@ -331,7 +331,11 @@ def next_logits(model: LanguageModel, context: torch.Tensor, n_new: int, state: 
     if window is not None and (state is None or not use_cache):
         feed = feed[:, -window:]  # a prompt (or prefix) longer than one call accepts
     logits, new_state = model.logits(feed, state if use_cache else None)
-    return logits[:, -1], (new_state if use_cache else None)
+    last = logits[:, -1]  # (B, V)
+    if torch.isnan(last).any() or torch.isposinf(last).any():  # -inf is p = 0: valid
+        raise LmbenchError(f"model {model.name!r} returned NaN or +inf next-token scores; it is "
+                           "broken")
+    return last, (new_state if use_cache else None)
 
 
 def prompt_batch(model: LanguageModel, prompts: Sequence[Sequence[int]]) -> torch.Tensor:

@@ -58,3 +58,23 @@ def test_the_python_api_checks_the_same_limits(tiny_corpus):
         compare("a", "b", n_bootstrap=MAX_COMPARE_BOOTSTRAP + 1)
     with pytest.raises(LmbenchError, match="seed must be >= 0"):
         compare("a", "b", seed=-1)
+
+
+def test_bench_generation_length_is_bounded():
+    from lmbench.evaluation.throughput import BenchConfig
+
+    with pytest.raises(LmbenchError, match="bench new_tokens must be <= 100,000"):
+        BenchConfig(new_tokens=MAX_NEW_TOKENS + 1)
+
+
+def test_generating_from_a_nan_model_names_the_model(tiny_corpus):
+    import torch
+
+    from lmbench.adapters import FunctionLM
+
+    broken = FunctionLM(lambda ids: torch.full((*ids.shape, 257), float("nan")), "byte",
+                        name="nan-fn").fit(tiny_corpus)
+    with pytest.raises(LmbenchError, match="model 'nan-fn' returned NaN or \\+inf"):
+        generate(broken, [104, 105], 3)
+    with pytest.raises(LmbenchError, match="model 'nan-fn' returned NaN or \\+inf"):
+        beam_search(broken, [104], 3, 2)
