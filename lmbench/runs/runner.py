@@ -88,6 +88,9 @@ def record_run(model: LanguageModel, corpus: Corpus | str, out_dir: str | Path, 
     """
     if isinstance(corpus, str):
         corpus = load_corpus(corpus, data_dir)
+    safe_name(label or model.name, "label")  # before scoring: a bad label fails first
+    safe_name(corpus.name, "corpus name")
+    check_writable(out_dir)
     eval_config = eval_config or EvalConfig()
     metrics = {split: evaluate(model, corpus, split, eval_config) for split in splits}
     result = make_record(model, corpus, metrics, label=label or model.name, seed=seed,
