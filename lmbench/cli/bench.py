@@ -139,7 +139,7 @@ def add_commands(subparsers) -> None:
     bench.add_argument("--quick", action="store_true", help="tiny settings that run in seconds")
     bench.add_argument("--score-tokens", type=int)
     bench.add_argument("--prompt-tokens", type=int)
-    bench.add_argument("--new-tokens", type=int)
+    bench.add_argument("--new-tokens", type=int, help="generated ids per run (at most 100,000)")
     bench.add_argument("--train-steps", type=int, help="0 skips the training measurement")
     bench.add_argument("--repeats", dest="n_repeats", type=int)
     bench.add_argument("--warmup", dest="n_warmup", type=int)

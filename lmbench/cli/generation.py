@@ -17,6 +17,7 @@ import argparse
 from pathlib import Path
 
 from lmbench.core.errors import LmbenchError
+from lmbench.core.limits import MAX_BEAM_WIDTH, MAX_BEST_OF, MAX_NEW_TOKENS, check_at_most
 
 SAMPLING_FLAGS = {"temperature": "--temperature", "top_k": "--top-k", "top_p": "--top-p",
                   "min_p": "--min-p"}
@@ -29,17 +30,20 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("model", help="model file written by --save-models / model.save, or .arpa")
     gen.add_argument("prompt", nargs="?", help="prompt text (default: empty, i.e. from the start)")
     gen.add_argument("--prompt-file", help="read the prompt from this UTF-8 file instead")
-    gen.add_argument("--max-new-tokens", type=int, default=100, help="tokens to generate")
+    gen.add_argument("--max-new-tokens", type=int, default=100,
+                     help=f"tokens to generate (at most {MAX_NEW_TOKENS:,})")
     gen.add_argument("--temperature", type=float, help="> 0 scales the logits; 0 is greedy")
     gen.add_argument("--top-k", type=int, help="keep the k most likely tokens")
     gen.add_argument("--top-p", type=float, help="nucleus mass in (0, 1]")
     gen.add_argument("--min-p", type=float, help="keep p >= min_p * p_max, in [0, 1]")
     gen.add_argument("--repetition-penalty", type=float, help="CTRL penalty, > 1 discourages")
     gen.add_argument("--no-repeat-ngram", type=int, help="ban repeating n-grams of this size")
-    gen.add_argument("--beam", type=int, help="beam search with this many beams")
+    gen.add_argument("--beam", type=int,
+                     help=f"beam search with this many beams (at most {MAX_BEAM_WIDTH})")
     gen.add_argument("--length-penalty", type=float, default=1.0,
                      help="beam search: rank by sum ln p / length^alpha")
-    gen.add_argument("--best-of", type=int, help="draw N samples, print the best by --rank-by")
+    gen.add_argument("--best-of", type=int, help="draw N samples, print the best by --rank-by "
+                     f"(at most {MAX_BEST_OF})")
     gen.add_argument("--rank-by", choices=("mean-logprob", "logprob"), default="mean-logprob",
                      help="best-of-N ranking: mean or total log-probability under the model")
     gen.add_argument("--seed", type=int, default=0, help="same seed, same text")
@@ -63,9 +67,13 @@ def _check(args: argparse.Namespace) -> None:
         raise LmbenchError("give the prompt as an argument or with --prompt-file, not both")
     if args.max_new_tokens < 0:
         raise LmbenchError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
-    for flag, value in (("--beam", args.beam), ("--best-of", args.best_of)):
+    check_at_most(args.max_new_tokens, MAX_NEW_TOKENS, "--max-new-tokens")
+    for flag, value, limit in (("--beam", args.beam, MAX_BEAM_WIDTH),
+                               ("--best-of", args.best_of, MAX_BEST_OF)):
         if value is not None and value < 1:
             raise LmbenchError(f"{flag} must be >= 1, got {value}")
+        if value is not None:
+            check_at_most(value, limit, flag)
     if args.beam is not None:
         if args.best_of is not None:
             raise LmbenchError("--beam and --best-of are different decoders; choose one")

@@ -10,8 +10,9 @@ import argparse
 import dataclasses
 import json
 import sys
+import warnings
 
-from lmbench.core.errors import LmbenchError
+from lmbench.core.errors import LmbenchError, LmbenchWarning
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -80,7 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lmbench", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
-    run = commands.add_parser("run", help="train and evaluate the models of a TOML run file")
+    run = commands.add_parser(
+        "run", help="train and evaluate the models of a TOML run file",
+        description="Train and evaluate the models of a TOML run file. Everything is checked "
+        "before training: keys, values, names, that --out can be written, and model sizes "
+        "(refused above $LMBENCH_MAX_PARAMS parameters; default: the smaller of 1e9 and this "
+        "machine's memory / 16 bytes).")
     run.add_argument("config", help="run file, e.g. baselines/quick.toml")
     run.add_argument("--out", default="runs", help="folder for <run-id>/result.json records")
     run.add_argument("--data-dir", help="data root (default: $LMBENCH_DATA_DIR)")
@@ -121,7 +127,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None,
+                  _default=warnings.showwarning) -> None:
+    """lmbench's own warnings as one ``lmbench: warning: ...`` line; others as Python shows them."""
+    if issubclass(category, LmbenchWarning):
+        print(f"lmbench: warning: {message}", file=sys.stderr)
+    else:
+        _default(message, category, filename, lineno, file, line)
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.showwarning = _show_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "data" and args.action == "fetch" and not args.name:

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from lmbench.core.errors import LmbenchError
+from lmbench.core.limits import MAX_COMPARE_BOOTSTRAP
 
 FORMATS = ("markdown", "csv", "html")
 
@@ -43,7 +44,8 @@ def add_commands(subparsers) -> None:
     cmp.add_argument("run_b", help="result.json, run folder, or run id (with --results)")
     cmp.add_argument("--results", help="results folder in which to look run ids up")
     cmp.add_argument("--split", default="test")
-    cmp.add_argument("--n-bootstrap", type=int, default=10_000, help="resamples (default 10000)")
+    cmp.add_argument("--n-bootstrap", type=int, default=10_000,
+                     help=f"resamples (default 10000, at most {MAX_COMPARE_BOOTSTRAP:,})")
     cmp.add_argument("--seed", type=int, default=0)
     cmp.add_argument("--unpaired", action="store_true",
                      help="allow runs with different tokenizers: independent resampling, bits "

@@ -15,6 +15,11 @@ class LmbenchError(ValueError):
     """A user-facing error: its message is one line, printed without a traceback by the CLI."""
 
 
+class LmbenchWarning(UserWarning):
+    """Something a user should know that does not stop the work (one line; the CLI prints it as
+    ``lmbench: warning: ...``)."""
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return `` (did you mean 'x'?)`` for the closest choice, or a list of choices."""
     choices = sorted(choices)

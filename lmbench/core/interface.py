@@ -44,6 +44,7 @@ always returns a model on the CPU (a saved model loads anywhere); the caller mov
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,7 @@ import numpy as np
 import torch
 
 from lmbench.core.device import resolve_device
+from lmbench.core.errors import LmbenchError
 from lmbench.core.tokenizers import Tokenizer
 
 if TYPE_CHECKING:  # the trainer imports this module
@@ -78,6 +80,13 @@ class Budget:
     max_steps: int | None = None
     max_tokens: int | None = None
     max_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "max_tokens", "max_seconds"):
+            value = getattr(self, name)
+            if value is not None and not 0 < value < math.inf:  # NaN fails too
+                raise LmbenchError(f"budget {name} must be > 0 (and finite), got {value!r}; "
+                                   "leave it unset for no limit")
 
 
 class LanguageModel(ABC):
@@ -239,3 +248,13 @@ class RollsBackState(ABC):
     def rollback_state(self, state: State, length: int) -> State:
         """The state after only the first ``length`` tokens of those ``state`` covers; a new
         state (``state`` is unchanged)."""
+
+
+class EstimatesSize(ABC):
+    """Its parameter count follows from its config before any weight exists, so an absurd size
+    (``n_layer = 10000``) is refused before building or training (``lmbench.core.limits``)."""
+
+    @abstractmethod
+    def estimated_n_params(self, vocab_size: int | None = None) -> int:
+        """Parameters of the network for ``vocab_size`` tokens (None: the fitted tokenizer's
+        vocabulary, or a lower bound before the tokenizer is fitted); allocates no weights."""

@@ -7,6 +7,7 @@ files, checkpoints, fetched corpora and reports all go through ``write_atomic``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -59,6 +60,32 @@ def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None], *,
             os.unlink(temporary)
 
 
+def check_writable(folder: str | Path, probe_bytes: int = 1 << 16) -> None:
+    """Create ``folder`` (and its parents), write ``probe_bytes`` to a probe file there, sync,
+    and delete it; folders this made are removed again, so nothing is left behind. A folder
+    that cannot be written (read-only, full, a path through a regular file) is a one-line
+    ``LmbenchError`` naming it: a run calls this before training, not after."""
+    folder = Path(folder)
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=".lmbench-probe.", suffix=".part")
+        try:
+            with os.fdopen(handle, "wb") as out:
+                out.write(bytes(probe_bytes))
+                out.flush()
+                os.fsync(out.fileno())
+        finally:
+            os.unlink(probe)
+    except OSError as error:
+        raise LmbenchError(f"{folder}: the output folder cannot be written "
+                           f"({error.strerror or error})") from None
+    finally:
+        for created in missing:  # deepest first
+            with contextlib.suppress(OSError):
+                created.rmdir()
+
+
 def write_text_atomic(path: str | Path, text: str, *, exclusive: bool = False) -> None:
     """UTF-8 ``text`` through ``write_atomic``; with ``exclusive``, an existing ``path`` is an
     error (records are immutable)."""
@@ -90,7 +117,9 @@ def read_npz(path: str | Path, what: str) -> tuple[dict[str, Any], dict[str, Any
     except FileNotFoundError:
         raise LmbenchError(f"{path}: model file not found") from None
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise LmbenchError(f"{path}: not {what} file written by lmbench's save ({error})") from None
+        reason = str(error).split(". ")[0]  # numpy's pickle refusal goes on for three sentences
+        raise LmbenchError(f"{path}: not {what} file written by lmbench's save "
+                           f"({reason})") from None
     if not isinstance(meta, dict):
         raise LmbenchError(f"{path}: not {what} file written by lmbench's save (bad meta)")
     return meta, arrays

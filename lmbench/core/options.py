@@ -6,6 +6,7 @@ tokenizer options are all validated here, once.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import types
 import typing
 from typing import Any
@@ -26,6 +27,24 @@ def check_fields(cls: type, data: dict[str, Any], where: str) -> dict[str, Any]:
                 f"{where}: {key!r} must be {_type_name(expected)}, got {type(value).__name__} "
                 f"{value!r}"
             )
+    return data
+
+
+def check_arguments(function: Any, data: dict[str, Any], where: str) -> dict[str, Any]:
+    """Check ``data`` against the keyword parameters of ``function`` (a constructor such as a
+    tokenizer's ``__init__``): known names, values of the annotated types."""
+    parameters = [p for p in inspect.signature(function).parameters.values()
+                  if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    known = [p.name for p in parameters]
+    hints = typing.get_type_hints(function)
+    for key, value in data.items():
+        if key not in known:
+            choices = f" (it takes: {', '.join(known)})" if known else " (it takes no options)"
+            hint = did_you_mean(key, known) if known else ""
+            raise LmbenchError(f"{where}: unknown key {key!r}{hint or choices}")
+        if key in hints and not _matches(value, hints[key]):
+            raise LmbenchError(f"{where}: {key!r} must be {_type_name(hints[key])}, got "
+                               f"{type(value).__name__} {value!r}")
     return data
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from lmbench.core.errors import LmbenchError
+from lmbench.core.options import check_arguments
 from lmbench.core.registry import Registry
 from lmbench.data.corpora import Split, split_words
 
@@ -88,7 +89,11 @@ class Tokenizer(ABC):
 
 
 def build_tokenizer(name: str, **options: Any) -> Tokenizer:
-    return TOKENIZERS.get(name)(**options)
+    """An unfitted tokenizer; ``options`` (a family's ``tokenizer_options``) are checked
+    against its constructor: an unknown key is an error with a did-you-mean."""
+    cls = TOKENIZERS.get(name)
+    check_arguments(cls.__init__, options, f"tokenizer_options of tokenizer {name!r}")
+    return cls(**options)
 
 
 def same_vocabulary(a: Tokenizer, b: Tokenizer) -> bool:
@@ -102,9 +107,27 @@ def tokenizer_to_json(tokenizer: Tokenizer) -> str:
     return json.dumps(payload)
 
 
-def tokenizer_from_json(text: str) -> Tokenizer:
-    payload = json.loads(text)
-    return TOKENIZERS.get(payload["name"]).from_state(payload["config"], payload["state"])
+def tokenizer_from_json(text: str, where: str = "tokenizer") -> Tokenizer:
+    """The tokenizer ``tokenizer_to_json`` wrote. Damaged JSON (not JSON, missing keys, a
+    vocabulary of the wrong shape) is a one-line ``LmbenchError`` starting with ``where`` (the
+    file it came from)."""
+    try:
+        payload = json.loads(text)
+    except (TypeError, ValueError) as error:
+        raise LmbenchError(f"{where}: the tokenizer is not valid JSON ({error})") from None
+    if not isinstance(payload, dict) or not {"name", "config", "state"} <= payload.keys():
+        raise LmbenchError(f"{where}: the tokenizer JSON needs 'name', 'config' and 'state'")
+    config, state = payload["config"], payload["state"]
+    if not isinstance(config, dict) or not isinstance(state, dict):
+        raise LmbenchError(f"{where}: the tokenizer's 'config' and 'state' must be objects")
+    try:
+        tokenizer = build_tokenizer(payload["name"], **config)
+        return type(tokenizer).from_state(config, state)
+    except LmbenchError as error:
+        raise LmbenchError(f"{where}: {error}") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as error:  # a damaged state
+        raise LmbenchError(f"{where}: damaged {payload['name']!r} tokenizer state "
+                           f"({type(error).__name__}: {error})") from None
 
 
 def _printable(token: str) -> str:
@@ -116,6 +139,8 @@ class _VocabTokenizer(Tokenizer):
     """Shared id <-> token bookkeeping for tokenizers with an explicit token list."""
 
     def _set_vocab(self, tokens: list[str]) -> None:
+        if not all(isinstance(t, str) for t in tokens) or len(set(tokens)) != len(tokens):
+            raise ValueError("the vocabulary must be a list of distinct strings")
         self.tokens_ = tokens
         self.index_ = {t: i for i, t in enumerate(tokens)}
         self.fitted_ = True
@@ -331,4 +356,8 @@ class BPETokenizer(Tokenizer):
     def from_state(cls, config, state) -> BPETokenizer:
         from tokenizers import Tokenizer as HFTokenizer
 
-        return cls(**config)._set_hf(HFTokenizer.from_str(state["hf_json"]))
+        try:
+            hf = HFTokenizer.from_str(state["hf_json"])
+        except Exception as error:  # noqa: BLE001 (tokenizers raises a bare Exception)
+            raise ValueError(f"Hugging Face tokenizer JSON: {error}") from None
+        return cls(**config)._set_hf(hf)

@@ -47,6 +47,7 @@ import numpy as np
 
 from lmbench.core.errors import LmbenchError
 from lmbench.core.interface import LanguageModel
+from lmbench.core.limits import MAX_BEAM_WIDTH, MAX_BEST_OF, check_at_most
 from lmbench.core.results import environment
 from lmbench.core.tokenizers import same_vocabulary
 from lmbench.data.corpora import Corpus, load_corpus
@@ -87,9 +88,9 @@ class Strategy:
 
     label: str
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    beam_width: int | None = None
+    beam_width: int | None = None  # at most lmbench.core.limits.MAX_BEAM_WIDTH (256)
     length_penalty: float = 1.0  # beam search: exponent of the length normalisation
-    best_of: int | None = None
+    best_of: int | None = None  # at most lmbench.core.limits.MAX_BEST_OF (1024)
     rank_by: str = "mean_logprob"  # best-of-N: sequence_logprob | mean_logprob | judge_perplexity
 
     def __post_init__(self) -> None:
@@ -100,6 +101,8 @@ class Strategy:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                       or value < 1):
                 raise LmbenchError(f"strategy {self.label!r}: {name} must be an integer >= 1")
+        check_at_most(self.beam_width or 1, MAX_BEAM_WIDTH, f"strategy {self.label!r}: beam_width")
+        check_at_most(self.best_of or 1, MAX_BEST_OF, f"strategy {self.label!r}: best_of")
         if self.rank_by not in RANKERS:
             raise LmbenchError(f"strategy {self.label!r}: rank_by must be one of {RANKERS}")
 

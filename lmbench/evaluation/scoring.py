@@ -38,6 +38,7 @@ import torch
 
 from lmbench.core.errors import LmbenchError
 from lmbench.core.interface import Capabilities, LanguageModel
+from lmbench.core.limits import MAX_EVAL_BOOTSTRAP, check_at_most
 from lmbench.core.results import EvalResult
 from lmbench.data.corpora import Corpus, Split, load_corpus
 
@@ -47,14 +48,17 @@ class EvalConfig:
     window_len: int = 8192  # tokens per window for models without a max_window
     batch_size: int = 8  # windows per model call
     block_len: int = 1024  # tokens per bootstrap block
-    n_bootstrap: int = 1000  # bootstrap resamples
-    seed: int = 0  # bootstrap seed
+    n_bootstrap: int = 1000  # bootstrap resamples, at most MAX_EVAL_BOOTSTRAP (100,000)
+    seed: int = 0  # bootstrap seed, >= 0
     progress: bool = True  # tqdm bar over windows (shown only on a terminal)
 
     def __post_init__(self) -> None:
         for name in ("window_len", "batch_size", "block_len", "n_bootstrap"):
             if getattr(self, name) < 1:
                 raise LmbenchError(f"eval.{name} must be >= 1, got {getattr(self, name)}")
+        check_at_most(self.n_bootstrap, MAX_EVAL_BOOTSTRAP, "eval.n_bootstrap")
+        if self.seed < 0:
+            raise LmbenchError(f"eval.seed must be >= 0, got {self.seed}")
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,9 @@ def score_stream(model: LanguageModel, ids: np.ndarray, config: EvalConfig = Eva
             logprobs, new_state = model.token_logprobs(
                 torch.from_numpy(input_ids), torch.from_numpy(target_ids), state)
             logprobs = logprobs.double().cpu().numpy()  # from the model's device
+            if np.isnan(logprobs).any() or np.isposinf(logprobs).any():  # -inf is p = 0: valid
+                raise LmbenchError(f"model {model.name!r} returned NaN or +inf log-probabilities "
+                                   f"(tokens {batch[0].start}..{batch[-1].end}); it is broken")
             if capabilities.carries_state:
                 state = new_state
             for row, w in enumerate(batch):

@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from lmbench.core.errors import LmbenchError
+from lmbench.core.limits import MAX_COMPARE_BOOTSTRAP, check_at_most
 from lmbench.core.results import EvalResult, GenerationResult, RunResult
 
 LN2 = math.log(2.0)
@@ -171,6 +172,9 @@ def compare(a: RunResult | str | Path, b: RunResult | str | Path, split: str = "
     """
     if n_bootstrap < 1:
         raise LmbenchError(f"n_bootstrap must be >= 1, got {n_bootstrap}")
+    check_at_most(n_bootstrap, MAX_COMPARE_BOOTSTRAP, "n_bootstrap")
+    if seed < 0:
+        raise LmbenchError(f"seed must be >= 0, got {seed}")
     (run_a, skipped_a), (run_b, skipped_b) = _load(a, results_dir), _load(b, results_dir)
     ma, mb = _split_metrics(run_a, split), _split_metrics(run_b, split)
     if run_a.corpus != run_b.corpus or ma.n_bytes != mb.n_bytes:

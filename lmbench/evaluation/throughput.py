@@ -54,7 +54,8 @@ from lmbench.core.device import (
 from lmbench.core.errors import LmbenchError
 from lmbench.core.interface import Budget, LanguageModel, Trainable
 from lmbench.core.io import write_json_atomic
-from lmbench.core.names import new_run_id
+from lmbench.core.limits import MAX_NEW_TOKENS, check_at_most
+from lmbench.core.names import contained, new_run_id, safe_name
 from lmbench.core.results import Spread, ThroughputResult, environment
 from lmbench.data.corpora import Corpus, load_corpus
 from lmbench.evaluation.resources import (
@@ -73,7 +74,7 @@ from lmbench.evaluation.scoring import EvalConfig, score_stream
 class BenchConfig:
     score_tokens: int = 4096  # ids scored per scoring run
     prompt_tokens: int = 64  # prompt ids before generation (cut to fit a model's window)
-    new_tokens: int = 64  # generated ids per generation run (>= 2)
+    new_tokens: int = 64  # generated ids per generation run (>= 2, <= MAX_NEW_TOKENS: 100,000)
     train_steps: int = 5  # trainer steps per training run; 0 skips training
     n_warmup: int = 1  # discarded runs of each kind
     n_repeats: int = 3  # measured runs of each kind
@@ -83,6 +84,7 @@ class BenchConfig:
     def __post_init__(self) -> None:
         if self.new_tokens < 2 or self.n_repeats < 1 or self.n_warmup < 0:
             raise LmbenchError("bench needs new_tokens >= 2, n_repeats >= 1, n_warmup >= 0")
+        check_at_most(self.new_tokens, MAX_NEW_TOKENS, "bench new_tokens")
         if min(self.score_tokens, self.prompt_tokens, self.peak_matmul_size) < 1:
             raise LmbenchError("score_tokens, prompt_tokens and peak_matmul_size must be >= 1")
 
@@ -265,7 +267,7 @@ def measure_throughput(model: LanguageModel, corpus_or_ids, config: BenchConfig 
 
 def write_throughput(result: ThroughputResult, out_dir: str | Path) -> Path:
     """Write ``<out_dir>/<run_id>/throughput.json`` atomically; returns its path."""
-    path = Path(out_dir) / result.run_id / "throughput.json"
+    path = contained(out_dir, safe_name(result.run_id, "run id"), "throughput.json")
     write_json_atomic(path, result.to_dict())
     return path
 

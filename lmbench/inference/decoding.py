@@ -45,6 +45,7 @@ import torch
 
 from lmbench.core.errors import LmbenchError
 from lmbench.core.interface import LanguageModel, SelectsStateRows
+from lmbench.core.limits import MAX_BEAM_WIDTH, MAX_BEST_OF, MAX_NEW_TOKENS, check_at_most
 from lmbench.evaluation.scoring import EvalConfig, score_stream
 from lmbench.inference.sampling import (
     LogitsProcessor,
@@ -136,8 +137,10 @@ def beam_search_batch(model: LanguageModel, prompts: Sequence[Sequence[int]],
     ``use_cache=False``), else one call per beam. Arguments as ``beam_search``'s."""
     if isinstance(beam_width, bool) or not isinstance(beam_width, int) or beam_width < 1:
         raise LmbenchError(f"beam_width must be an integer >= 1, got {beam_width!r}")
+    check_at_most(beam_width, MAX_BEAM_WIDTH, "beam_width")
     if max_new_tokens < 0:
         raise LmbenchError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    check_at_most(max_new_tokens, MAX_NEW_TOKENS, "max_new_tokens")
     if not prompts:
         return []
     ranker, stop = Sampler(tuple(processors)), set(stop_ids)
@@ -280,6 +283,7 @@ def best_of_n_batch(model: LanguageModel, prompts: Sequence[Sequence[int]], n: i
     ``seeds[j] .. seeds[j] + n - 1``: all ``len(prompts) * n`` draws are one ``sample_batch``."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise LmbenchError(f"best-of-N needs an integer n >= 1, got {n!r}")
+    check_at_most(n, MAX_BEST_OF, "best-of-N n")
     if len(seeds) != len(prompts):
         raise LmbenchError(f"seeds must give one seed per prompt: {len(seeds)} seeds for "
                            f"{len(prompts)} prompts")

@@ -50,6 +50,7 @@ import torch
 
 from lmbench.core.errors import LmbenchError
 from lmbench.core.interface import LanguageModel, State
+from lmbench.core.limits import MAX_NEW_TOKENS, check_at_most
 
 LogitsProcessor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (B,T), (B,V) -> (B,V)
 NEG_INF = float("-inf")
@@ -332,7 +333,11 @@ def next_logits(model: LanguageModel, context: torch.Tensor, n_new: int, state: 
     if window is not None and (state is None or not use_cache):
         feed = feed[:, -window:]  # a prompt (or prefix) longer than one call accepts
     logits, new_state = model.logits(feed, state if use_cache else None)
-    return logits[:, -1].cpu(), (new_state if use_cache else None)
+    last = logits[:, -1].cpu()  # (B, V), from the model's device
+    if torch.isnan(last).any() or torch.isposinf(last).any():  # -inf is p = 0: valid
+        raise LmbenchError(f"model {model.name!r} returned NaN or +inf next-token scores; it is "
+                           "broken")
+    return last, (new_state if use_cache else None)
 
 
 def prompt_batch(model: LanguageModel, prompts: Sequence[Sequence[int]]) -> torch.Tensor:
@@ -382,6 +387,7 @@ def sample_batch(model: LanguageModel, prompts: Sequence[Sequence[int]], max_new
     """
     if max_new_tokens < 0:
         raise LmbenchError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    check_at_most(max_new_tokens, MAX_NEW_TOKENS, "max_new_tokens")
     if len(seeds) != len(prompts):
         raise LmbenchError(f"seeds must give one seed per prompt: {len(seeds)} seeds for "
                            f"{len(prompts)} prompts")

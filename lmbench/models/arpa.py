@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from lmbench.core.errors import LmbenchError
+from lmbench.core.errors import LmbenchError, LmbenchWarning
 from lmbench.core.io import write_atomic
 from lmbench.core.tokenizers import UNK, WordTokenizer
 from lmbench.models.ngram_estimate import Level
 
 LOG10_ZERO = -99.0
 LN10 = math.log(10.0)
+SUM_TOLERANCE = 1e-3  # |sum_w p(w | context) - 1| above this is warned about
+SUM_SAMPLE = 64  # contexts checked per order above 1 (evenly spaced over the stored ones)
 
 
 def _log10_text(values_ln: np.ndarray) -> list[str]:
@@ -133,7 +136,13 @@ def _parse(lines, path: Path) -> tuple[list[Level], WordTokenizer]:
                 backoff = float(fields[n + 1]) if len(fields) == n + 2 else 0.0
             except ValueError:
                 raise fail(line_no, f"not a number in {line.strip()[:60]!r}") from None
-            rows.append((prob, fields[1 : n + 1], backoff))
+            if not -math.inf < prob <= 0.0:  # NaN fails too
+                raise fail(line_no, f"log10 p = {fields[0]} is not a log-probability (finite and "
+                                    "<= 0; -99 stands for log10 0)")
+            if not -math.inf < backoff < math.inf:
+                raise fail(line_no, f"log10 backoff = {fields[n + 1]} is not finite (-99 stands "
+                                    "for log10 0)")
+            rows.append((prob, fields[1 : n + 1], backoff, line_no))
         if len(rows) != expected:
             raise fail(line_no, f"the header declares {expected} {n}-grams, the section has "
                                 f"{len(rows)} (truncated?)")
@@ -149,16 +158,20 @@ def _parse(lines, path: Path) -> tuple[list[Level], WordTokenizer]:
 
 
 def _build_tables(sections, path: Path) -> tuple[list[Level], WordTokenizer]:
-    unigram_words = [w[0] for _, w, _ in sections[0]]
+    unigram_words = [w[0] for _, w, _, _ in sections[0]]
     if len(set(unigram_words)) != len(unigram_words):
-        raise LmbenchError(f"{path}: duplicate unigrams")
+        first: dict[str, int] = {}
+        for i, word in enumerate(unigram_words):
+            if word in first:
+                raise _duplicate(path, sections[0][first[word]], sections[0][i])
+            first[word] = i
     tokenizer = WordTokenizer.from_vocabulary([w for w in unigram_words if w != "<s>"])
     V = tokenizer.vocab_size
     width = V + 1
     index = {**tokenizer.index_, "<s>": V}
     log_prob = np.full(width, -np.inf)
     log_backoff = np.zeros(width)
-    for prob, (word,), backoff in sections[0]:
+    for prob, (word,), backoff, _ in sections[0]:
         row = index[word]
         log_prob[row] = -np.inf if prob <= LOG10_ZERO else prob * LN10
         log_backoff[row] = backoff * LN10 if backoff > LOG10_ZERO else -np.inf
@@ -169,7 +182,7 @@ def _build_tables(sections, path: Path) -> tuple[list[Level], WordTokenizer]:
     previous = {w: index[w] for w in unigram_words}
     for n, rows in enumerate(sections[1:], start=2):
         keys = np.empty(len(rows), np.int64)
-        for i, (_, words, _) in enumerate(rows):
+        for i, (_, words, _, _) in enumerate(rows):
             context = " ".join(words[:-1])
             if context not in previous:
                 raise LmbenchError(f"{path}: {n}-gram {' '.join(words)!r} has no entry for its "
@@ -179,6 +192,9 @@ def _build_tables(sections, path: Path) -> tuple[list[Level], WordTokenizer]:
                                    "from the unigrams")
             keys[i] = previous[context] * width + index[words[-1]]
         order = np.argsort(keys, kind="stable")
+        same = np.flatnonzero(keys[order][1:] == keys[order][:-1])
+        if same.size:
+            raise _duplicate(path, rows[order[same[0]]], rows[order[same[0] + 1]])
         probs = np.array([r[0] for r in rows])[order]
         backoffs = np.array([r[2] for r in rows])[order]
         tables.append(Level(keys[order],
@@ -186,5 +202,71 @@ def _build_tables(sections, path: Path) -> tuple[list[Level], WordTokenizer]:
                             np.where(backoffs <= LOG10_ZERO, -np.inf, backoffs * LN10)))
         rank = np.empty(len(rows), np.int64)
         rank[order] = np.arange(len(rows))
-        previous = {" ".join(words): int(rank[i]) for i, (_, words, _) in enumerate(rows)}
+        previous = {" ".join(words): int(rank[i]) for i, (_, words, _, _) in enumerate(rows)}
+    _check_sums(tables, [*tokenizer.tokens_, "<s>"], path)
     return tables, tokenizer
+
+
+def _duplicate(path: Path, first, second) -> LmbenchError:
+    """The error of an n-gram listed twice (``first`` and ``second`` are parsed rows)."""
+    values = "the same values" if first[0] == second[0] and first[2] == second[2] else (
+        "different values")
+    return LmbenchError(f"{path}:{second[3]}: duplicate {len(second[1])}-gram "
+                       f"{' '.join(second[1])!r} (also at line {first[3]}, with {values})")
+
+
+def _check_sums(tables: list[Level], words: list[str], path: Path) -> None:
+    """Warn (one line naming the file and the context) when p(. | context) does not sum to 1
+    within ``SUM_TOLERANCE``: the unigrams, and ``SUM_SAMPLE`` contexts of each higher order
+    (evenly spaced over the stored contexts; all of them would cost a pass over V per context).
+    The distribution is the one the model scores with: stored children, the rest backed off."""
+    V = len(words) - 1
+    width = V + 1
+    checked: list[tuple[float, tuple[int, ...]]] = []  # (sum, context ids)
+    checked.append((float(np.exp(tables[0].log_prob[:V]).sum()), ()))
+    for n in range(2, len(tables) + 1):
+        contexts = tables[n - 1].keys // width  # sorted: the rows of order n-1 with children
+        contexts = contexts[np.flatnonzero(np.diff(contexts, prepend=-1))]
+        picks = contexts[np.unique(np.linspace(0, len(contexts) - 1, SUM_SAMPLE).astype(int))]
+        for row in picks.tolist():
+            ids = _row_words(tables, n - 1, row, width)
+            checked.append((float(np.exp(_distribution(tables, ids, width)).sum()), ids))
+    off = [(total, ids) for total, ids in checked if abs(total - 1.0) > SUM_TOLERANCE]
+    if off:
+        total, ids = max(off, key=lambda item: abs(item[0] - 1.0))
+        context = " ".join(words[i] for i in ids)
+        which = f"the probabilities after {context!r}" if ids else "the unigram probabilities"
+        warnings.warn(f"{path}: {which} sum to {total:.6g}, not 1 "
+                      f"({len(off)} of {len(checked)} checked contexts are off by more than "
+                      f"{SUM_TOLERANCE:g}); scores from this file are not a distribution",
+                      LmbenchWarning, stacklevel=4)
+
+
+def _row_words(tables: list[Level], order: int, row: int, width: int) -> tuple[int, ...]:
+    """The word ids of row ``row`` of the order-``order`` table (keys = context * width + w)."""
+    ids = []
+    for level in range(order, 1, -1):
+        key = int(tables[level - 1].keys[row])
+        ids.append(key % width)
+        row = key // width
+    ids.append(int(tables[0].keys[row]))
+    return tuple(reversed(ids))
+
+
+def _distribution(tables: list[Level], context: tuple[int, ...], width: int) -> np.ndarray:
+    """(V,) ln p(w | context) by backoff, as ``NGramLM.logits`` computes it."""
+    V = width - 1
+    dist = tables[0].log_prob[:V].copy()
+    for j in range(1, len(context) + 1):  # the last j words of the context, short to long
+        suffix = context[-j:]
+        row = suffix[0]
+        for level, word in enumerate(suffix[1:], start=2):
+            keys = tables[level - 1].keys
+            where = int(np.searchsorted(keys, row * width + word))
+            if where == len(keys) or keys[where] != row * width + word:
+                return dist  # not stored: longer histories are not either
+            row = where
+        dist += tables[j - 1].log_backoff[row]
+        lo, hi = np.searchsorted(tables[j].keys, [row * width, (row + 1) * width])
+        dist[tables[j].keys[lo:hi] - row * width] = tables[j].log_prob[lo:hi]
+    return dist

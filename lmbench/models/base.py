@@ -34,8 +34,9 @@ import torch
 
 from lmbench.core.device import resolve_device
 from lmbench.core.errors import LmbenchError
-from lmbench.core.interface import Budget, LanguageModel, Trainable
+from lmbench.core.interface import Budget, EstimatesSize, LanguageModel, Trainable
 from lmbench.core.io import read_npz, write_npz_atomic
+from lmbench.core.limits import check_n_params
 from lmbench.core.options import build_config
 from lmbench.core.tokenizers import (
     Tokenizer,
@@ -48,7 +49,7 @@ from lmbench.training.objectives import Objective, next_token
 from lmbench.training.trainer import TrainConfig, TrainLog, train
 
 
-class NeuralLM(LanguageModel, Trainable):
+class NeuralLM(LanguageModel, Trainable, EstimatesSize):
     """Base class of the torch families; see the module docstring."""
 
     config_class: type
@@ -124,6 +125,7 @@ class NeuralLM(LanguageModel, Trainable):
                 objective: Objective | None = None) -> NeuralLM:
         """Train on (N,) ids of this model's fitted tokenizer; ``valid_ids`` for selection;
         ``init_weights`` (a state dict) to start from instead of a fresh initialisation."""
+        check_n_params(self.estimated_n_params(self.tokenizer.vocab_size), f"model {self.name!r}")
         config = self.config_.train
         torch.manual_seed(config.seed)  # the initial weights, drawn on the CPU
         self.net = self.build_network(self.tokenizer.vocab_size).to(self.device)
@@ -150,6 +152,17 @@ class NeuralLM(LanguageModel, Trainable):
         self.tokenizer = tokenizer_from_json(meta["tokenizer"])
         return {k[len("param/"):]: torch.from_numpy(v.copy())
                 for k, v in arrays.items() if k.startswith("param/")}
+
+    def estimated_n_params(self, vocab_size: int | None = None) -> int:
+        """Parameters of ``build_network(vocab_size)``, tied matrices once, counted on torch's
+        meta device (shapes without memory), so it is exact for every family and allocates
+        nothing. ``vocab_size`` None: the fitted tokenizer's, or 2 (a lower bound) before the
+        tokenizer is fitted. A family may override this with a formula from its config."""
+        if vocab_size is None:
+            vocab_size = self.tokenizer.vocab_size if self.tokenizer.is_fitted else 2
+        with torch.device("meta"):
+            network = self.build_network(vocab_size)
+        return int(sum(p.numel() for p in network.parameters()))  # shared parameters once
 
     def _network(self) -> torch.nn.Module:
         if self.net is None:
@@ -233,15 +246,41 @@ class NeuralLM(LanguageModel, Trainable):
 
     @classmethod
     def load(cls, path: str | Path) -> NeuralLM:
+        """The model ``save`` wrote; a damaged file (missing or misshapen weights, a bad config
+        or tokenizer) is a one-line ``LmbenchError`` naming it."""
         meta, arrays = read_npz(Path(path), f"a {cls.name} model")
         weights = {k[len("param/"):]: torch.from_numpy(v.copy())
                    for k, v in arrays.items() if k.startswith("param/")}
         extra = {k: v for k, v in arrays.items() if not k.startswith("param/")}
+        if not isinstance(meta.get("config"), dict) or not isinstance(meta.get("tokenizer"), str):
+            raise LmbenchError(f"{path}: not a {cls.name} model file (no config or tokenizer)")
         model = cls(build_config(cls.config_class, meta["config"], str(path)),
-                    tokenizer_from_json(meta["tokenizer"]))
+                    tokenizer_from_json(meta["tokenizer"], str(path)))
+        check_n_params(model.estimated_n_params(), f"{path}")
         model.net = model.build_network(model.tokenizer.vocab_size)
+        _check_weights(model.net, weights, path)
         model.net.load_state_dict(weights)
-        model.load_extra_arrays(extra)
-        if meta.get("train_log"):
-            model.train_log_ = TrainLog(**meta["train_log"])
+        try:
+            model.load_extra_arrays(extra)
+            if meta.get("train_log"):
+                model.train_log_ = TrainLog(**meta["train_log"])
+        except (KeyError, TypeError, ValueError, IndexError) as error:
+            raise LmbenchError(f"{path}: damaged {cls.name} model file ({type(error).__name__}: "
+                               f"{error})") from None
         return model
+
+
+def _check_weights(network: torch.nn.Module, weights: dict[str, torch.Tensor], path) -> None:
+    """One line naming the first missing, unexpected or misshapen weight of a saved model."""
+    expected = network.state_dict()
+    missing = sorted(expected.keys() - weights.keys())
+    unexpected = sorted(weights.keys() - expected.keys())
+    wrong = [k for k in expected if k in weights and weights[k].shape != expected[k].shape]
+    for problem, names in (("missing weights", missing), ("unexpected weights", unexpected),
+                           ("weights of the wrong shape", wrong)):
+        if names:
+            first = names[0]
+            shape = (f" ({tuple(weights[first].shape)}, the network needs "
+                     f"{tuple(expected[first].shape)})") if problem.endswith("shape") else ""
+            more = f" and {len(names) - 1} more" if len(names) > 1 else ""
+            raise LmbenchError(f"{path}: damaged model file: {problem} {first!r}{shape}{more}")

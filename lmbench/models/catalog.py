@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from lmbench.core.errors import LmbenchError
-from lmbench.core.interface import LanguageModel
+from lmbench.core.interface import EstimatesSize, LanguageModel
 from lmbench.core.io import read_npz
+from lmbench.core.limits import check_n_params
 from lmbench.core.options import build_config
 from lmbench.core.registry import Registry
 
@@ -45,6 +46,13 @@ def build_model(family: str, **options: Any) -> LanguageModel:
     ``build_model("ngram", order=5, smoothing="modified-kneser-ney", tokenizer="word")``."""
     cls = MODELS.get(family)
     return cls(build_config(cls.config_class, options, f"model {family!r}"))
+
+
+def check_model(model: LanguageModel) -> None:
+    """Refuse, before anything is built or trained, a model whose estimated size is above
+    ``lmbench.core.limits.max_params()`` (families that declare ``EstimatesSize``)."""
+    if isinstance(model, EstimatesSize):
+        check_n_params(model.estimated_n_params(), f"model {model.name!r}")
 
 
 def load_model(path: str | Path) -> LanguageModel:

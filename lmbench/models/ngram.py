@@ -213,12 +213,17 @@ class NGramLM(LanguageModel, SelectsStateRows):
     @classmethod
     def load(cls, path: str | Path) -> NGramLM:
         meta, arrays = read_npz(Path(path), "an n-gram model")
+        if not isinstance(meta.get("config"), dict) or not isinstance(meta.get("tokenizer"), str):
+            raise LmbenchError(f"{path}: not an lmbench n-gram model file (no config or "
+                               "tokenizer)")
+        config = build_config(NGramConfig, meta["config"], str(path))
         try:
-            tables = tables_from_arrays(arrays, meta["config"]["order"])
+            tables = tables_from_arrays(arrays, config.order)
         except KeyError as error:
             raise LmbenchError(f"{path}: not an lmbench n-gram model file ({error})") from None
-        model = cls(NGramConfig(**meta["config"]), tokenizer_from_json(meta["tokenizer"]))
-        model.tables_, model.discounts_ = tables, meta["discounts"]
+        model = cls(config, tokenizer_from_json(meta["tokenizer"], str(path)))
+        check_tables(tables, model.tokenizer.vocab_size, str(path))
+        model.tables_, model.discounts_ = tables, meta.get("discounts", {})
         return model
 
     def save_arpa(self, path: str | Path) -> None:
@@ -242,6 +247,25 @@ def tables_to_arrays(tables: list[Level], prefix: str = "") -> dict[str, np.ndar
 def tables_from_arrays(arrays, order: int, prefix: str = "") -> list[Level]:
     return [Level(arrays[f"{prefix}keys{n}"], arrays[f"{prefix}logp{n}"],
                   arrays[f"{prefix}logb{n}"]) for n in range(1, order + 1)]
+
+
+def check_tables(tables: list[Level], vocab_size: int, where: str) -> None:
+    """Refuse tables ``fit`` could not have made (a damaged file): per order, equal lengths,
+    strictly increasing integer keys whose context rows exist in the order below, and a unigram
+    table of ``vocab_size + 1`` rows."""
+    width = vocab_size + 1
+    for n, table in enumerate(tables, start=1):
+        keys = table.keys
+        if keys.ndim != 1 or keys.dtype.kind not in "iu" or not (
+                len(keys) == len(table.log_prob) == len(table.log_backoff)):
+            raise LmbenchError(f"{where}: damaged n-gram model file (the {n}-gram table's "
+                               "arrays differ in shape)")
+        rows_below = width if n == 1 else len(tables[n - 2].keys)
+        bad = len(keys) and (np.any(np.diff(keys) <= 0) or keys[0] < 0
+                             or keys[-1] >= rows_below * (1 if n == 1 else width))
+        if bad or (n == 1 and len(keys) != width):
+            raise LmbenchError(f"{where}: damaged n-gram model file (the {n}-gram keys do not fit "
+                               f"a vocabulary of {vocab_size})")
 
 
 def _as_numpy(ids) -> np.ndarray:

@@ -38,6 +38,7 @@ from typing import Any
 from lmbench.core.device import check_device_name
 from lmbench.core.errors import LmbenchError
 from lmbench.core.interface import Trainable
+from lmbench.core.names import check_name
 from lmbench.core.options import build_config, check_fields
 
 try:
@@ -45,7 +46,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 from lmbench.evaluation.scoring import EvalConfig
-from lmbench.models.catalog import MODELS, config_class_of
+from lmbench.models.catalog import MODELS, build_model, check_model, config_class_of
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,13 @@ class RunConfig:
     data_dir: str | None = None
     device: str = "auto"  # where every model trains and is scored (lmbench.core.device)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        if not self.splits:
+            raise LmbenchError("'splits' is empty; name at least one split to score")
+        if not 0 <= self.seed < 2**32:
+            raise LmbenchError(f"'seed' must be in [0, 2**32 - 1] (numpy's seed range), got "
+                               f"{self.seed}")
 
 
 def load_config(path: str | Path) -> RunConfig:
@@ -116,11 +124,13 @@ def _parse_config(data: dict[str, Any], where: str) -> RunConfig:
         label = table.pop("label", None) or _default_label(family, table)
         if not isinstance(label, str):
             raise LmbenchError(f"{where} [[models]] #{number}: 'label' must be a string")
+        check_name(label, f"{where} [[models]] #{number}: label")
         if label in labels:
             raise LmbenchError(f"{where} [[models]] #{number}: label {label!r} is used twice")
         labels.add(label)
-        try:  # keys, types and values (ranges, names), before anything runs
+        try:  # keys, types and values (ranges, names, sizes), before anything runs
             build_config(config_class_of(family), table, f"{where} [[models]] {label!r}")
+            check_model(build_model(family, **table))
         except LmbenchError as error:
             if str(error).startswith(where):
                 raise

@@ -23,7 +23,8 @@ from typing import Any
 from lmbench.core.device import describe_device, resolve_device
 from lmbench.core.errors import LmbenchError
 from lmbench.core.interface import LanguageModel
-from lmbench.core.names import new_run_id
+from lmbench.core.io import check_writable
+from lmbench.core.names import contained, new_run_id, safe_name
 from lmbench.core.results import GenerationResult, RunResult, ThroughputResult, environment
 from lmbench.core.tokenizers import Tokenizer
 from lmbench.data.corpora import Corpus, load_corpus
@@ -107,6 +108,9 @@ def record_run(model: LanguageModel, corpus: Corpus | str, out_dir: str | Path, 
     """
     if isinstance(corpus, str):
         corpus = load_corpus(corpus, data_dir)
+    safe_name(label or model.name, "label")  # before scoring: a bad label fails first
+    safe_name(corpus.name, "corpus name")
+    check_writable(out_dir)
     eval_config = eval_config or EvalConfig()
     metrics = {split: evaluate(model, corpus, split, eval_config) for split in splits}
     result = make_record(model, corpus, metrics, label=label or model.name, seed=seed,
@@ -117,12 +121,22 @@ def record_run(model: LanguageModel, corpus: Corpus | str, out_dir: str | Path, 
 
 def run(config: RunConfig, out_dir: str | Path, save_models: bool = False, log=print
         ) -> list[RunResult]:
-    """Fit and evaluate each model of ``config``; returns the records written under ``out_dir``."""
+    """Fit and evaluate each model of ``config``; returns the records written under ``out_dir``.
+
+    Before any training: every split exists, every name that becomes a path is checked and
+    mapped to its folder name (``lmbench.core.names.safe_name``) and ``out_dir`` is writable.
+    After each fit the record is written first, then (``save_models``) the model, so a model
+    that fails to save never loses the record of its training."""
     out_dir = Path(out_dir)
     device = resolve_device(config.device)  # an absent GPU fails before anything trains
     corpus = load_corpus(config.corpus, config.data_dir)
     for split in config.splits:
         corpus.split(split)  # fail before any training if a split is missing
+    corpus_folder = safe_name(corpus.name, "corpus name")
+    checkpoints = {spec.label: contained(out_dir, "checkpoints",
+                                         f"{corpus_folder}-{safe_name(spec.label, 'label')}")
+                   for spec in config.models}
+    check_writable(out_dir)
     env = environment()
     store = ResultStore(out_dir)
     results = []
@@ -133,16 +147,29 @@ def run(config: RunConfig, out_dir: str | Path, save_models: bool = False, log=p
             "...")
         started = time.perf_counter()
         warm_start = {} if spec.init is None else {"init": spec.init}  # a Trainable (checked)
-        model.fit(corpus, checkpoint_dir=out_dir / "checkpoints" / f"{corpus.name}-{spec.label}",
-                  **warm_start)
+        model.fit(corpus, checkpoint_dir=checkpoints[spec.label], **warm_start)
         fit_s = time.perf_counter() - started
         metrics = {split: evaluate(model, corpus, split, config.eval) for split in config.splits}
         result = make_record(model, corpus, metrics, label=spec.label, seed=config.seed,
                              fit_s=fit_s, env=env, family=spec.family)
+        try:
+            record = store.put(result)
+        except OSError as error:
+            raise LmbenchError(f"{out_dir}: cannot write the record of {spec.label!r} "
+                               f"({error.strerror or error})") from None
         if save_models:
-            model.save(out_dir / result.run_id / "model.npz")
-        store.put(result)
+            _save_model(model, contained(out_dir, result.run_id, "model.npz"), record)
         shown = ", ".join(f"{s} ppl {m.perplexity:.2f}" for s, m in metrics.items())
         log(f"[{spec.label}] fit {fit_s:.1f}s; {shown}")
         results.append(result)
     return results
+
+
+def _save_model(model: LanguageModel, path: Path, record: Path) -> None:
+    """``model.save(path)``; a failing write (disk full, no permission) is a one-line error
+    that says the record is kept."""
+    try:
+        model.save(path)
+    except OSError as error:
+        raise LmbenchError(f"{path}: cannot save the model ({error.strerror or error}); its "
+                           f"record is written ({record})") from None

@@ -86,13 +86,34 @@ class TrainConfig:
     progress: bool = True  # tqdm bar (only on a terminal)
 
     def __post_init__(self) -> None:
+        # Every value is checked here, before a network is built: a NaN, a negative budget or a
+        # seed numpy refuses would otherwise train forever or fail after training.
         for name in ("batch_size", "seq_len", "eval_every", "eval_tokens", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise LmbenchError(f"train.{name} must be >= 1, got {getattr(self, name)}")
-        if self.learning_rate <= 0:
-            raise LmbenchError(f"train.learning_rate must be > 0, got {self.learning_rate}")
+        for name in ("warmup_steps", "patience"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                raise LmbenchError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        ranges = {"learning_rate": ("> 0", lambda v: 0 < v < math.inf),
+                  "min_lr_ratio": ("in [0, 1]", lambda v: 0 <= v <= 1),
+                  "weight_decay": (">= 0", lambda v: 0 <= v < math.inf),
+                  "grad_clip": (">= 0", lambda v: 0 <= v < math.inf),
+                  "beta1": ("in [0, 1)", lambda v: 0 <= v < 1),
+                  "beta2": ("in [0, 1)", lambda v: 0 <= v < 1)}
+        for name, (wanted, inside) in ranges.items():
+            if not inside(getattr(self, name)):  # NaN is never inside
+                raise LmbenchError(f"train.{name} must be {wanted} and finite, got "
+                                   f"{getattr(self, name)!r}")
         if self.max_steps is None and self.max_tokens is None and self.max_seconds is None:
             raise LmbenchError("train needs a budget: max_steps, max_tokens or max_seconds")
+        for name in ("max_steps", "max_tokens", "max_seconds"):
+            value = getattr(self, name)
+            if value is not None and not 0 < value < math.inf:  # NaN fails too
+                raise LmbenchError(f"train.{name} must be > 0 (and finite), got {value!r}; "
+                                   "leave it unset for no limit")
+        if not 0 <= self.seed < 2**32:
+            raise LmbenchError(f"train.seed must be in [0, 2**32 - 1] (numpy's seed range), got "
+                               f"{self.seed}")
 
 
 @dataclass

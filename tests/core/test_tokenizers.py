@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import lmbench
+from lmbench.core.errors import LmbenchError
 from lmbench.core.tokenizers import build_tokenizer, tokenizer_from_json, tokenizer_to_json
 from lmbench.data.corpora import Split, _lines_split
 
@@ -66,3 +68,32 @@ def test_is_fitted_says_whether_the_vocabulary_is_learned(name, options):
     assert tokenizer.is_fitted
     assert tokenizer_from_json(tokenizer_to_json(tokenizer)).is_fitted
     assert build_tokenizer("byte").is_fitted  # a fixed vocabulary: nothing to learn
+
+
+def test_misspelled_tokenizer_options_are_refused_with_a_did_you_mean():
+    with pytest.raises(LmbenchError, match=r"unknown key 'unk_max_cont' \(did you mean "
+                                           r"'unk_max_count'\?\)"):
+        build_tokenizer("word", unk_max_cont=2)
+    with pytest.raises(LmbenchError, match="'unk_max_count' must be int, got str"):
+        build_tokenizer("word", unk_max_count="2")
+    with pytest.raises(LmbenchError, match="unknown key 'x' \\(it takes no options\\)"):
+        build_tokenizer("char", x=1)
+    with pytest.raises(LmbenchError, match="unknown key 'vocab_sise'"):
+        lmbench.build_model("gpt", tokenizer="bpe", tokenizer_options={"vocab_sise": 500})
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{not json", "the tokenizer is not valid JSON"),
+    ("[]", "needs 'name', 'config' and 'state'"),
+    ('{"name": "char", "config": {}}', "needs 'name', 'config' and 'state'"),
+    ('{"name": "chr", "config": {}, "state": {}}', "unknown tokenizer 'chr'"),
+    ('{"name": "char", "config": {}, "state": {"tokens": 5}}', "damaged 'char' tokenizer state"),
+    ('{"name": "word", "config": {}, "state": {"tokens": ["a", "a"]}}', "damaged 'word'"),
+    ('{"name": "word", "config": {"unk_max_cont": 1}, "state": {}}', "unknown key"),
+    ('{"name": "bpe", "config": {}, "state": {"hf_json": "{"}}', "damaged 'bpe'"),
+])
+def test_damaged_tokenizer_json_is_one_line_naming_the_file(text, message):
+    with pytest.raises(LmbenchError) as error:
+        tokenizer_from_json(text, "model.npz")
+    assert str(error.value).startswith("model.npz: ") and message in str(error.value)
+    assert "\n" not in str(error.value)

@@ -92,3 +92,38 @@ def test_unknown_split_is_a_clear_error(tiny_corpus):
     corpus = lmbench.Corpus("x", {"train": tiny_corpus.train})
     with pytest.raises(lmbench.LmbenchError, match="has no 'test' split"):
         evaluate(model, corpus, "test")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_model_returning_nan_or_inf_is_a_one_line_error_naming_it(tiny_corpus, bad):
+    import torch
+
+    from lmbench.adapters import FunctionLM
+    from lmbench.core.errors import LmbenchError
+
+    def broken(ids):
+        return torch.full((*ids.shape, 257), bad)
+
+    model = FunctionLM(broken, tokenizer="byte", name="broken-fn").fit(tiny_corpus)
+    with pytest.raises(LmbenchError) as error:
+        evaluate(model, tiny_corpus, "test", EvalConfig(progress=False))
+    assert "model 'broken-fn' returned NaN or +inf" in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_zero_probabilities_are_not_an_error(tiny_corpus):
+    mle = lmbench.build_model("ngram", order=2, smoothing="mle").fit(tiny_corpus)
+    ids = np.array([mle.tokenizer.unk_id] * 3)  # <unk> never follows <unk> in train
+    nll = score_stream(mle, ids, EvalConfig(progress=False))
+    assert np.isinf(nll).any()
+
+
+def test_eval_bootstrap_count_has_a_documented_limit():
+    from lmbench.core.errors import LmbenchError
+    from lmbench.core.limits import MAX_EVAL_BOOTSTRAP
+
+    EvalConfig(n_bootstrap=MAX_EVAL_BOOTSTRAP)
+    with pytest.raises(LmbenchError, match="eval.n_bootstrap must be <= 100,000"):
+        EvalConfig(n_bootstrap=MAX_EVAL_BOOTSTRAP + 1)
+    with pytest.raises(LmbenchError, match="eval.seed must be >= 0"):
+        EvalConfig(seed=-1)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
 import torch
 
 import lmbench
-from lmbench.core.errors import LmbenchError
+from lmbench.core.errors import LmbenchError, LmbenchWarning
 
 
 def _sentence_scores(model, sentences):
@@ -56,6 +57,7 @@ GOOD = ("\\data\\\nngram 1=4\nngram 2=2\n\n\\1-grams:\n-1.0\t<unk>\t0\n-99\t<s>\
         "-0.5\ta\t-0.2\n-0.6\t</s>\n\n\\2-grams:\n-0.1\t<s> a\n-0.2\ta </s>\n\n\\end\\\n")
 
 
+@pytest.mark.filterwarnings("ignore::lmbench.core.errors.LmbenchWarning")  # GOOD sums to 0.67
 def test_a_small_hand_written_arpa_loads_and_scores(tmp_path):
     model = lmbench.load_arpa(_write(tmp_path, GOOD))
     scores = _sentence_scores(model, [("a",)]) / math.log(10)
@@ -91,3 +93,57 @@ def test_cli_evaluates_an_arpa_file(tiny_corpus, tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "m.arpa"), "--corpus", str(tmp_path / "corpus")]) == 0
     expected = lmbench.evaluate(model, corpus, "test").perplexity
     assert f"perplexity {expected:.2f}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("text, line, message", [
+    (GOOD.replace("-0.5\ta\t-0.2", "0.5\ta\t-0.2"), 8, "log10 p = 0.5 is not a log-probability"),
+    (GOOD.replace("-0.5\ta\t-0.2", "inf\ta\t-0.2"), 8, "log10 p = inf is not"),
+    (GOOD.replace("-0.5\ta\t-0.2", "-inf\ta\t-0.2"), 8, "log10 p = -inf is not"),
+    (GOOD.replace("-0.5\ta\t-0.2", "nan\ta\t-0.2"), 8, "log10 p = nan is not"),
+    (GOOD.replace("-0.5\ta\t-0.2", "-0.5\ta\tnan"), 8, "log10 backoff = nan is not finite"),
+    (GOOD.replace("-0.2\ta </s>\n", "-0.3\t<s> a\n").replace("ngram 2=2", "ngram 2=2"), 13,
+     "duplicate 2-gram '<s> a' (also at line 12, with different values)"),
+    (GOOD.replace("-0.2\ta </s>\n", "-0.1\t<s> a\n"), 13,
+     "duplicate 2-gram '<s> a' (also at line 12, with the same values)"),
+    (GOOD.replace("-0.6\t</s>\n", "-0.7\ta\n"), 9,
+     "duplicate 1-gram 'a' (also at line 8, with different values)"),
+])
+def test_impossible_arpa_values_name_the_line(tmp_path, text, line, message):
+    with pytest.raises(LmbenchError) as error:
+        lmbench.load_arpa(_write(tmp_path, text))
+    assert f"bad.arpa:{line}: " in str(error.value) and message in str(error.value)
+
+
+@pytest.mark.filterwarnings("ignore::lmbench.core.errors.LmbenchWarning")
+def test_log10_zero_is_allowed(tmp_path):
+    model = lmbench.load_arpa(_write(tmp_path, GOOD.replace("-1.0\t<unk>\t0", "-99\t<unk>\t-99")))
+    assert model.tables_[0].log_prob[model.tokenizer.unk_id] == -np.inf
+
+
+NORMALISED = ("\\data\\\nngram 1=4\nngram 2=2\n\n\\1-grams:\n-99\t<unk>\t0\n-99\t<s>\t0\n"
+              f"{math.log10(0.5)}\ta\t0\n{math.log10(0.5)}\t</s>\n\n\\2-grams:\n"
+              f"{math.log10(0.5)}\t<s> a\n{math.log10(0.5)}\ta </s>\n\n\\end\\\n")
+
+
+def test_distributions_that_do_not_sum_to_one_are_warned_about(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a normalised file: no warning
+        lmbench.load_arpa(_write(tmp_path, NORMALISED))
+    # p(. | <s>) = 0.5 for 'a' + backoff 1 x (p(<unk>) + p(</s>)) = 0.5 + 0.5: fine; raising
+    # the backoff of <s> to 10**0.3 gives 0.5 + 2 x 0.5 = 1.5
+    with pytest.warns(LmbenchWarning) as caught:
+        lmbench.load_arpa(_write(tmp_path, NORMALISED.replace("-99\t<s>\t0", "-99\t<s>\t0.3")))
+    [warning] = caught
+    message = str(warning.message)
+    assert "bad.arpa" in message and "after '<s>'" in message and "\n" not in message
+    with pytest.warns(LmbenchWarning, match="the unigram probabilities sum to 0.667"):
+        lmbench.load_arpa(_write(tmp_path, GOOD))
+
+
+@pytest.mark.parametrize("smoothing", ["modified-kneser-ney", "witten-bell", "mle", "add-k"])
+def test_our_own_arpa_files_sum_to_one(tiny_corpus, tmp_path, smoothing):
+    model = lmbench.build_model("ngram", order=4, smoothing=smoothing).fit(tiny_corpus)
+    model.save_arpa(tmp_path / "m.arpa")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lmbench.load_arpa(tmp_path / "m.arpa")
