@@ -69,7 +69,8 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         if not self.splits:
-            raise LmbenchError("'splits' is empty; name at least one split to score")
+            raise LmbenchError("'splits' is empty: splits must name at least one of "
+                               "train/valid/test")
         if not 0 <= self.seed < 2**32:
             raise LmbenchError(f"'seed' must be in [0, 2**32 - 1] (numpy's seed range), got "
                                f"{self.seed}")
@@ -139,8 +140,6 @@ def _parse_config(data: dict[str, Any], where: str) -> RunConfig:
         specs.append(ModelSpec(label, family, table, init))
     if "splits" in top:
         top["splits"] = tuple(top["splits"])
-        if not top["splits"]:
-            raise LmbenchError(f"{where}: splits must name at least one of train/valid/test")
     return RunConfig(models=tuple(specs), eval=EvalConfig(**eval_data), **top)
 
 
