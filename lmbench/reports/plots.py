@@ -137,14 +137,17 @@ def _floor(values: pd.Series) -> float:
     return float(positive.min()) / 3 if not positive.empty else 0.1
 
 
-# Label positions tried around a point, in order: (dx, dy) in points and the alignment.
+# Label positions tried around a point, nearest first: (dx, dy) in points and the alignment.
 _LABEL_SPOTS = [(4, 3, "left", "bottom"), (4, -3, "left", "top"), (-4, 3, "right", "bottom"),
                 (-4, -3, "right", "top"), (0, 6, "center", "bottom"), (0, -6, "center", "top"),
                 (9, 9, "left", "bottom"), (9, -9, "left", "top"), (-9, 9, "right", "bottom"),
                 (-9, -9, "right", "top"), (0, 14, "center", "bottom"),
                 (0, -14, "center", "top"), (14, 0, "left", "center"),
                 (-14, 0, "right", "center"), (16, 18, "left", "bottom"),
-                (16, -18, "left", "top"), (-16, 18, "right", "bottom"), (-16, -18, "right", "top")]
+                (16, -18, "left", "top"), (-16, 18, "right", "bottom"), (-16, -18, "right", "top"),
+                (0, 24, "center", "bottom"), (0, -24, "center", "top"), (26, 0, "left", "center"),
+                (-26, 0, "right", "center"), (24, 28, "left", "bottom"),
+                (24, -28, "left", "top"), (-24, 28, "right", "bottom"), (-24, -28, "right", "top")]
 
 
 def _place_labels(fig, ax, xs: list[float], ys: list[float], names: list[str]) -> None:
