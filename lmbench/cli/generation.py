@@ -12,9 +12,8 @@ N samples with the sampling flags and prints the best by ``--rank-by``. ``--ban-
 ``--stop TEXT`` ends the text before the first TEXT generated (HF's ``stop_strings``);
 ``--num-return-sequences N`` prints N samples (seeds ``--seed``, ``--seed`` + 1, ...) or the N
 best beams, each under a ``== i/N ==`` line. ``--echo`` prints the prompt exactly as given,
-not as the tokenizer reads it. Every bad flag is a one-line error and
-exit status 2 (through ``lmbench.cli.main.main``). ``add_commands`` adds the subcommand to the CLI's
-subparsers.
+not as the tokenizer reads it. Every bad flag is a one-line error and exit status 2 (through
+``lmbench.cli.main.main``). ``add_commands`` adds the subcommand to the CLI's subparsers.
 """
 
 from __future__ import annotations
