@@ -199,7 +199,7 @@ def _corpus_section(corpus: str, table: pd.DataFrame, published: pd.DataFrame,
 
 def _table(rows: pd.DataFrame, columns: list[str], classes: str,
            formats: dict[str, str] | None = None, caption: str = "",
-           extra: set[str] = frozenset(), toggle_id: str = "") -> str:
+           extra: frozenset[str] | set[str] = frozenset(), toggle_id: str = "") -> str:
     """A sortable table in a sideways-scrolling box; the ``extra`` columns start hidden behind
     a checkbox (``toggle_id``) when there are any."""
     shown = format_cells(rows[columns], formats) if formats else format_cells(rows[columns])
