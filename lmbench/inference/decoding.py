@@ -1,13 +1,17 @@
 """Decoders that weigh several continuations: beam search and best-of-N reranking.
 
 Both return a ``Candidate``: the new ids, the model's own ln p of each (before any processor),
-the decoded text and the score the decoder ranked by (higher is better).
+the decoded text (cut before the first of ``stop_strings``, HF's ``stop_strings``, when given)
+and the score the decoder ranked by (higher is better). ``num_return_sequences`` (HF's name):
+``beam_search_sequences`` returns the N best hypotheses, best first; ``sample_sequences`` N
+samples with seeds ``seed, seed + 1, ...``.
 
 **Beam search** keeps the ``beam_width`` highest-scoring prefixes. At each step every live beam
 is extended by every token, and the best ``beam_width`` extensions (by the sum of processed
 log-probabilities) survive. An extension ending in a stop id, if it ranks among the best
-``beam_width``, is set aside as finished (HF transformers' rule). When the steps run out the
-live beams join the finished ones, and the winner maximises the length-normalised score
+``beam_width``, is set aside as finished (HF transformers' rule), as is one whose decoded
+continuation contains a stop string. When the steps run out the live beams join the finished
+ones, and the winner maximises the length-normalised score
 
     score(y) = Σ_t ln p(y_t | y_<t) / |y| ** length_penalty
 
@@ -51,6 +55,7 @@ from lmbench.inference.sampling import (
     LogitsProcessor,
     Sampler,
     SamplingConfig,
+    StopStrings,
     next_logits,
     prompt_batch,
     sample_batch,
@@ -77,8 +82,9 @@ Scorer = Callable[[Candidate], float]
 
 
 def _candidate(model: LanguageModel, prompt_ids: Sequence[int], ids: list[int],
-               logprobs: list[float], score: float) -> Candidate:
-    return Candidate(list(prompt_ids), ids, logprobs, model.tokenizer.decode(ids), score)
+               logprobs: list[float], score: float, stop_strings: StopStrings) -> Candidate:
+    text = stop_strings.cut(model.tokenizer.decode(ids))
+    return Candidate(list(prompt_ids), ids, logprobs, text, score)
 
 
 # --------------------------------------------------------------------------------- beam search
@@ -110,7 +116,7 @@ def _best_first(scores: torch.Tensor, k: int) -> list[int]:
 def beam_search(model: LanguageModel, prompt_ids: Sequence[int], max_new_tokens: int,
                 beam_width: int, length_penalty: float = 1.0, *,
                 processors: Sequence[LogitsProcessor] = (), stop_ids: Sequence[int] = (),
-                use_cache: bool = True) -> Candidate:
+                use_cache: bool = True, stop_strings: Sequence[str] = ()) -> Candidate:
     """The best continuation found by beam search (module docstring).
 
     Args:
@@ -122,28 +128,61 @@ def beam_search(model: LanguageModel, prompt_ids: Sequence[int], max_new_tokens:
         processors: logits processors applied before ranking (e.g. ``NoRepeatNGram(3)``).
         stop_ids: ids that finish a hypothesis (included in it).
         use_cache: continue each beam's state (True) or re-read its prefix (False).
+        stop_strings: texts that finish a hypothesis once its decoded continuation contains
+            one; the candidate's text is cut before it.
     """
-    return beam_search_batch(model, [prompt_ids], max_new_tokens, beam_width, length_penalty,
-                             processors=processors, stop_ids=stop_ids, use_cache=use_cache)[0]
+    return beam_search_sequences(model, prompt_ids, max_new_tokens, beam_width, 1,
+                                 length_penalty, processors=processors, stop_ids=stop_ids,
+                                 use_cache=use_cache, stop_strings=stop_strings)[0]
+
+
+def beam_search_sequences(model: LanguageModel, prompt_ids: Sequence[int], max_new_tokens: int,
+                          beam_width: int, num_return_sequences: int,
+                          length_penalty: float = 1.0, *,
+                          processors: Sequence[LogitsProcessor] = (),
+                          stop_ids: Sequence[int] = (), use_cache: bool = True,
+                          stop_strings: Sequence[str] = ()) -> list[Candidate]:
+    """The ``num_return_sequences`` best hypotheses of one beam search (HF's
+    ``num_return_sequences`` with ``num_beams``), best first: the finished and the final live
+    beams ranked by their length-normalised score, so the first is ``beam_search``'s answer.
+    ``num_return_sequences`` is at most ``beam_width``; the other arguments are
+    ``beam_search``'s."""
+    return _beam_search(model, [prompt_ids], max_new_tokens, beam_width, length_penalty,
+                        processors, stop_ids, use_cache, stop_strings, num_return_sequences)[0]
 
 
 def beam_search_batch(model: LanguageModel, prompts: Sequence[Sequence[int]],
                       max_new_tokens: int, beam_width: int, length_penalty: float = 1.0, *,
                       processors: Sequence[LogitsProcessor] = (), stop_ids: Sequence[int] = (),
-                      use_cache: bool = True) -> list[Candidate]:
+                      use_cache: bool = True, stop_strings: Sequence[str] = ()
+                      ) -> list[Candidate]:
     """``beam_search`` of every prompt of ``prompts`` (all of one length), each prompt's beams
     ranked on their own; the live beams of all the prompts are extended together, one
     (R, 1) call per step, when the model is a ``SelectsStateRows`` (or with
     ``use_cache=False``), else one call per beam. Arguments as ``beam_search``'s."""
+    return [best for best, *_ in _beam_search(model, prompts, max_new_tokens, beam_width,
+                                              length_penalty, processors, stop_ids, use_cache,
+                                              stop_strings, 1)]
+
+
+def _beam_search(model: LanguageModel, prompts: Sequence[Sequence[int]], max_new_tokens: int,
+                 beam_width: int, length_penalty: float, processors: Sequence[LogitsProcessor],
+                 stop_ids: Sequence[int], use_cache: bool, stop_strings: Sequence[str],
+                 n_best: int) -> list[list[Candidate]]:
+    """The ``n_best`` best hypotheses of each prompt's beam search, best first."""
     if isinstance(beam_width, bool) or not isinstance(beam_width, int) or beam_width < 1:
         raise LmbenchError(f"beam_width must be an integer >= 1, got {beam_width!r}")
     check_at_most(beam_width, MAX_BEAM_WIDTH, "beam_width")
+    if isinstance(n_best, bool) or not isinstance(n_best, int) or not 1 <= n_best <= beam_width:
+        raise LmbenchError(f"num_return_sequences must be an integer in [1, beam_width = "
+                           f"{beam_width}], got {n_best!r}")
     if max_new_tokens < 0:
         raise LmbenchError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
     check_at_most(max_new_tokens, MAX_NEW_TOKENS, "max_new_tokens")
     if not prompts:
         return []
-    ranker, stop = Sampler(tuple(processors)), set(stop_ids)
+    ranker, stop, stop_texts = Sampler(tuple(processors)), set(stop_ids), StopStrings(stop_strings)
+    decode = model.tokenizer.decode
     start = prompt_batch(model, prompts)  # (B, 1 + P)
     B = start.shape[0]
     finished: list[list[tuple[list[int], list[float], float]]] = [[] for _ in range(B)]
@@ -181,7 +220,8 @@ def beam_search_batch(model: LanguageModel, prompts: Sequence[Sequence[int]],
                     row = first + parent
                     child = _Beam(live[row].ids + [token],
                                   live[row].logprobs + [float(raw[row, token])], total)
-                    if token in stop:
+                    if token in stop or (stop_texts.strings
+                                         and stop_texts.found(decode(child.ids))):
                         if rank < beam_width:
                             finished[j].append((child.ids, child.logprobs, _normalise(
                                 total, len(child.ids), length_penalty)))
@@ -211,8 +251,9 @@ def beam_search_batch(model: LanguageModel, prompts: Sequence[Sequence[int]],
         hypotheses = finished[j] + [(b.ids, b.logprobs, _normalise(b.total, len(b.ids),
                                                                    length_penalty))
                                     for b in beams[j]]
-        ids, logprobs, score = max(hypotheses, key=lambda f: f[2])  # first of equals
-        results.append(_candidate(model, prompts[j], ids, logprobs, score))
+        ranked_hypotheses = sorted(hypotheses, key=lambda f: -f[2])  # stable: first of equals
+        results.append([_candidate(model, prompts[j], ids, logprobs, score, stop_texts)
+                        for ids, logprobs, score in ranked_hypotheses[:n_best]])
     return results
 
 
@@ -266,19 +307,40 @@ def text_scorer(function: Callable[[str], float]) -> Scorer:
 def best_of_n(model: LanguageModel, prompt_ids: Sequence[int], n: int,
               scorer: Scorer = sequence_logprob, *, max_new_tokens: int,
               sampler: Sampler | SamplingConfig | None = None, seed: int = 0,
-              use_cache: bool = True, stop_ids: Sequence[int] = ()) -> Candidate:
+              use_cache: bool = True, stop_ids: Sequence[int] = (),
+              stop_strings: Sequence[str] = ()) -> Candidate:
     """Draw ``n`` samples (seeds ``seed .. seed + n - 1``, in one batch) and return the one
     ``scorer`` rates highest (the earliest seed among equals); its ``score`` field holds the
     scorer's value."""
     return best_of_n_batch(model, [prompt_ids], n, scorer, max_new_tokens=max_new_tokens,
                            sampler=sampler, seeds=[seed], use_cache=use_cache,
-                           stop_ids=stop_ids)[0]
+                           stop_ids=stop_ids, stop_strings=stop_strings)[0]
+
+
+def sample_sequences(model: LanguageModel, prompt_ids: Sequence[int], num_return_sequences: int,
+                     *, max_new_tokens: int, sampler: Sampler | SamplingConfig | None = None,
+                     seed: int = 0, use_cache: bool = True, stop_ids: Sequence[int] = (),
+                     stop_strings: Sequence[str] = ()) -> list[Candidate]:
+    """``num_return_sequences`` samples of one prompt (HF's ``num_return_sequences`` with
+    sampling), drawn in one batch: sample i uses seed ``seed + i``, so it equals
+    ``generate(..., seed=seed + i)`` (up to float rounding for neural models) and the same
+    ``seed`` gives the same list. Each ``score`` is the sample's ln p under the model."""
+    if isinstance(num_return_sequences, bool) or not isinstance(
+            num_return_sequences, int) or num_return_sequences < 1:
+        raise LmbenchError(f"num_return_sequences must be an integer >= 1, got "
+                           f"{num_return_sequences!r}")
+    drawn = sample_batch(model, [prompt_ids] * num_return_sequences, max_new_tokens,
+                         sampler=sampler, seeds=[seed + i for i in range(num_return_sequences)],
+                         use_cache=use_cache, stop_ids=stop_ids, stop_strings=stop_strings)
+    return [Candidate(list(prompt_ids), d.ids, d.logprobs, d.text, float(sum(d.logprobs)))
+            for d in drawn]
 
 
 def best_of_n_batch(model: LanguageModel, prompts: Sequence[Sequence[int]], n: int,
                     scorer: Scorer = sequence_logprob, *, max_new_tokens: int,
                     sampler: Sampler | SamplingConfig | None = None, seeds: Sequence[int],
-                    use_cache: bool = True, stop_ids: Sequence[int] = ()) -> list[Candidate]:
+                    use_cache: bool = True, stop_ids: Sequence[int] = (),
+                    stop_strings: Sequence[str] = ()) -> list[Candidate]:
     """``best_of_n`` of every prompt of ``prompts`` (all of one length), prompt j with seeds
     ``seeds[j] .. seeds[j] + n - 1``: all ``len(prompts) * n`` draws are one ``sample_batch``."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -289,12 +351,12 @@ def best_of_n_batch(model: LanguageModel, prompts: Sequence[Sequence[int]], n: i
                            f"{len(prompts)} prompts")
     drawn = sample_batch(model, [p for p in prompts for _ in range(n)], max_new_tokens,
                          sampler=sampler, seeds=[s + i for s in seeds for i in range(n)],
-                         use_cache=use_cache, stop_ids=stop_ids)
+                         use_cache=use_cache, stop_ids=stop_ids, stop_strings=stop_strings)
     results = []
     for j, prompt in enumerate(prompts):
         best = None
         for draw in drawn[j * n : (j + 1) * n]:
-            candidate = _candidate(model, prompt, draw.ids, draw.logprobs, float("nan"))
+            candidate = Candidate(list(prompt), draw.ids, draw.logprobs, draw.text, float("nan"))
             candidate = replace(candidate, score=float(scorer(candidate)))
             if best is None or candidate.score > best.score:
                 best = candidate

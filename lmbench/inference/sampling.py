@@ -18,10 +18,15 @@ filter, so a distribution can never be emptied by top-k, top-p or min-p.
   CTRL divides, which would *raise* a negative score).
 - ``NoRepeatNGram(n)``: ban any token that would complete an n-gram already in ``input_ids``
   (fairseq's ``--no-repeat-ngram-size``).
+- ``BadWords(sequences)``: HF transformers' ``bad_words_ids`` (``NoBadWordsLogitsProcessor``):
+  a one-token sequence is never drawn; the last id of a longer one is banned whenever its other
+  ids are the last ids read, so the whole sequence never appears. ``bad_words_ids(tokenizer,
+  words, ban_unk=True)`` turns words (and the tokenizer's ``<unk>``) into such sequences.
 
-``build_sampler(SamplingConfig)`` fixes the order: penalties -> temperature -> top-k -> top-p ->
-min-p, so truncation always acts on the tempered distribution. ``temperature = 0`` means greedy
-(argmax after the penalties; the truncations never remove the argmax, so they are dropped).
+``build_sampler(SamplingConfig)`` fixes the order: bans and penalties -> temperature -> top-k
+-> top-p -> min-p, so truncation always acts on the tempered distribution. ``temperature = 0``
+means greedy (argmax after the bans and penalties; the truncations never remove the argmax, so
+they are dropped).
 
 ``generate`` feeds the boundary id and the prompt in one ``model.logits`` call, then one call per
 new token with the state the model returned, so no family re-reads its prefix. With
@@ -31,6 +36,10 @@ windowed model) at every step: slower, and the reference the cached path must eq
 seed) alone. Processors see the ids the model has read: boundary, prompt, then the new tokens.
 ``next_logits`` brings the scores to the CPU, where ids, processors and generators live, so a
 model on any device samples the same way (and a seed draws alike on the CPU and a GPU).
+
+``stop_ids`` end a row when drawn; ``stop_strings`` (HF's ``stop_strings``) end it once the
+decoded continuation contains one of them, and ``Sample.text`` is then cut before the first
+occurrence (the ids keep every token drawn, the one that completed the stop string included).
 
 ``sample_batch`` continues B prompts of one length P together: one (B, 1 + P) call, then one
 (B, 1) call per step, with row b drawn by a generator of its own seeded from ``seeds[b]``
@@ -51,6 +60,7 @@ import torch
 from lmbench.core.errors import LmbenchError
 from lmbench.core.interface import LanguageModel, State
 from lmbench.core.limits import MAX_NEW_TOKENS, check_at_most
+from lmbench.core.tokenizers import Tokenizer
 
 LogitsProcessor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (B,T), (B,V) -> (B,V)
 NEG_INF = float("-inf")
@@ -207,6 +217,118 @@ class NoRepeatNGram:
         return logits.masked_fill(banned.to(logits.device), self.filter_value)
 
 
+def _id_sequences(sequences: object) -> tuple[tuple[int, ...], ...]:
+    """``sequences`` as a tuple of non-empty tuples of ids >= 0 (a copy: the input is kept)."""
+    if isinstance(sequences, (str, bytes)) or not isinstance(sequences, Sequence):
+        raise LmbenchError(f"bad_words_ids must be a sequence of id sequences, got {sequences!r}")
+    out = []
+    for sequence in sequences:
+        if isinstance(sequence, (str, bytes)) or not isinstance(sequence, Sequence) or not all(
+                isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in sequence):
+            raise LmbenchError("bad_words_ids must hold sequences of token ids >= 0, got "
+                               f"{sequence!r}")
+        if not sequence:
+            raise LmbenchError("bad_words_ids holds an empty sequence; every banned sequence "
+                               "needs at least one id")
+        out.append(tuple(int(i) for i in sequence))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class BadWords:
+    """Never generate any of ``sequences`` (HF transformers' ``bad_words_ids``, as its
+    ``NoBadWordsLogitsProcessor``): a one-id sequence is always banned; the last id of a longer
+    one is banned in a row whose last ids read are the sequence's other ids. ``sequences`` is
+    copied into tuples, so lists may be given."""
+
+    sequences: tuple[tuple[int, ...], ...]
+    filter_value: float = NEG_INF
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sequences", _id_sequences(self.sequences))
+
+    def __call__(self, input_ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        V = logits.shape[-1]
+        banned = torch.zeros(logits.shape, dtype=torch.bool)  # (B, V)
+        always = [s[0] for s in self.sequences if len(s) == 1 and s[0] < V]
+        banned[:, always] = True
+        longer = [s for s in self.sequences if len(s) > 1 and s[-1] < V]
+        if longer:
+            for b, row in enumerate(input_ids.tolist()):
+                for s in longer:
+                    if len(row) >= len(s) - 1 and tuple(row[len(row) - len(s) + 1:]) == s[:-1]:
+                        banned[b, s[-1]] = True
+        return logits.masked_fill(banned.to(logits.device), self.filter_value)
+
+
+def bad_words_ids(tokenizer: Tokenizer, words: Sequence[str] = (), *,
+                  ban_unk: bool = False) -> tuple[tuple[int, ...], ...]:
+    """The id sequences that ban ``words`` (and the tokenizer's ``<unk>`` with ``ban_unk``),
+    for ``SamplingConfig(bad_words_ids=...)``.
+
+    A word that is one of the tokenizer's token strings (``"<unk>"``, ``"</s>"``) is that id;
+    any other is the ids ``tokenizer.encode`` gives it (a word tokenizer's closing ``</s>``
+    dropped), one sequence per word: several ids ban the whole sequence, not its parts.
+
+    Args:
+        tokenizer: the fitted tokenizer of the model that will generate.
+        words: the texts to ban.
+        ban_unk: also ban ``tokenizer.unk_id``.
+
+    Raises:
+        LmbenchError: a word encodes to nothing or to ``<unk>`` (it is not in the vocabulary),
+            or ``ban_unk`` for a tokenizer without ``<unk>``.
+    """
+    sequences: list[tuple[int, ...]] = []
+    if ban_unk:
+        if tokenizer.unk_id is None:
+            raise LmbenchError(f"the {tokenizer.name} tokenizer has no <unk> to ban; every text "
+                               "is encoded without it")
+        sequences.append((tokenizer.unk_id,))
+    index = {token: i for i, token in enumerate(tokenizer.token_strings())}
+    for word in words:
+        if word in index:
+            sequences.append((index[word],))
+            continue
+        ids = tokenizer.encode(word)
+        if ids and ids[-1] == tokenizer.boundary_id and not word.endswith("\n"):
+            ids = ids[:-1]
+        if not ids:
+            raise LmbenchError(f"cannot ban {word!r}: the {tokenizer.name} tokenizer encodes it "
+                               "to no tokens")
+        if tokenizer.unk_id is not None and tokenizer.unk_id in ids:
+            raise LmbenchError(f"cannot ban {word!r}: it is not in the model's vocabulary (it is "
+                               "read as <unk>; ban <unk> itself with ban_unk / --ban-unk)")
+        sequences.append(tuple(ids))
+    return tuple(sequences)
+
+
+@dataclass(frozen=True)
+class StopStrings:
+    """Texts that end generation once the decoded continuation contains one (HF's
+    ``stop_strings``); ``cut`` returns a text up to, not including, the first occurrence."""
+
+    strings: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.strings, str):
+            raise LmbenchError(f"stop_strings must be a sequence of strings, got {self.strings!r}"
+                               f"; write ({self.strings!r},) for one")
+        strings = tuple(self.strings)
+        if not all(isinstance(s, str) and s for s in strings):
+            raise LmbenchError(f"stop_strings must be non-empty strings, got {strings!r}")
+        object.__setattr__(self, "strings", strings)
+
+    def found(self, text: str) -> bool:
+        """Whether ``text`` contains a stop string."""
+        return any(s in text for s in self.strings)
+
+    def cut(self, text: str) -> str:
+        """``text`` before the first stop string in it (all of it when there is none)."""
+        ends = [i for i in (text.find(s) for s in self.strings) if i >= 0]
+        return text[: min(ends)] if ends else text
+
+
 # ------------------------------------------------------------------------------------- sampler
 
 
@@ -272,6 +394,7 @@ class SamplingConfig:
     repetition_penalty: float = 1.0  # CTRL penalty on ids already read; 1: off
     no_repeat_ngram_size: int = 0  # ban repeated n-grams of this size; 0: off
     min_tokens_to_keep: int = 1  # top-k / top-p / min-p never keep fewer
+    bad_words_ids: tuple[tuple[int, ...], ...] = ()  # id sequences never generated (BadWords)
 
     def __post_init__(self) -> None:
         if not self.temperature >= 0:
@@ -281,14 +404,17 @@ class SamplingConfig:
             raise LmbenchError("no_repeat_ngram_size must be an integer >= 0, got "
                                f"{self.no_repeat_ngram_size!r}")
         _check_keep(self.min_tokens_to_keep)
+        object.__setattr__(self, "bad_words_ids", _id_sequences(self.bad_words_ids))
         build_sampler(self)  # the processors validate the rest
 
 
 def build_sampler(config: SamplingConfig) -> Sampler:
-    """The processors of ``config`` in the fixed order penalties -> temperature -> top-k ->
-    top-p -> min-p, skipping the ones set to their no-op value."""
+    """The processors of ``config`` in the fixed order bans and penalties -> temperature ->
+    top-k -> top-p -> min-p, skipping the ones set to their no-op value."""
     c = config
     processors: list[LogitsProcessor] = []
+    if c.bad_words_ids:
+        processors.append(BadWords(c.bad_words_ids))
     if c.repetition_penalty != 1:
         processors.append(RepetitionPenalty(c.repetition_penalty))
     if c.no_repeat_ngram_size:
@@ -353,23 +479,27 @@ def prompt_batch(model: LanguageModel, prompts: Sequence[Sequence[int]]) -> torc
 
 @dataclass(frozen=True)
 class Sample:
-    """One sampled continuation and the model's own ln p of each token (before processors)."""
+    """One sampled continuation, the model's own ln p of each token (before processors), and
+    its decoded text, cut before the first stop string when one was given."""
 
     ids: list[int]
     logprobs: list[float]
+    text: str
 
 
 def sample(model: LanguageModel, prompt_ids: Sequence[int], max_new_tokens: int, *,
            sampler: Sampler | SamplingConfig | None = None, seed: int = 0, use_cache: bool = True,
-           stop_ids: Sequence[int] = ()) -> Sample:
-    """``generate``, also returning ln p(token | prefix) under the unprocessed model."""
+           stop_ids: Sequence[int] = (), stop_strings: Sequence[str] = ()) -> Sample:
+    """``generate``, also returning ln p(token | prefix) under the unprocessed model and the
+    decoded text (cut before a stop string)."""
     return sample_batch(model, [prompt_ids], max_new_tokens, sampler=sampler, seeds=[seed],
-                        use_cache=use_cache, stop_ids=stop_ids)[0]
+                        use_cache=use_cache, stop_ids=stop_ids, stop_strings=stop_strings)[0]
 
 
 def sample_batch(model: LanguageModel, prompts: Sequence[Sequence[int]], max_new_tokens: int, *,
                  sampler: Sampler | SamplingConfig | None = None, seeds: Sequence[int],
-                 use_cache: bool = True, stop_ids: Sequence[int] = ()) -> list[Sample]:
+                 use_cache: bool = True, stop_ids: Sequence[int] = (),
+                 stop_strings: Sequence[str] = ()) -> list[Sample]:
     """``sample`` for every prompt of ``prompts`` (all of one length) at once: one
     ``model.logits`` call reads the (B, 1 + P) boundary and prompts, then one (B, 1) call per
     step continues the batch's state.
@@ -378,7 +508,9 @@ def sample_batch(model: LanguageModel, prompts: Sequence[Sequence[int]], max_new
     equals ``sample(model, prompts[b], ..., seed=seeds[b])`` whenever the batched logits equal
     the single-row ones: exactly for n-gram models, up to float rounding (which can flip a
     near-tie) for neural ones. A row that draws a stop id is finished; the others go on, and
-    the finished rows are still fed (their last id again) but no longer read.
+    the finished rows are still fed (their last id again) but no longer read. A row whose
+    decoded continuation contains one of ``stop_strings`` is finished too, and its ``text`` is
+    cut before the first stop string.
 
     Example::
 
@@ -393,7 +525,8 @@ def sample_batch(model: LanguageModel, prompts: Sequence[Sequence[int]], max_new
                            f"{len(prompts)} prompts")
     if not prompts:
         return []
-    sampler, stop = as_sampler(sampler), set(stop_ids)
+    sampler, stop, stop_texts = as_sampler(sampler), set(stop_ids), StopStrings(stop_strings)
+    decode = model.tokenizer.decode
     generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
     start = prompt_batch(model, prompts)  # (B, 1 + P)
     B, length = start.shape
@@ -416,16 +549,18 @@ def sample_batch(model: LanguageModel, prompts: Sequence[Sequence[int]], max_new
             for b, token, logprob in zip(live, tokens.tolist(), picked[:, 0].tolist()):
                 ids[b].append(token)
                 logprobs[b].append(logprob)
-            live = [b for b in live if ids[b][-1] not in stop]
+            live = [b for b in live if ids[b][-1] not in stop
+                    and not (stop_texts.strings and stop_texts.found(decode(ids[b])))]
             if not live or step == max_new_tokens - 1:
                 break  # no need for the logits after the last token
             logits, state = next_logits(model, sequence[:, :length], 1, state, use_cache)
-    return [Sample(i, p) for i, p in zip(ids, logprobs)]
+    return [Sample(i, p, stop_texts.cut(decode(i))) for i, p in zip(ids, logprobs)]
 
 
 def generate(model: LanguageModel, prompt_ids: Sequence[int], max_new_tokens: int, *,
              seed: int = 0, sampler: Sampler | SamplingConfig | None = None,
-             use_cache: bool = True, stop_ids: Sequence[int] = ()) -> list[int]:
+             use_cache: bool = True, stop_ids: Sequence[int] = (),
+             stop_strings: Sequence[str] = ()) -> list[int]:
     """Continue ``prompt_ids`` (boundary prepended) by up to ``max_new_tokens`` ids.
 
     Args:
@@ -436,6 +571,9 @@ def generate(model: LanguageModel, prompt_ids: Sequence[int], max_new_tokens: in
         sampler: a ``Sampler``, a ``SamplingConfig``, or None for pure ancestral sampling.
         use_cache: continue the model's state (True) or re-read the prefix each step (False).
         stop_ids: ids that end generation; the stop id is included in the output.
+        stop_strings: texts that end generation once the decoded continuation contains one;
+            the ids up to the one completing it are returned (``sample(...).text`` is the text
+            cut before it).
 
     Returns:
         The new ids (without the prompt).
@@ -446,4 +584,4 @@ def generate(model: LanguageModel, prompt_ids: Sequence[int], max_new_tokens: in
                  sampler=SamplingConfig(temperature=0.8, top_p=0.95))
     """
     return sample(model, prompt_ids, max_new_tokens, sampler=sampler, seed=seed,
-                  use_cache=use_cache, stop_ids=stop_ids).ids
+                  use_cache=use_cache, stop_ids=stop_ids, stop_strings=stop_strings).ids

@@ -3,9 +3,15 @@
 Nothing is fetched when the page is opened (no fonts, scripts or images from elsewhere), so it
 can be mailed, committed or opened offline. Per corpus it shows, for each track, the ranked
 table (click a header to sort; blanks sort last), the published references in a separate table
-marked "published", the plots of ``lmbench.reports.plots`` and the generation samples of the
-runs side by side. Every piece of text that comes from a record, a corpus or a generation is escaped
+marked "published", the plots of ``lmbench.reports.plots`` and the generation samples of each
+run. Every piece of text that comes from a record, a corpus or a generation is escaped
 (``html.escape``), so a sample containing ``<script>`` is shown, never run.
+
+It is laid out to be read in a 1,400 px window: the ``<title>`` and heading are the title's
+first sentence (at most ``TITLE_CHARS`` characters), the whole title, the split and the command
+sit in a closed "Provenance" ``<details>``; each table scrolls sideways inside its own box and
+shows its main columns, the others (``_extra_column``) behind a "show more columns" checkbox
+(CSS only, so it works without the script); every run's samples are a closed ``<details>``.
 """
 
 from __future__ import annotations
@@ -20,12 +26,15 @@ from lmbench.core.results import RunResult
 from lmbench.reports.plots import corpus_figures
 from lmbench.reports.published import Reference
 from lmbench.reports.tables import (
+    FORMATS,
     MEASURED_COLUMNS,
+    OPEN,
     PSEUDO_NOTE,
     PUBLISHED_COLUMNS,
     PUBLISHED_FORMATS,
     TRACK_ORDER,
     TRACK_TITLES,
+    WORD,
     format_cells,
     generation_note,
     leaderboard_table,
@@ -34,10 +43,11 @@ from lmbench.reports.tables import (
 )
 
 MAX_SAMPLES = 6  # generation samples shown per run
+TITLE_CHARS = 70  # the longest <title> / <h1>; a longer title is cut and shown whole below
 
 _CSS = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
-       max-width: 1200px; padding: 0 1em; color: #222; }
+       max-width: 1280px; padding: 0 1em; color: #222; }
 h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; }
 h3 { font-size: 1.05em; margin-top: 1.6em; }
 table { border-collapse: collapse; margin: .5em 0 1em; font-size: 13px; }
@@ -56,6 +66,19 @@ figure { margin: 1em 0; } figcaption { font-size: .9em; color: #444; }
 svg { max-width: 100%; height: auto; }
 pre { white-space: pre-wrap; margin: 0; font-size: 12px; max-width: 40em; text-align: left; }
 .problems li { font-family: monospace; font-size: 12px; }
+td.id { font: 11.5px/1.45 ui-monospace, monospace; }
+.scroll { overflow-x: auto; max-width: 100%; margin: .5em 0 1em; }
+.scroll table { margin: 0; }
+input.more:not(:checked) ~ .scroll .extra { display: none; }
+label.more { font-size: .85em; color: #555; cursor: pointer; }
+details { margin: .3em 0; } summary { cursor: pointer; }
+details.provenance { color: #555; font-size: .9em; max-width: 60em; }
+details.provenance p { margin: .3em 0 .3em 1.2em; }
+table.samples { width: 100%; } table.samples th { cursor: default; width: 10em; }
+table.samples td { white-space: normal; text-align: left; }
+.sample { display: grid; grid-template-columns: repeat(auto-fit, minmax(16em, 1fr));
+          gap: .2em 1em; border-top: 1px solid #eee; padding: .4em 0; }
+.sample pre { max-width: none; }
 """
 
 # Sort a table by the clicked column: numbers numerically, text alphabetically, blanks last.
@@ -85,9 +108,28 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
 document.body.setAttribute("data-ready", "1");
 """
 
-_WRAPPED = {"model", "source", "notes", "run id"}  # long text: the only cells that wrap
+_WRAPPED = {"model", "source", "notes"}  # long text: the only cells that wrap (never run ids)
 _TEXT_COLUMNS = {"model", "tokenizer", "ppl 95% CI", "bpb 95% CI", "source", "notes", "split",
                  "run id"}
+# Behind "show more columns": a track's second quality figure and its interval, the decode
+# speed, and every generation column but MAUVE.
+_SECOND_QUALITY = {WORD: ("bits/byte", "bpb 95% CI", "pseudo bits/byte")}
+_MAIN_GENERATION = "gen MAUVE"
+_HTML_FORMATS = {**FORMATS, "scored bytes/s": "{:,.0f}"}
+
+
+def _extra_column(column: str, track: str) -> bool:
+    """Whether ``column`` of a ``track`` table starts hidden behind "show more columns"."""
+    return (column in _SECOND_QUALITY.get(track, ()) or column == "decode tok/s"
+            or (column.startswith("gen ") and column != _MAIN_GENERATION))
+
+
+def short_title(title: str) -> str:
+    """The page's ``<title>``: ``title``'s first sentence, cut at a word to ``TITLE_CHARS``."""
+    first = title.strip().split(". ", 1)[0].strip()
+    if len(first) <= TITLE_CHARS:
+        return first
+    return first[: TITLE_CHARS - 1].rsplit(" ", 1)[0].rstrip(" ,;:") + "\u2026"
 
 
 def render_html(records: list[RunResult], references: list[Reference], problems: list[str],
@@ -98,12 +140,16 @@ def render_html(records: list[RunResult], references: list[Reference], problems:
     corpora = sorted(set(table["corpus"])) if not table.empty else []
     published = published_table(references, corpora)
     created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    parts = [f"<h1>{_e(title)}</h1>",
-             f"<p class='note'>Split <code>{_e(split)}</code>, {len(table)} measured runs, "
-             f"generated {_e(created)}"
-             + (f" by <code>{_e(command)}</code>" if command else "") + ". Rows marked "
-             "<span class='badge'>published</span> are figures from papers and other tools, "
-             "listed apart and never ranked with measured runs.</p>"]
+    short = short_title(title)
+    whole = f"<p>{_e(title)}</p>" if short != title.strip() else ""
+    parts = [f"<h1>{_e(short)}</h1>",
+             f"<p class='note'>Split <code>{_e(split)}</code>, {len(table)} measured runs. Rows "
+             "marked <span class='badge'>published</span> are figures from papers and other "
+             "tools, listed apart and never ranked with measured runs.</p>",
+             f"<details class='provenance'><summary>Provenance</summary>{whole}"
+             f"<p>Generated {_e(created)}"
+             + (f" by <code>{_e(command)}</code>" if command else "")
+             + f" from {len(records)} records (split <code>{_e(split)}</code>).</p></details>"]
     if not corpora:
         parts.append("<p>No measured runs for this split.</p>")
     for corpus in corpora:
@@ -115,7 +161,7 @@ def render_html(records: list[RunResult], references: list[Reference], problems:
     body = "\n".join(parts)
     return (f"<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n"
             f"<meta name='viewport' content='width=device-width, initial-scale=1'>\n"
-            f"<title>{_e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n{body}\n"
+            f"<title>{_e(short)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n{body}\n"
             f"<script>{_JS}</script>\n</body>\n</html>\n")
 
 
@@ -126,8 +172,12 @@ def _corpus_section(corpus: str, table: pd.DataFrame, published: pd.DataFrame,
     for track in sorted(set(rows_of_corpus["track"]), key=TRACK_ORDER.get):
         rows = rows_of_corpus[rows_of_corpus["track"] == track]
         parts.append(f"<h3>{_e(TRACK_TITLES[track])}</h3>")
-        parts.append(_table(rows, shown_columns(rows, MEASURED_COLUMNS + ["run id"], track),
-                            "sortable measured"))
+        columns = shown_columns(rows, MEASURED_COLUMNS + ["run id"], track)
+        if track == OPEN and "score tok/s" in columns:  # the open track's Pareto axis
+            columns.insert(columns.index("score tok/s") + 1, "scored bytes/s")
+        parts.append(_table(rows, columns, "sortable measured", _HTML_FORMATS,
+                            extra={c for c in columns if _extra_column(c, track)},
+                            toggle_id=f"more-{_anchor(corpus)}-{_anchor(track)}"))
         if rows["rank"].isna().any():
             parts.append(f"<p class='note'>{_e(PSEUDO_NOTE)}</p>")
         note = generation_note(rows)
@@ -148,10 +198,19 @@ def _corpus_section(corpus: str, table: pd.DataFrame, published: pd.DataFrame,
 
 
 def _table(rows: pd.DataFrame, columns: list[str], classes: str,
-           formats: dict[str, str] | None = None, caption: str = "") -> str:
+           formats: dict[str, str] | None = None, caption: str = "",
+           extra: frozenset[str] | set[str] = frozenset(), toggle_id: str = "") -> str:
+    """A sortable table in a sideways-scrolling box; the ``extra`` columns start hidden behind
+    a checkbox (``toggle_id``) when there are any."""
     shown = format_cells(rows[columns], formats) if formats else format_cells(rows[columns])
+    hidden = [c for c in columns if c in extra]
+
+    def kind(column: str) -> str:
+        return ("text" if column in _TEXT_COLUMNS else "num") + (
+            " extra" if column in extra else "")
+
     head = "".join(
-        f"<th class='{'text' if c in _TEXT_COLUMNS else 'num'}' "
+        f"<th class='{kind(c)}' "
         f"data-type='{'text' if c in _TEXT_COLUMNS else 'num'}'>{_e(c)}</th>" for c in columns)
     body = []
     for (_, raw), (_, text) in zip(rows[columns].iterrows(), shown.iterrows(), strict=True):
@@ -160,49 +219,55 @@ def _table(rows: pd.DataFrame, columns: list[str], classes: str,
             value = raw[column]
             sort_value = "" if _blank(value) else (str(value) if column in _TEXT_COLUMNS
                                                    else repr(float(value)))
-            cls = ("text wrap" if column in _WRAPPED else "text" if column in _TEXT_COLUMNS
-                   else "num")
+            cls = ("text wrap" if column in _WRAPPED else "text id" if column == "run id"
+                   else "text" if column in _TEXT_COLUMNS else "num") + (
+                       " extra" if column in extra else "")
             cells.append(f"<td class='{cls}' data-v='{_e(sort_value)}'>{_e(text[column])}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     caption_html = f"<caption>{_e(caption)}</caption>" if caption else ""
-    return (f"<table class='{classes}'>{caption_html}<thead><tr>{head}</tr></thead>"
-            f"<tbody>{''.join(body)}</tbody></table>")
+    table = (f"<div class='scroll'><table class='{classes}'>{caption_html}<thead><tr>{head}"
+             f"</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
+    if not hidden:
+        return table
+    return (f"<div class='columns'><input type='checkbox' class='more' id='{_e(toggle_id)}'> "
+            f"<label class='more' for='{_e(toggle_id)}'>show {len(hidden)} more columns: "
+            f"{_e(', '.join(hidden))}</label>{table}</div>")
 
 
 def _samples(records: list[RunResult]) -> str:
-    """Generation samples, one column per run, one row per sample."""
+    """Generation samples: one row per run, its samples in a closed ``<details>``."""
     runs = [r for r in records if r.generation is not None and r.generation.samples]
     if not runs:
         return ""
-    samples = {r.run_id: list(r.generation.samples)[:MAX_SAMPLES] for r in runs}
-    depth = max(len(s) for s in samples.values())
-    head = "<th class='text'>#</th>" + "".join(
-        f"<th class='text'>{_e(r.model)}</th>" for r in runs)
     body = []
-    for i in range(depth):
-        cells = [f"<td class='text'>{i + 1}</td>"]
-        for r in runs:
-            entry = samples[r.run_id][i] if i < len(samples[r.run_id]) else {"text": ""}
-            cells.append(f"<td class='text'>{_sample_cell(entry)}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return ("<h3>Generation samples</h3><p class='note'>Prompts in bold; each column is one "
-            "run. Runs measured by the generation benchmark show the human continuation, then "
-            "each decoding's, for the benchmark's first prompts (the same prompts for runs "
-            "that share a tokenizer and the benchmark's settings).</p>"
-            "<table class='samples'><thead><tr>" + head + "</tr></thead><tbody>"
-            + "".join(body) + "</tbody></table>")
+    for r in runs:
+        samples = list(r.generation.samples)[:MAX_SAMPLES]
+        shown = []
+        for i, entry in enumerate(samples):
+            shown.append(f"<div class='sample'>{_sample_cell(entry, f'#{i + 1}')}</div>")
+        body.append(f"<tr><th class='text'>{_e(r.model)}</th><td><details><summary>"
+                    f"{len(samples)} sample{'s' if len(samples) != 1 else ''} "
+                    f"<span class='note'>({_e(r.run_id)})</span></summary>{''.join(shown)}"
+                    "</details></td></tr>")
+    return ("<h3>Generation samples</h3><p class='note'>One row per run; open it to read its "
+            "samples. Prompts in bold. Runs measured by the generation benchmark show the human "
+            "continuation, then each decoding's, for the benchmark's first prompts (the same "
+            "prompts for runs that share a tokenizer and the benchmark's settings).</p>"
+            "<table class='samples'><tbody>" + "".join(body) + "</tbody></table>")
 
 
-def _sample_cell(entry: dict) -> str:
+def _sample_cell(entry: dict, number: str) -> str:
     """The prompt in bold, then the continuation; a sample with several continuations (the
-    generation benchmark's {"prompt", "human", <strategy>: text}) shows each under its name."""
+    generation benchmark's {"prompt", "human", <strategy>: text}) shows each under its name;
+    ``number`` heads the prompt."""
     prompt = entry.get("prompt")
-    parts = [f"<pre><b>{_e(prompt)}</b></pre>"] if prompt else []
+    parts = [f"<div><div class='note'>{_e(number)} prompt</div>"
+             + (f"<pre><b>{_e(prompt)}</b></pre>" if prompt else "") + "</div>"]
     others = [k for k in entry if k != "prompt"]
     if others == ["text"]:
-        return "".join(parts) + f"<pre>{_e(entry['text'])}</pre>"
+        return "".join(parts) + f"<div><pre>{_e(entry['text'])}</pre></div>"
     for key in others:
-        parts.append(f"<div class='note'>{_e(key)}</div><pre>{_e(entry[key])}</pre>")
+        parts.append(f"<div><div class='note'>{_e(key)}</div><pre>{_e(entry[key])}</pre></div>")
     return "".join(parts)
 
 

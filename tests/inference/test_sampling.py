@@ -15,19 +15,24 @@ import torch
 import lmbench
 from lmbench.core.errors import LmbenchError
 from lmbench.core.interface import Capabilities, LanguageModel, SelectsStateRows
+from lmbench.core.tokenizers import ByteTokenizer
+from lmbench.data.corpora import Corpus, _lines_split
 from lmbench.inference.decoding import (
     _best_first,
     beam_search,
     beam_search_batch,
+    beam_search_sequences,
     best_of_n,
     best_of_n_batch,
     continuation_logprobs,
     judge_perplexity,
     mean_logprob,
+    sample_sequences,
     sequence_logprob,
     text_scorer,
 )
 from lmbench.inference.sampling import (
+    BadWords,
     MinP,
     NoRepeatNGram,
     RepetitionPenalty,
@@ -36,6 +41,7 @@ from lmbench.inference.sampling import (
     Temperature,
     TopK,
     TopP,
+    bad_words_ids,
     build_sampler,
     generate,
     sample,
@@ -206,7 +212,7 @@ def test_temperature_and_repetition_penalty_values():
 
 ALL_PROCESSORS = [Temperature(0.7), TopK(2), TopP(0.8), MinP(0.1), RepetitionPenalty(1.3),
                   NoRepeatNGram(2), TopP(0.5, min_tokens_to_keep=2),
-                  MinP(0.5, min_tokens_to_keep=3)]
+                  MinP(0.5, min_tokens_to_keep=3), BadWords(((4,), (1, 2), (3, 3, 6)))]
 
 
 @pytest.mark.parametrize("processor", ALL_PROCESSORS, ids=repr)
@@ -456,3 +462,135 @@ def test_beam_ranking_is_a_stable_descending_sort():
         for k in (1, 4, 10, 40):
             expected = torch.sort(scores, descending=True, stable=True).indices[:k].tolist()
             assert _best_first(scores, k) == expected
+
+
+# ------------------------------------------------------- bans, stop strings, several sequences
+
+
+@pytest.fixture(scope="module")
+def rare_words():
+    """A word model whose greedy continuation of "the" is ``<unk>``: most nouns are seen once."""
+    text = "".join(f"the w{i} sat on a mat .\n" for i in range(40))
+    text += ("the cat sat on a rug .\n"
+             "the dog ran to a rug .\n") * 5
+    split = _lines_split("train", text)
+    corpus = Corpus("rare", {"train": split, "valid": split, "test": split})
+    return lmbench.build_model("ngram", order=3, tokenizer="word").fit(corpus)
+
+
+def test_bad_words_ban_single_ids_always_and_sequences_after_their_prefix():
+    logits = torch.zeros(3, 8)
+    ids = torch.tensor([[5, 1, 2], [0, 3, 3], [2, 1, 7]])
+    sequences = [[4], [1, 2, 6], [3, 5]]
+    out = BadWords(sequences)(ids, logits)
+    banned = [torch.isneginf(row).nonzero().flatten().tolist() for row in out]
+    assert banned == [[4, 6], [4, 5], [4]]  # row 2 ends 1, 7: not the prefix 1, 2
+    assert sequences == [[4], [1, 2, 6], [3, 5]]  # the input list is copied, not kept
+    assert BadWords(sequences).sequences == ((4,), (1, 2, 6), (3, 5))
+
+
+@pytest.mark.parametrize("sequences, words", [
+    ([[]], "empty sequence"), ([[1, -2]], "ids >= 0"), (["ab"], "ids >= 0"),
+    ("ab", "sequence of id sequences"), ([[1.5]], "ids >= 0"),
+])
+def test_bad_words_validation_is_one_line(sequences, words):
+    for make in (lambda: BadWords(sequences), lambda: SamplingConfig(bad_words_ids=sequences)):
+        with pytest.raises(LmbenchError, match=words) as error:
+            make()
+        assert "\n" not in str(error.value)
+
+
+def test_bans_come_first_and_apply_to_greedy_decoding():
+    config = SamplingConfig(temperature=0, repetition_penalty=1.2, bad_words_ids=[[3]])
+    assert [type(p) for p in build_sampler(config).processors] == [BadWords, RepetitionPenalty]
+    assert config.bad_words_ids == ((3,),)
+
+
+def test_banning_unk_keeps_it_out_of_greedy_and_beam_output(rare_words):
+    prompt = rare_words.tokenizer.encode("the")[:-1]  # without the closing </s>
+    unk = rare_words.tokenizer.unk_id
+    greedy = generate(rare_words, prompt, 12, sampler=SamplingConfig(temperature=0))
+    assert unk in greedy  # the model's favourite word after "the"
+    ban = bad_words_ids(rare_words.tokenizer, ban_unk=True)
+    assert ban == ((unk,),)
+    banned = generate(rare_words, prompt, 12, sampler=SamplingConfig(temperature=0,
+                                                                    bad_words_ids=ban))
+    assert len(banned) == 12 and unk not in banned
+    beams = beam_search(rare_words, prompt, 12, 3, processors=(BadWords(ban),))
+    assert unk not in beams.ids and "<unk>" not in beams.text
+    for seed in range(5):
+        drawn = generate(rare_words, prompt, 20, seed=seed,
+                         sampler=SamplingConfig(bad_words_ids=ban))
+        assert unk not in drawn
+
+
+def test_a_banned_sequence_never_appears_but_its_parts_do():
+    model = MockModel(fixed=FIXED)  # argmax is always id 0
+    greedy = SamplingConfig(temperature=0, bad_words_ids=[[0, 0]])
+    ids = generate(model, [2], 10, sampler=greedy)
+    assert ids == [0, 1] * 5  # after a 0, the 0 that would complete (0, 0) is banned
+    three = generate(model, [2], 9, sampler=SamplingConfig(temperature=0,
+                                                           bad_words_ids=[[0, 0, 0]]))
+    assert three == [0, 0, 1] * 3
+
+
+def test_bad_words_ids_from_words(rare_words):
+    tokenizer = rare_words.tokenizer
+    assert bad_words_ids(tokenizer, ["sat", "a mat", "</s>"]) == (
+        tuple(tokenizer.encode("sat")[:-1]), tuple(tokenizer.encode("a mat")[:-1]),
+        (tokenizer.boundary_id,))
+    assert len(bad_words_ids(tokenizer, ["a mat"])[0]) == 2
+    with pytest.raises(LmbenchError, match="not in the model's vocabulary"):
+        bad_words_ids(tokenizer, ["zebra"])
+    with pytest.raises(LmbenchError, match="no <unk>"):
+        bad_words_ids(ByteTokenizer(), ban_unk=True)
+
+
+def test_stop_strings_end_generation_and_cut_the_text(ngram):
+    prompt = _prompt(ngram)
+    config = SamplingConfig(temperature=0)
+    free = sample(ngram, prompt, 60, sampler=config)
+    assert " " in free.text.strip()
+    stopped = sample(ngram, prompt, 60, sampler=config, stop_strings=[" "])
+    assert len(stopped.ids) < 60  # stopped early
+    assert stopped.ids == free.ids[: len(stopped.ids)]
+    assert stopped.text == free.text[: free.text.index(" ")] and " " not in stopped.text
+    assert " " in ngram.tokenizer.decode(stopped.ids)  # the last id completed the stop string
+    assert " " not in ngram.tokenizer.decode(stopped.ids[:-1])
+    assert generate(ngram, prompt, 60, sampler=config, stop_strings=[" "]) == stopped.ids
+    two = sample(ngram, prompt, 60, sampler=config, stop_strings=["zzz", free.text[:3]])
+    assert two.text == "" and len(two.ids) <= 3
+    beam = beam_search(ngram, prompt, 60, 3, stop_strings=[" "])
+    assert " " not in beam.text and len(beam.ids) < 60
+    best = best_of_n(ngram, prompt, 3, max_new_tokens=60, stop_strings=[" "])
+    assert " " not in best.text and len(best.ids) < 60
+
+
+@pytest.mark.parametrize("stop_strings, words", [("ab", "sequence of strings"),
+                                                  ([""], "non-empty strings")])
+def test_bad_stop_strings_are_one_line_errors(ngram, stop_strings, words):
+    with pytest.raises(LmbenchError, match=words):
+        generate(ngram, _prompt(ngram), 5, stop_strings=stop_strings)
+
+
+def test_num_return_sequences_draws_seeds_seed_to_seed_plus_n(ngram):
+    prompt, config = _prompt(ngram), SamplingConfig(top_p=0.95)
+    drawn = sample_sequences(ngram, prompt, 4, max_new_tokens=30, sampler=config, seed=7)
+    assert [c.ids for c in drawn] == [generate(ngram, prompt, 30, sampler=config, seed=7 + i)
+                                      for i in range(4)]
+    assert len({c.text for c in drawn}) == 4  # distinct seeds, distinct samples
+    assert sample_sequences(ngram, prompt, 4, max_new_tokens=30, sampler=config,
+                            seed=7) == drawn  # reproducible
+    assert [c.score for c in drawn] == pytest.approx([sum(c.logprobs) for c in drawn])
+    with pytest.raises(LmbenchError, match="num_return_sequences"):
+        sample_sequences(ngram, prompt, 0, max_new_tokens=5)
+
+
+def test_num_return_sequences_of_a_beam_search_are_its_best_beams(ngram):
+    prompt = _prompt(ngram)
+    top = beam_search_sequences(ngram, prompt, 20, 5, 3)
+    assert len(top) == 3 and top[0] == beam_search(ngram, prompt, 20, 5)
+    assert len({tuple(c.ids) for c in top}) == 3
+    assert [c.score for c in top] == sorted((c.score for c in top), reverse=True)
+    with pytest.raises(LmbenchError, match="num_return_sequences"):
+        beam_search_sequences(ngram, prompt, 20, 2, 3)
