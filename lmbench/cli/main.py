@@ -23,11 +23,16 @@ def _run(args: argparse.Namespace) -> None:
     if args.data_dir:
         config = dataclasses.replace(config, data_dir=args.data_dir)
     records = run(config, args.out, save_models=args.save_models,
-                  log=lambda line: print(line, file=sys.stderr))
+                  log=lambda line: print(line, file=sys.stderr), retrain=args.retrain,
+                  keep_checkpoints=args.keep_checkpoints)
     split = "test" if "test" in config.splits else config.splits[-1]
     print(f"\n{config.corpus}, {split} split:\n")
     print(to_markdown(leaderboard_table(records, split)))
     print(f"\nresults written under {args.out}")
+    for record in records:
+        if record.undertrained:
+            print(f"lmbench: warning: {record.model} is undertrained: {record.undertrained}; "
+                  "give it a step budget (train.max_steps) or more time", file=sys.stderr)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -83,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default="runs", help="folder for <run-id>/result.json records")
     run.add_argument("--data-dir", help="data root (default: $LMBENCH_DATA_DIR)")
     run.add_argument("--save-models", action="store_true", help="also write <run-id>/model.npz")
+    run.add_argument("--retrain", action="store_true",
+                     help="train models that already have a record under --out (default: skip)")
+    run.add_argument("--keep-checkpoints", action="store_true",
+                     help="keep <out>/checkpoints/ of finished models (default: removed)")
     run.set_defaults(handler=_run)
 
     ev = commands.add_parser("evaluate", help="score a saved model (.npz or .arpa) on a corpus")

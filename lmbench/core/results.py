@@ -2,8 +2,8 @@
 
 ``EvalResult`` holds the sums of one scored split; every ratio (perplexity, bits per byte, ...)
 is a property derived from them, so a record can never disagree with itself. ``RunResult`` is
-what ``lmbench run`` writes to ``<out>/<run_id>/result.json``; ``lmbench.storage.store`` keeps a folder of
-them immutable and indexed.
+what ``lmbench run`` writes to ``<out>/<run_id>/result.json``; ``lmbench.storage.store`` keeps a
+folder of them immutable and indexed.
 """
 
 from __future__ import annotations
@@ -101,16 +101,58 @@ class RunResult:
     # (lmbench.storage.store; the schema is lmbench.evaluation.generation_results')
     generation: dict[str, Any] | None = None
 
+    @property
+    def undertrained(self) -> str | None:
+        """Why this run's training stopped too early to be ranked like the others
+        (``undertrained_reason``), or None."""
+        return undertrained_reason(self.train_log, self.config.get("train"))
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["metrics"] = {split: r.to_dict() for split, r in self.metrics.items()}
+        data["undertrained"] = self.undertrained  # derived, for readers of the JSON
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunResult:
         values = dict(data)
+        values.pop("undertrained", None)  # derived from train_log and config
         values["metrics"] = {s: EvalResult.from_dict(r) for s, r in data["metrics"].items()}
         return cls(**values)
+
+
+# Beside max_seconds, a max_steps this large is the run files' "no step limit" (TOML has no null):
+# the equal-time ladders (baselines/brown.toml, ...) are bound by the clock, not by steps.
+NO_STEP_LIMIT = 100_000
+UNDERTRAINED_SHARE = 0.5  # of max_steps, when max_seconds stopped the run first
+
+
+def undertrained_reason(train_log: dict[str, Any] | None, train: dict[str, Any] | None
+                        ) -> str | None:
+    """Why a run's training is too short to mean what its configuration says, or None.
+
+    Undertrained is either of:
+
+    - fewer steps than ``warmup_steps``: the learning rate never reached its peak;
+    - stopped by ``max_seconds`` after fewer than ``UNDERTRAINED_SHARE`` x ``max_steps`` steps,
+      where ``max_steps`` is a target (below ``NO_STEP_LIMIT``): a slow or busy machine cut the
+      run short of its own step budget.
+
+    Args:
+        train_log: ``RunResult.train_log`` (``TrainLog.to_dict()``; None for untrained families).
+        train: the ``train`` table of the record's config (``TrainConfig`` as a dict).
+    """
+    if not train_log or not isinstance(train, dict) or "steps" not in train_log:
+        return None
+    steps, stopped_by = train_log["steps"], train_log.get("stopped_by") or "?"
+    warmup, max_steps = train.get("warmup_steps") or 0, train.get("max_steps")
+    if steps < warmup:
+        return f"{steps} steps, fewer than its {warmup} warm-up steps (stopped by {stopped_by})"
+    if (stopped_by == "max_seconds" and max_steps and max_steps < NO_STEP_LIMIT
+            and steps < UNDERTRAINED_SHARE * max_steps):
+        return (f"max_seconds stopped it at {steps} of its {max_steps} steps "
+                f"({steps / max_steps:.0%})")
+    return None
 
 
 def environment() -> dict[str, Any]:

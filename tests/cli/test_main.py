@@ -81,3 +81,30 @@ def test_console_script_runs_as_a_module():
     done = subprocess.run([sys.executable, "-m", "lmbench", "models"], capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0 and "ngram" in done.stdout
+
+
+def test_a_rerun_skips_finished_models_and_checkpoints_are_removed(tmp_path, corpus_dir, capsys):
+    models = ('[[models]]\nlabel = "kn2"\nfamily = "ngram"\norder = 2\n'
+              '[[models]]\nlabel = "tiny-gpt"\nfamily = "gpt"\nn_layer = 1\nn_head = 1\n'
+              'n_embd = 8\nblock_size = 16\ntokenizer = "char"\ntrain = { max_steps = 3, '
+              'warmup_steps = 10, batch_size = 2, seq_len = 8, eval_every = 2, progress = false, '
+              'checkpoint_every = 1 }\n')
+    config, out = _config(tmp_path, corpus_dir, models), tmp_path / "out"
+    assert main(["run", config, "--out", str(out)]) == 0
+    first = capsys.readouterr()
+    assert not (out / "checkpoints").exists()  # removed once the records were written
+    warnings = [line for line in first.err.splitlines() if "undertrained" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("lmbench: warning: tiny-gpt is "
+                                                         "undertrained: 3 steps, fewer than its 10")
+    assert "tiny-gpt ⚠ undertrained" in first.out
+    assert main(["run", config, "--out", str(out)]) == 0
+    second = capsys.readouterr()
+    assert len(list(out.glob("*/result.json"))) == 2  # nothing written twice
+    assert "kn2: already in " in second.err and "skipped; --retrain to run again" in second.err
+    assert "kn2" in second.out and "tiny-gpt" in second.out  # the summary still lists both
+    assert main(["run", config, "--out", str(out), "--retrain", "--keep-checkpoints"]) == 0
+    assert len(list(out.glob("*/result.json"))) == 4
+    assert (out / "checkpoints" / "corpus-tiny-gpt" / "checkpoint.pt").is_file()
+    changed = models.replace("order = 2", "order = 3")  # another config: not the same entry
+    assert main(["run", _config(tmp_path, corpus_dir, changed), "--out", str(out)]) == 0
+    assert len(list(out.glob("*/result.json"))) == 5
