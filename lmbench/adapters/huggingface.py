@@ -41,7 +41,14 @@ from lmbench.adapters.function import FunctionLM
 from lmbench.core.device import resolve_device
 from lmbench.core.errors import LmbenchError
 from lmbench.core.io import write_text_atomic
-from lmbench.core.tokenizers import Tokenizer, _printable, tokenizer_from_json, tokenizer_to_json
+from lmbench.core.tokenizers import (
+    TOKENIZERS,
+    Tokenizer,
+    _printable,
+    build_tokenizer,
+    tokenizer_from_json,
+    tokenizer_to_json,
+)
 
 _LMBENCH_TOKENIZER = "lmbench_tokenizer.json"  # written beside save_pretrained's files
 
@@ -111,8 +118,11 @@ class HuggingFaceLM(FunctionLM):
     Args:
         model: a ``PreTrainedModel`` with a causal-LM head, or a name or folder for
             ``AutoModelForCausalLM.from_pretrained``.
-        tokenizer: an lmbench ``Tokenizer`` over the model's ids, a ``transformers`` tokenizer,
-            or None to load ``AutoTokenizer.from_pretrained`` from the same name or folder.
+        tokenizer: an lmbench ``Tokenizer`` over the model's ids, or the name of one
+            (``"byte"``, ``"char"``, ``"word"``, ``"bpe"``, as ``FunctionLM`` takes; unfitted
+            ones are fitted by ``fit``), a ``transformers`` tokenizer or the name or folder of
+            one for ``AutoTokenizer.from_pretrained``, or None to load that from the model's
+            own name or folder.
         name: the model's name in results (default: the checkpoint name, else the model type).
         max_window: tokens per forward pass (default: the model's context length).
     """
@@ -130,7 +140,10 @@ class HuggingFaceLM(FunctionLM):
         if tokenizer is None:
             if not source:
                 raise LmbenchError("give a tokenizer for a model built in memory")
-            tokenizer = transformers.AutoTokenizer.from_pretrained(source)
+            tokenizer = source
+        if isinstance(tokenizer, str):
+            tokenizer = (build_tokenizer(tokenizer) if tokenizer in TOKENIZERS
+                         else transformers.AutoTokenizer.from_pretrained(tokenizer))
         if not isinstance(tokenizer, Tokenizer):
             tokenizer = HuggingFaceTokenizer(tokenizer)
         model.eval()

@@ -7,21 +7,15 @@ import argparse
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lmbench.core.device import resolve_device
+from lmbench.cli import MODEL_REFERENCE, RESULTS_HELP
 from lmbench.core.errors import LmbenchError
-from lmbench.core.interface import Budget, LanguageModel
-from lmbench.data.corpora import load_corpus
-from lmbench.evaluation.resources import Spread
-from lmbench.evaluation.throughput import (
-    BenchConfig,
-    ThroughputResult,
-    measure_throughput,
-    write_throughput,
-)
-from lmbench.models.catalog import MODELS, build_model, load_model
-from lmbench.runs.config import load_config
+
+if TYPE_CHECKING:  # the command imports them when it runs (the parser stays light)
+    from lmbench.core.interface import LanguageModel
+    from lmbench.evaluation.resources import Spread
+    from lmbench.evaluation.throughput import ThroughputResult
 
 
 def _parse_options(pairs: list[str]) -> dict[str, Any]:
@@ -46,6 +40,13 @@ def _parse_options(pairs: list[str]) -> dict[str, Any]:
 
 def _models_to_bench(args) -> list[tuple[str, LanguageModel, Any, str | None, Path | None]]:
     """(label, fitted model, corpus, run id, folder) for each model named on the command line."""
+    from lmbench.core.device import resolve_device
+    from lmbench.core.interface import Budget
+    from lmbench.data.corpora import load_corpus
+    from lmbench.models.catalog import MODELS, build_model, load_model
+    from lmbench.runs.config import load_config
+    from lmbench.storage.references import corpus_of, resolve_model
+
     budget = Budget(max_steps=args.fit_steps)
     target = Path(args.model)
     if target.suffix == ".toml":
@@ -55,20 +56,17 @@ def _models_to_bench(args) -> list[tuple[str, LanguageModel, Any, str | None, Pa
         return [(spec.label, build_model(spec.family, **spec.options).to(device).fit(
                  corpus, budget=budget), corpus, None, None) for spec in run.models]
     device = resolve_device(args.device or "auto")
-    if target.is_file():
-        record = target.parent / "result.json"  # a model saved in a run folder
-        run_corpus = None
-        if record.is_file():
-            run_corpus = json.loads(record.read_text(encoding="utf-8")).get("corpus")
-        name = args.corpus or run_corpus
-        if name is None:
-            raise LmbenchError("bench of a saved model needs --corpus (the text to measure on)")
-        in_run = record.is_file()
-        return [(args.label or target.stem, load_model(target).to(device),
-                 load_corpus(name, args.data_dir),
-                 target.parent.name if in_run else None, target.parent if in_run else None)]
-    if args.model not in MODELS:
+    if args.model not in MODELS and not target.exists() and not args.results:
+        if target.suffix:
+            resolve_model(args.model)  # "model file not found"
         MODELS.get(args.model)  # "unknown model ... did you mean"
+    if args.model not in MODELS or target.exists():  # a saved model or a run
+        reference = resolve_model(args.model, args.results)
+        corpus = load_corpus(corpus_of(reference, args.corpus, "bench"), args.data_dir)
+        run = reference.run
+        label = args.label or (run.record.model if run else reference.path.stem)
+        return [(label, load_model(reference.path), corpus, run.record.run_id if run else None,
+                 run.folder if run else None)]
     if not args.corpus:
         raise LmbenchError(f"bench of the {args.model!r} family needs --corpus to fit on")
     corpus = load_corpus(args.corpus, args.data_dir)
@@ -107,6 +105,8 @@ def _summary(result: ThroughputResult) -> str:
 
 
 def _bench(args: argparse.Namespace) -> None:
+    from lmbench.evaluation.throughput import BenchConfig, measure_throughput, write_throughput
+
     config = BenchConfig.quick() if args.quick else BenchConfig()
     overrides = {name: getattr(args, name) for name in
                  ("score_tokens", "prompt_tokens", "new_tokens", "train_steps", "n_repeats",
@@ -125,8 +125,9 @@ def add_commands(subparsers) -> None:
     bench = subparsers.add_parser(
         "bench", help="throughput, latency, memory and FLOP utilisation of a model",
         description="Throughput, latency, memory and FLOP utilisation of a model.")
-    bench.add_argument("model", help="a saved model (.npz or .arpa), a run file (.toml: each of "
-                       "its models, fitted for --fit-steps) or a family name (fitted on --corpus)")
+    bench.add_argument("model", help=f"{MODEL_REFERENCE}; a run file (.toml: each of its "
+                       "models, fitted for --fit-steps); or a family name (fitted on --corpus)")
+    bench.add_argument("--results", help=RESULTS_HELP)
     bench.add_argument("--corpus", help="corpus name or path to fit on and measure with (default "
                        "for a saved model: its run's corpus)")
     bench.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
@@ -137,12 +138,15 @@ def add_commands(subparsers) -> None:
     bench.add_argument("--label", help="name of the model in the record")
     bench.add_argument("--split", help="split to measure on (default valid)")
     bench.add_argument("--quick", action="store_true", help="tiny settings that run in seconds")
-    bench.add_argument("--score-tokens", type=int)
-    bench.add_argument("--prompt-tokens", type=int)
-    bench.add_argument("--new-tokens", type=int, help="generated ids per run (at most 100,000)")
-    bench.add_argument("--train-steps", type=int, help="0 skips the training measurement")
-    bench.add_argument("--repeats", dest="n_repeats", type=int)
-    bench.add_argument("--warmup", dest="n_warmup", type=int)
+    bench.add_argument("--score-tokens", type=int, help="tokens scored per scoring measurement")
+    bench.add_argument("--prompt-tokens", type=int, help="prompt length for prefill and decode")
+    bench.add_argument("--new-tokens", type=int,
+                       help="tokens decoded per decode measurement (at most 100,000)")
+    bench.add_argument("--train-steps", type=int, help="training steps measured; 0 skips it")
+    bench.add_argument("--repeats", dest="n_repeats", type=int,
+                       help="measured repeats of each figure (median and range)")
+    bench.add_argument("--warmup", dest="n_warmup", type=int,
+                       help="unmeasured warm-up repeats before them")
     bench.add_argument("--out", help="results folder (default: the run folder of a saved model "
                        "that sits in one, else runs)")
     bench.add_argument("--data-dir", help="data root (default: $LMBENCH_DATA_DIR)")

@@ -22,6 +22,7 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
+from lmbench.cli import MODEL_REFERENCE, RESULTS_HELP
 from lmbench.core.errors import LmbenchError
 from lmbench.core.limits import MAX_BEAM_WIDTH, MAX_BEST_OF, MAX_NEW_TOKENS, check_at_most
 
@@ -36,7 +37,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                                 "an .arpa file) and print the text.")
     # The defaults of the sampling flags are SamplingConfig's (tests/cli/test_generation.py
     # checks they agree); they are written out so that --help needs no torch import.
-    gen.add_argument("model", help="model file written by --save-models / model.save, or .arpa")
+    gen.add_argument("model", help=MODEL_REFERENCE)
+    gen.add_argument("--results", help=RESULTS_HELP)
     gen.add_argument("prompt", nargs="?", help="prompt text (default: empty, i.e. from the start)")
     gen.add_argument("--prompt-file", metavar="FILE",
                      help="read the prompt from this UTF-8 file instead (default: none)")
@@ -167,11 +169,12 @@ def generate_command(args: argparse.Namespace) -> None:
     )
     from lmbench.inference.sampling import bad_words_ids, build_sampler
     from lmbench.models import load_model
+    from lmbench.storage.references import resolve_model
 
-    _check(args)
+    _check(args)  # the flags first: a mistake there costs no model loading
     config = _sampling_config(args)  # validates the values (one-line LmbenchError)
     text = _read_prompt(Path(args.prompt_file)) if args.prompt_file else (args.prompt or "")
-    model = load_model(args.model).to(args.device)
+    model = load_model(resolve_model(args.model, args.results).path).to(args.device)
     prompt = _prompt_ids(model, text)
     if args.ban_unk or args.ban:
         config = replace(config, bad_words_ids=bad_words_ids(model.tokenizer, args.ban,

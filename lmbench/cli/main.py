@@ -1,4 +1,4 @@
-"""The ``lmbench`` command line: run, evaluate, leaderboard, compare, generate, bench, data, models.
+"""The lmbench command line: run, evaluate, leaderboard, compare, generate, bench, data, models.
 
 Every user mistake ends with one line ``lmbench: error: ...`` on stderr and exit status 2;
 nothing half-written is left behind (results are written to a temporary file, then renamed).
@@ -9,10 +9,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import warnings
 
+from lmbench.cli import MODEL_REFERENCE, RESULTS_HELP
 from lmbench.core.errors import LmbenchError, LmbenchWarning
+from lmbench.core.version import __version__
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -26,25 +29,34 @@ def _run(args: argparse.Namespace) -> None:
     if args.device:
         config = dataclasses.replace(config, device=args.device)
     records = run(config, args.out, save_models=args.save_models,
-                  log=lambda line: print(line, file=sys.stderr))
+                  log=lambda line: print(line, file=sys.stderr), retrain=args.retrain,
+                  keep_checkpoints=args.keep_checkpoints)
     split = "test" if "test" in config.splits else config.splits[-1]
     print(f"\n{config.corpus}, {split} split:\n")
     print(to_markdown(leaderboard_table(records, split)))
     print(f"\nresults written under {args.out}")
+    for record in records:
+        if record.undertrained:
+            print(f"lmbench: warning: {record.model} is undertrained: {record.undertrained}; "
+                  "give it a step budget (train.max_steps) or more time", file=sys.stderr)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from lmbench.evaluation.scoring import evaluate
+    from lmbench.evaluation.scoring import EvalConfig, evaluate
     from lmbench.models import load_model
+    from lmbench.storage.references import corpus_of, resolve_model
 
-    model = load_model(args.model).to(args.device)
-    result = evaluate(model, args.corpus, args.split, data_dir=args.data_dir)
+    reference = resolve_model(args.model, args.results)
+    corpus = corpus_of(reference, args.corpus, "evaluate")
+    model = load_model(reference.path).to(args.device)
+    config = EvalConfig(memory_budget_bytes=int(args.memory_budget_mib * 2**20))
+    result = evaluate(model, corpus, args.split, config, data_dir=args.data_dir)
     if args.json:
         print(json.dumps({k: v for k, v in result.to_dict().items() if k != "block_nll_nats"},
                          indent=2))
         return
     low, high = result.perplexity_ci95
-    print(f"{args.corpus} {args.split}: perplexity {result.perplexity:.2f} (95% CI {low:.2f}-"
+    print(f"{corpus} {args.split}: perplexity {result.perplexity:.2f} (95% CI {low:.2f}-"
           f"{high:.2f}), bits/byte {result.bits_per_byte:.4f}, <unk> rate {result.unk_rate:.2%}, "
           f"{result.n_tokens:,} tokens at {result.tokens_per_s:,.0f} tokens/s")
 
@@ -58,27 +70,70 @@ def _data(args: argparse.Namespace) -> None:
         root = fetch(args.name, args.data_dir)
         print(f"{args.name}: available under {root}")
         return
-    print(f"data root: {data_root(args.data_dir)}")
+    print(f"data root: {data_root(args.data_dir)}  (words, not counting the end-of-sentence "
+          "</s> the word track also predicts)")
     for name in CORPORA:
         try:
             corpus = load_corpus(name, args.data_dir)
-            sizes = ", ".join(f"{s} {sp.n_words:,} words" for s, sp in corpus.splits.items())
+            sizes = ", ".join(f"{s} {sum(map(len, sp.sentences)):,} words" for s, sp in
+                              corpus.splits.items())
             print(f"  {name:16s} ok       {sizes}")
         except LmbenchError:
             print(f"  {name:16s} missing  (lmbench data fetch {name})")
 
 
 def _models(args: argparse.Namespace) -> None:
+    import typing
+
+    from lmbench.core.tokenizers import TOKENIZERS
     from lmbench.models import MODELS
 
+    train_class = None
     for name, cls in MODELS.items():
-        options = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls.config_class)
-                            if f.default is not dataclasses.MISSING)
-        print(f"{name}: {(cls.__doc__ or '').strip().splitlines()[0]}\n    options: {options}")
+        hints = typing.get_type_hints(cls.config_class)
+        options = []
+        for f in dataclasses.fields(cls.config_class):
+            if dataclasses.is_dataclass(hints[f.name]):
+                train_class = hints[f.name]
+                options.append(f"{f.name}.* (below)")
+                continue
+            default = f.default if f.default is not dataclasses.MISSING else (
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+            choices = f.metadata.get("choices") or (TOKENIZERS.names() if f.name == "tokenizer"
+                                                    else None)
+            options.append(f"{f.name}={default!r}" + (f" ({' | '.join(choices)})" if choices
+                                                       else ""))
+        print(f"{name}: {(cls.__doc__ or '').strip().splitlines()[0].replace('``', '')}\n"
+              f"    options: {', '.join(options)}")
+    if train_class is not None:
+        keys = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(train_class))
+        print(f"train.* (the neural families' train table; a budget stops at the first limit "
+              f"reached):\n    {keys}")
+
+
+class _PlainFormatter(argparse.HelpFormatter):
+    """Help text without reStructuredText's double backticks (docstrings double as help)."""
+
+    def _format_text(self, text: str) -> str:
+        return super()._format_text(text.replace("``", ""))
+
+    def _expand_help(self, action: argparse.Action) -> str:
+        return super()._expand_help(action).replace("``", "")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose subcommands (built with ``type(self)``) share the plain
+    formatter."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _PlainFormatter)
+        super().__init__(*args, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lmbench", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="lmbench", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"lmbench {__version__}",
+                        help="print the version and exit")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser(
@@ -93,13 +148,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--save-models", action="store_true", help="also write <run-id>/model.npz")
     run.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: the run file's "
                      "device, else auto)")
+    run.add_argument("--retrain", action="store_true",
+                     help="train models that already have a record under --out (default: skip)")
+    run.add_argument("--keep-checkpoints", action="store_true",
+                     help="keep <out>/checkpoints/ of finished models (default: removed)")
     run.set_defaults(handler=_run)
 
     ev = commands.add_parser("evaluate", help="score a saved model (.npz or .arpa) on a corpus")
-    ev.add_argument("model", help="model file written by --save-models / model.save, or .arpa")
-    ev.add_argument("--corpus", required=True, help="corpus name or path")
-    ev.add_argument("--split", default="test")
-    ev.add_argument("--data-dir")
+    ev.add_argument("model", help=MODEL_REFERENCE)
+    ev.add_argument("--results", help=RESULTS_HELP)
+    ev.add_argument("--corpus", help="corpus name or path (default: the run's own corpus)")
+    ev.add_argument("--split", default="test", help="split to score (default: test)")
+    ev.add_argument("--data-dir", help="data root (default: $LMBENCH_DATA_DIR)")
+    ev.add_argument("--memory-budget-mib", type=float, default=1024.0,
+                    help="most MiB of logits one model call may hold (default: 1024)")
     ev.add_argument("--json", action="store_true", help="print the full result as JSON")
     ev.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     ev.set_defaults(handler=_evaluate)
@@ -109,9 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_commands(commands)  # leaderboard, compare
 
     data = commands.add_parser("data", help="list corpora, or fetch one (needs internet)")
-    data.add_argument("action", choices=("list", "fetch"))
+    data.add_argument("action", choices=("list", "fetch"),
+                      help="list: the corpora and their split sizes; fetch: download NAME")
     data.add_argument("name", nargs="?", help="corpus to fetch")
-    data.add_argument("--data-dir")
+    data.add_argument("--data-dir", help="data root (default: $LMBENCH_DATA_DIR)")
     data.set_defaults(handler=_data)
 
     from lmbench.cli.generation import add_commands as add_generation_commands
@@ -150,6 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lmbench: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader left (lmbench compare --json | head): not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the exit's flush of stdout fails silently
+        return 0
     return 0
 
 

@@ -16,6 +16,7 @@ import json
 import sys
 from pathlib import Path
 
+from lmbench.cli import RESULTS_HELP, RUN_REFERENCE
 from lmbench.core.errors import LmbenchError
 from lmbench.core.limits import MAX_COMPARE_BOOTSTRAP
 
@@ -40,13 +41,13 @@ def add_commands(subparsers) -> None:
 
     cmp = subparsers.add_parser(
         "compare", help="paired bootstrap of two runs: differences with 95%% intervals, p-value")
-    cmp.add_argument("run_a", help="result.json, run folder, or run id (with --results)")
-    cmp.add_argument("run_b", help="result.json, run folder, or run id (with --results)")
-    cmp.add_argument("--results", help="results folder in which to look run ids up")
-    cmp.add_argument("--split", default="test")
+    cmp.add_argument("run_a", help=f"A: {RUN_REFERENCE}")
+    cmp.add_argument("run_b", help=f"B: {RUN_REFERENCE}")
+    cmp.add_argument("--results", help=RESULTS_HELP)
+    cmp.add_argument("--split", default="test", help="split to compare (default: test)")
     cmp.add_argument("--n-bootstrap", type=int, default=10_000,
                      help=f"resamples (default 10000, at most {MAX_COMPARE_BOOTSTRAP:,})")
-    cmp.add_argument("--seed", type=int, default=0)
+    cmp.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     cmp.add_argument("--unpaired", action="store_true",
                      help="allow runs with different tokenizers: independent resampling, bits "
                           "per byte only (a conservative test)")

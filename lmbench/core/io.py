@@ -110,6 +110,9 @@ def read_npz(path: str | Path, what: str) -> tuple[dict[str, Any], dict[str, Any
     """The JSON ``meta`` and every array of a file written by ``write_npz_atomic``; never
     unpickles anything."""
     path = Path(path)
+    if path.is_file() and not zipfile.is_zipfile(path):  # numpy's own error suggests unpickling
+        raise LmbenchError(f"{path}: not {what} file written by lmbench's save (an .npz is a zip "
+                           "archive; this file is not one)")
     try:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))

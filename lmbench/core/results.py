@@ -547,6 +547,12 @@ class RunResult:
     # (lmbench.core.device.describe_device); None in records written before it existed
     device: str | None = None
 
+    @property
+    def undertrained(self) -> str | None:
+        """Why this run's training stopped too early to be ranked like the others
+        (``undertrained_reason``), or None."""
+        return undertrained_reason(self.train_log, self.config.get("train"))
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(replace(self, metrics={}, throughput=None, generation=None))
         data["metrics"] = {split: r.to_dict() for split, r in self.metrics.items()}
@@ -554,6 +560,8 @@ class RunResult:
         data["generation"] = None if self.generation is None else self.generation.to_dict()
         if self.device is None:  # records from before devices were recorded write back unchanged
             del data["device"]
+        if self.undertrained is not None:  # derived from train_log and config, for JSON readers
+            data["undertrained"] = self.undertrained
         return data
 
     @classmethod
@@ -598,6 +606,40 @@ class RunResult:
         if device is not None and not isinstance(device, str):
             raise ValueError(f"'device' is not a string ({type(device).__name__})")
         return cls(**values, device=device)
+
+
+# Beside max_seconds, a max_steps this large is the run files' "no step limit" (TOML has no null):
+# the equal-time ladders (baselines/brown.toml, ...) are bound by the clock, not by steps.
+NO_STEP_LIMIT = 100_000
+UNDERTRAINED_SHARE = 0.5  # of max_steps, when max_seconds stopped the run first
+
+
+def undertrained_reason(train_log: dict[str, Any] | None, train: dict[str, Any] | None
+                        ) -> str | None:
+    """Why a run's training is too short to mean what its configuration says, or None.
+
+    Undertrained is either of:
+
+    - fewer steps than ``warmup_steps``: the learning rate never reached its peak;
+    - stopped by ``max_seconds`` after fewer than ``UNDERTRAINED_SHARE`` x ``max_steps`` steps,
+      where ``max_steps`` is a target (below ``NO_STEP_LIMIT``): a slow or busy machine cut the
+      run short of its own step budget.
+
+    Args:
+        train_log: ``RunResult.train_log`` (``TrainLog.to_dict()``; None for untrained families).
+        train: the ``train`` table of the record's config (``TrainConfig`` as a dict).
+    """
+    if not train_log or not isinstance(train, dict) or "steps" not in train_log:
+        return None
+    steps, stopped_by = train_log["steps"], train_log.get("stopped_by") or "?"
+    warmup, max_steps = train.get("warmup_steps") or 0, train.get("max_steps")
+    if steps < warmup:
+        return f"{steps} steps, fewer than its {warmup} warm-up steps (stopped by {stopped_by})"
+    if (stopped_by == "max_seconds" and max_steps and max_steps < NO_STEP_LIMIT
+            and steps < UNDERTRAINED_SHARE * max_steps):
+        return (f"max_seconds stopped it at {steps} of its {max_steps} steps "
+                f"({steps / max_steps:.0%})")
+    return None
 
 
 def environment() -> dict[str, Any]:

@@ -94,6 +94,14 @@ class Corpus:
     def train(self) -> Split:
         return self.split("train")
 
+    @property
+    def valid(self) -> Split:
+        return self.split("valid")
+
+    @property
+    def test(self) -> Split:
+        return self.split("test")
+
 
 CORPORA: Registry = Registry("corpus")
 

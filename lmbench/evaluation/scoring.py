@@ -20,6 +20,12 @@ Windows (``plan_windows``), from the model's ``Capabilities`` only:
   Example, L = 8, C = 4, N = 14: windows [0, 8) scoring 0..7, [4, 12) scoring 8..11,
   [8, 14) scoring 12..13.
 
+Memory: a call's (B, T, V) float32 logits are kept under ``EvalConfig.memory_budget_bytes``
+(``fit_to_budget``): fewer windows per call first (the windows, so the numbers, stay as they
+are), then shorter windows, never shorter than twice ``max_context`` (so an n-gram is still
+scored exactly) nor than one token. Only a model whose one window of that length is over the
+budget is scored differently from an unbounded budget.
+
 Confidence intervals: the per-token NLL is cut into blocks of ``block_len`` consecutive tokens,
 blocks are resampled with replacement ``n_bootstrap`` times, and the 2.5 / 97.5 percentiles of
 exp(Σ NLL / Σ tokens) give the 95% interval (a block bootstrap, Künsch 1989; blocks keep the
@@ -30,8 +36,9 @@ per-token NLL by the split's tokens per byte.
 from __future__ import annotations
 
 import math
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -45,15 +52,24 @@ from lmbench.data.corpora import Corpus, Split, load_corpus
 
 @dataclass(frozen=True)
 class EvalConfig:
+    """How a split is scored (module docstring).
+
+    ``window_len`` x ``batch_size`` are upper bounds: each model call's (B, T, V) float32 logits
+    stay under ``memory_budget_bytes`` (1 GiB by default), by fewer windows per call first, then
+    shorter windows (``fit_to_budget``), for every model, built-in or not.
+    """
+
     window_len: int = 8192  # tokens per window for models without a max_window
-    batch_size: int = 8  # windows per model call
+    batch_size: int = 8  # windows per model call, at most
     block_len: int = 1024  # tokens per bootstrap block
     n_bootstrap: int = 1000  # bootstrap resamples, at most MAX_EVAL_BOOTSTRAP (100,000)
     seed: int = 0  # bootstrap seed, >= 0
-    progress: bool = True  # tqdm bar over windows (shown only on a terminal)
+    progress: bool = True  # tqdm bar on a terminal; else a line on stderr every 10% or 30 s
+    memory_budget_bytes: int = 2**30  # B x T x V x 4 bytes of logits per call, at most
 
     def __post_init__(self) -> None:
-        for name in ("window_len", "batch_size", "block_len", "n_bootstrap"):
+        for name in ("window_len", "batch_size", "block_len", "n_bootstrap",
+                     "memory_budget_bytes"):
             if getattr(self, name) < 1:
                 raise LmbenchError(f"eval.{name} must be >= 1, got {getattr(self, name)}")
         check_at_most(self.n_bootstrap, MAX_EVAL_BOOTSTRAP, "eval.n_bootstrap")
@@ -83,19 +99,38 @@ def plan_windows(n_tokens: int, capabilities: Capabilities, window_len: int) -> 
     return windows
 
 
-def score_stream(model: LanguageModel, ids: np.ndarray, config: EvalConfig = EvalConfig()
-                 ) -> np.ndarray:
+def fit_to_budget(capabilities: Capabilities, vocab_size: int, config: EvalConfig
+                  ) -> tuple[int, int]:
+    """(window length, windows per call) whose (B, T, V) float32 logits fit
+    ``config.memory_budget_bytes``: the configured ones when they fit, else fewer windows per
+    call, then shorter windows, down to 2 x ``max_context`` (1 token for a model that carries
+    its state between windows, or whose context is unbounded)."""
+    length = capabilities.max_window or config.window_len
+    # Stateful models run one stream in order; others batch windows side by side.
+    batch = 1 if capabilities.carries_state else config.batch_size
+    fitting = max(1, config.memory_budget_bytes // (4 * vocab_size))  # tokens of logits a call
+    if batch * length <= fitting:
+        return length, batch
+    if length <= fitting:
+        return length, fitting // length
+    floor = 1
+    if not capabilities.carries_state and capabilities.max_context is not None:
+        floor = min(length, 2 * capabilities.max_context)
+    return max(fitting, floor), 1
+
+
+def score_stream(model: LanguageModel, ids: np.ndarray, config: EvalConfig = EvalConfig(),
+                 description: str = "scoring") -> np.ndarray:
     """(N,) token ids -> (N,) float64 NLL in nats of each token, each scored exactly once."""
     ids = np.asarray(ids, dtype=np.int64)
     inputs = np.concatenate(([model.tokenizer.boundary_id], ids[:-1]))
     capabilities = model.capabilities
-    windows = plan_windows(len(ids), capabilities, config.window_len)
-    # Stateful models run one stream in order; others batch windows side by side.
-    batch_size = 1 if capabilities.carries_state else config.batch_size
+    length, batch_size = fit_to_budget(capabilities, model.tokenizer.vocab_size, config)
+    windows = plan_windows(len(ids), replace(capabilities, max_window=length), length)
     nll = np.full(len(ids), np.nan)
     state = None
     batches = [windows[i : i + batch_size] for i in range(0, len(windows), batch_size)]
-    progress = _progress(batches, config.progress, "scoring")
+    progress = _progress(batches, config.progress, description)
     with torch.inference_mode():
         for batch in progress:
             width = max(w.end - w.start for w in batch)
@@ -139,7 +174,7 @@ def evaluate(model: LanguageModel, corpus: Corpus | str, split: str = "test",
     if ids.size == 0:
         raise LmbenchError(f"split {split!r} of corpus {corpus.name!r} encodes to no tokens")
     started = time.perf_counter()
-    nll = score_stream(model, ids, config)
+    nll = score_stream(model, ids, config, f"scoring {corpus.name} {split}")
     wall_s = time.perf_counter() - started
     return summarize(model, corpus.name, text_split, ids, nll, wall_s, config)
 
@@ -171,9 +206,26 @@ def summarize(model: LanguageModel, corpus_name: str, split: Split, ids: np.ndar
     )
 
 
-def _progress(items, enabled: bool, description: str):
-    if not enabled or len(items) < 2:
-        return items
-    from tqdm.auto import tqdm
+def _progress(batches: list[list[Window]], enabled: bool, description: str):
+    """The batches, with a tqdm bar on a terminal, else a line on stderr every 10% or 30 s."""
+    if not enabled or len(batches) < 2:
+        return batches
+    if sys.stderr.isatty():
+        from tqdm.auto import tqdm
 
-    return tqdm(items, desc=description, unit="batch", leave=False, disable=None)
+        return tqdm(batches, desc=description, unit="batch", leave=False)
+    return _progress_lines(batches, description)
+
+
+def _progress_lines(batches: list[list[Window]], description: str, every_s: float = 30.0):
+    total = sum(w.end - w.score_from for batch in batches for w in batch)
+    started = shown_at = time.perf_counter()
+    done, next_share = 0, 0.1
+    for batch in batches:
+        yield batch
+        done += sum(w.end - w.score_from for w in batch)
+        now = time.perf_counter()
+        if done / total >= next_share or now - shown_at >= every_s or done == total:
+            print(f"{description}: {done:,} / {total:,} tokens ({done / total:.0%}), "
+                  f"{done / max(now - started, 1e-9):,.0f} tokens/s", file=sys.stderr, flush=True)
+            shown_at, next_share = now, math.floor(done / total * 10 + 1) / 10

@@ -43,6 +43,7 @@ import numpy as np
 from lmbench.core.errors import LmbenchError
 from lmbench.core.limits import MAX_COMPARE_BOOTSTRAP, check_at_most
 from lmbench.core.results import EvalResult, GenerationResult, RunResult
+from lmbench.storage.references import resolve_run
 
 LN2 = math.log(2.0)
 _CHUNK = 1000  # resamples drawn at once (bounds memory on long splits)
@@ -136,8 +137,9 @@ def _with_interval(value: float, interval: tuple[float, float] | None) -> str:
 
 
 def load_run(ref: RunResult | str | Path, results_dir: str | Path | None = None) -> RunResult:
-    """A record from a ``RunResult``, a ``result.json`` path, a run folder, or a run id looked up
-    in ``results_dir``; the sidecars beside a record file are merged (``lmbench.storage.store``)."""
+    """A record from a ``RunResult`` or any run reference of ``lmbench.storage.references``
+    (a run folder, a ``result.json``, a model saved in a run folder, a run id or label in
+    ``results_dir``); the sidecars beside a record file are merged (``lmbench.storage.store``)."""
     return _load(ref, results_dir)[0]
 
 
@@ -146,17 +148,8 @@ def _load(ref: RunResult | str | Path, results_dir: str | Path | None
     """``load_run``'s record and one line per sidecar of it that was skipped."""
     if isinstance(ref, RunResult):
         return ref, []
-    from lmbench.storage.store import RECORD_NAME, ResultStore, read_run
-
-    path = Path(ref)
-    if path.is_dir() and (path / RECORD_NAME).is_file():
-        path = path / RECORD_NAME
-    if path.is_file():
-        return read_run(path)
-    if results_dir is not None:
-        return ResultStore(results_dir).lookup(str(ref))
-    raise LmbenchError(f"{ref}: no such result.json or run folder (give --results DIR to look "
-                       "a run id up)")
+    run = resolve_run(ref, results_dir)
+    return run.record, list(run.skipped)
 
 
 def compare(a: RunResult | str | Path, b: RunResult | str | Path, split: str = "test", *,
@@ -314,6 +307,11 @@ def _unpaired(ma: EvalResult, mb: EvalResult, n_bootstrap: int, rng) -> dict:
     }
 
 
+# lmbench bench's figures (throughput.json) that measure what a record's own scoring does
+_SAME_AS = {"score_tokens_per_s": "scoring_tokens_per_s",
+            "score_bytes_per_s": "scoring_bytes_per_s"}
+
+
 def _throughput_ratios(run_a: RunResult, run_b: RunResult, ma: EvalResult, mb: EvalResult
                        ) -> dict[str, float]:
     ratios = {}
@@ -327,6 +325,8 @@ def _throughput_ratios(run_a: RunResult, run_b: RunResult, ma: EvalResult, mb: E
     extra_a = run_a.throughput.figures() if run_a.throughput else {}
     extra_b = run_b.throughput.figures() if run_b.throughput else {}
     for key in sorted(set(extra_a) & set(extra_b)):
+        if _SAME_AS.get(key) in ratios:  # one key per quantity: the records' scoring speed wins
+            continue
         if extra_b[key] != 0:
             ratios[key] = extra_a[key] / extra_b[key]
     return {k: v for k, v in ratios.items() if math.isfinite(v)}

@@ -62,6 +62,8 @@ def load_model(path: str | Path) -> LanguageModel:
         raise LmbenchError(f"{path}: model file not found")
     if path.suffix in FILE_FORMATS:
         return FILE_FORMATS.get(path.suffix)(path)
+    if path.suffix == ".json":
+        raise LmbenchError(f"{path} is a JSON file, not a saved model (.npz) or .arpa")
     meta, _ = read_npz(path, "a model (or an .arpa)")
     family = meta.get("family")
     if not isinstance(family, str) or family not in MODELS:

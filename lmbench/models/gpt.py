@@ -42,7 +42,7 @@ class GPTConfig:
     n_embd: int = 128
     block_size: int = 64  # longest context, in tokens
     dropout: float = 0.0
-    positions: str = "learned"  # learned | rotary
+    positions: str = field(default="learned", metadata={"choices": ("learned", "rotary")})
     bias: bool = False  # biases in Linear and LayerNorm layers
     tokenizer: str = "char"
     tokenizer_options: dict = field(default_factory=dict)

@@ -35,14 +35,20 @@ from lmbench.core.tokenizers import (
     tokenizer_to_json,
 )
 from lmbench.models.arpa import read_arpa, write_arpa
-from lmbench.models.ngram_estimate import Level, canonical_smoothing, count_ngrams, estimate
+from lmbench.models.ngram_estimate import (
+    SMOOTHINGS,
+    Level,
+    canonical_smoothing,
+    count_ngrams,
+    estimate,
+)
 
 
 @dataclass(frozen=True)
 class NGramConfig:
     order: int = 3  # n: the model conditions on n-1 previous tokens
     # mle | add-k | witten-bell | kneser-ney | modified-kneser-ney
-    smoothing: str = "modified-kneser-ney"
+    smoothing: str = field(default="modified-kneser-ney", metadata={"choices": SMOOTHINGS})
     k: float = 1.0  # add-k constant (1 = Laplace; below 1 = Lidstone)
     discount: float | None = None  # kneser-ney only: fixed D; None = n1 / (n1 + 2 n2) per order
     # modified-kneser-ney: where an order's counts of counts give no valid D1..D3+ (little text,

@@ -67,6 +67,10 @@ GENERATION_NOTE = (
     "repetition (closest to the human row is best); decode tok/s: tokens that decoding "
     "generated per second of wall time (a throughput over batched prompts where a batch size is "
     "named; lmbench bench's decode tok/s is one stream).")
+UNDERTRAINED_MARK = "⚠ undertrained"  # appended to the label of a run that stopped too early
+UNDERTRAINED_NOTE = (f"{UNDERTRAINED_MARK}: training stopped before its warm-up ended or far "
+                     "short of its own step budget (lmbench.core.results.undertrained_reason), so "
+                     "its figures say little about the model:")
 # Published figures as their sources print them (252, 146.74), not padded to two decimals.
 PUBLISHED_FORMATS = {**FORMATS, "perplexity": "{:.5g}", "valid perplexity": "{:.5g}"}
 
@@ -101,6 +105,11 @@ def leaderboard_table(records: list[RunResult], split: str = "test") -> pd.DataF
             "bits/byte": m.bits_per_byte if exact else None,
             "bpb 95% CI": "{:.3f}-{:.3f}".format(*m.bits_per_byte_ci95) if exact else "",
             "pseudo bits/byte": None if exact else m.bits_per_byte,
+            # the intervals as numbers, for the CSV (the tables show the text cells above)
+            "ppl_ci_low": m.perplexity_ci95[0] if exact else None,
+            "ppl_ci_high": m.perplexity_ci95[1] if exact else None,
+            "bpb_ci_low": m.bits_per_byte_ci95[0] if exact else None,
+            "bpb_ci_high": m.bits_per_byte_ci95[1] if exact else None,
             "<unk> rate": m.unk_rate,
             "params": record.n_params if record.n_params > 0 else None,
             "train s": record.fit_s,
@@ -109,6 +118,7 @@ def leaderboard_table(records: list[RunResult], split: str = "test") -> pd.DataF
                                if math.isfinite(m.tokens_per_s) else None),
             "decode tok/s": _decode_tokens_per_s(record.throughput),
             "run id": record.run_id,
+            "undertrained": record.undertrained,
         }
         if record.generation is not None:
             row.update(_generation_cells(record.generation))
@@ -116,6 +126,7 @@ def leaderboard_table(records: list[RunResult], split: str = "test") -> pd.DataF
     table = pd.DataFrame(rows)
     if table.empty:
         return table
+    table["model"] = _labels(table)
     key = table["perplexity"].where(table["track"] == WORD, table["bits/byte"])
     pseudo_key = table["pseudo-perplexity"].where(table["track"] == WORD, table["pseudo bits/byte"])
     table["_pseudo"] = key.isna()
@@ -131,6 +142,26 @@ def _decode_tokens_per_s(throughput: ThroughputResult | None) -> float | None:
     if throughput is None or throughput.decode_tokens_per_s is None:
         return None
     return throughput.decode_tokens_per_s.median
+
+
+def _labels(table: pd.DataFrame) -> list[str]:
+    """Row labels: a label that several runs of one corpus share gets its run id's random suffix
+    (``kn5 [e723f9]``), and an undertrained run ``UNDERTRAINED_MARK``."""
+    shared = table.groupby(["corpus", "model"])["model"].transform("size") > 1
+    labels = []
+    for (_, row), repeated in zip(table.iterrows(), shared, strict=True):
+        label = f"{row['model']} [{row['run id'].rsplit('-', 1)[-1]}]" if repeated else row["model"]
+        labels.append(label if _missing(row["undertrained"]) else f"{label} {UNDERTRAINED_MARK}")
+    return labels
+
+
+def undertrained_note(rows: pd.DataFrame) -> str:
+    """``UNDERTRAINED_NOTE`` with each undertrained row's reason, or "" when there is none."""
+    if "undertrained" not in rows.columns:
+        return ""
+    reasons = [f"{row['model'].removesuffix(' ' + UNDERTRAINED_MARK)}: {row['undertrained']}"
+               for _, row in rows.iterrows() if not _missing(row["undertrained"])]
+    return f"{UNDERTRAINED_NOTE} {'; '.join(reasons)}." if reasons else ""
 
 
 def _generation_cells(generation: GenerationResult) -> dict:
@@ -309,6 +340,8 @@ def markdown_report(table: pd.DataFrame, published: pd.DataFrame, problems: list
             lines += [_markdown(rows[columns]), ""]
             if rows["rank"].isna().any():
                 lines += [PSEUDO_NOTE, ""]
+            if undertrained_note(rows):
+                lines += [undertrained_note(rows), ""]
             note = generation_note(rows)
             if note:
                 lines += [markdown_text(note), ""]
@@ -324,8 +357,9 @@ def markdown_report(table: pd.DataFrame, published: pd.DataFrame, problems: list
 
 def csv_report(table: pd.DataFrame, published: pd.DataFrame) -> str:
     """Measured and published rows in one CSV, told apart by the ``kind`` column (published
-    rows have no rank)."""
-    measured = table.assign(kind="measured")
+    rows have no rank). Intervals are two numeric columns each (``ppl_ci_low``, ``ppl_ci_high``,
+    ``bpb_ci_low``, ``bpb_ci_high``), not the tables' text cells."""
+    measured = table.drop(columns=["ppl 95% CI", "bpb 95% CI"]).assign(kind="measured")
     refs = published.assign(kind="published") if not published.empty else published
     both = pd.concat([t for t in (measured, refs) if not t.empty], ignore_index=True)
     if both.empty:

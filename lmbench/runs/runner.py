@@ -10,11 +10,19 @@ interface. ``record_run`` does the same for a model built elsewhere (a user's mo
 
 Each model is moved to the run's ``device`` before it is fitted (families that cannot use it stay
 on the CPU), and its record says where it ran (``RunResult.device``).
+
+Re-running a run file does not duplicate its records: a model whose record already sits under
+``out`` for the same run-file entry (same label, corpus, seed and config digest,
+``config_digest``) is reported and skipped unless ``retrain``. A model's checkpoints
+(``<out>/checkpoints/<corpus>-<label>/``) are removed once its record is written, unless
+``keep_checkpoints``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +33,13 @@ from lmbench.core.errors import LmbenchError
 from lmbench.core.interface import LanguageModel
 from lmbench.core.io import check_writable
 from lmbench.core.names import contained, new_run_id, safe_name
-from lmbench.core.results import GenerationResult, RunResult, ThroughputResult, environment
+from lmbench.core.results import (
+    EvalResult,
+    GenerationResult,
+    RunResult,
+    ThroughputResult,
+    environment,
+)
 from lmbench.core.tokenizers import Tokenizer
 from lmbench.data.corpora import Corpus, load_corpus
 from lmbench.evaluation.scoring import EvalConfig, evaluate
@@ -55,6 +69,20 @@ def tokenizer_fingerprint(tokenizer: Tokenizer) -> dict[str, Any]:
     return {"name": tokenizer.name, "vocab_size": tokenizer.vocab_size, "sha256": digest}
 
 
+def model_config(model: LanguageModel, family: str | None = None) -> dict[str, Any]:
+    """The resolved config a record stores: the family, the model's options, its tokenizer."""
+    config = {"family": family or model.family, **model.config()}
+    config.setdefault("tokenizer", model.tokenizer.name)
+    return config
+
+
+def config_digest(config: dict[str, Any]) -> str:
+    """A SHA-256 of a record's config (as JSON with sorted keys): equal digests, same run-file
+    entry (tuples and lists alike, as the record's JSON holds them)."""
+    text = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def make_record(model: LanguageModel, corpus: Corpus, metrics: dict, *, label: str,
                 seed: int, fit_s: float, env: dict | None = None, family: str | None = None,
                 generation: GenerationResult | dict | None = None,
@@ -62,8 +90,7 @@ def make_record(model: LanguageModel, corpus: Corpus, metrics: dict, *, label: s
     """The ``RunResult`` of a fitted and scored model (not yet written); ``generation`` and
     ``throughput`` as records or as JSON objects (``GenerationResult.from_dict``; figures for
     ``ThroughputResult.from_figures``), checked (``LmbenchError``)."""
-    config = {"family": family or model.family, **model.config()}
-    config.setdefault("tokenizer", model.tokenizer.name)
+    config = model_config(model, family)
     run_id, n_params = new_run_id(corpus.name, label), int(model.n_params())
     try:
         if isinstance(generation, dict):
@@ -87,7 +114,8 @@ def record_run(model: LanguageModel, corpus: Corpus | str, out_dir: str | Path, 
                label: str | None = None, splits: Sequence[str] = ("test",),
                eval_config: EvalConfig | None = None, seed: int = 0, fit_s: float = 0.0,
                data_dir=None, generation: GenerationResult | dict | None = None,
-               throughput: ThroughputResult | dict | None = None) -> RunResult:
+               throughput: ThroughputResult | dict | None = None,
+               metrics: dict[str, EvalResult] | None = None) -> RunResult:
     """Score an already fitted model on ``splits`` and write its record under ``out_dir``, where
     ``lmbench leaderboard out_dir`` ranks it beside the built-in families.
 
@@ -102,6 +130,9 @@ def record_run(model: LanguageModel, corpus: Corpus | str, out_dir: str | Path, 
             (or a ``GenerationResult``).
         throughput: optional figures measured elsewhere, e.g. ``{"decode_tokens_per_s":
             812.0}`` (names of ``ThroughputResult``'s figures), or a ``ThroughputResult``.
+        metrics: ``EvalResult``s already computed by ``lmbench.evaluate`` for this model and
+            corpus, keyed by split: they are recorded as they are, not scored again (the splits
+            of ``splits`` not among them are scored).
 
     Returns:
         The ``RunResult`` written to ``<out_dir>/<run_id>/result.json``.
@@ -112,16 +143,38 @@ def record_run(model: LanguageModel, corpus: Corpus | str, out_dir: str | Path, 
     safe_name(corpus.name, "corpus name")
     check_writable(out_dir)
     eval_config = eval_config or EvalConfig()
-    metrics = {split: evaluate(model, corpus, split, eval_config) for split in splits}
+    given = dict(metrics or {})
+    for split, result in given.items():
+        if (result.split, result.corpus, result.model) != (split, corpus.name, model.name):
+            raise LmbenchError(f"metrics[{split!r}] scored {result.model!r} on {result.corpus!r} "
+                               f"{result.split!r}, not {model.name!r} on {corpus.name!r} {split!r}")
+    metrics = {split: given.get(split) or evaluate(model, corpus, split, eval_config)
+               for split in dict.fromkeys([*given, *splits])}
     result = make_record(model, corpus, metrics, label=label or model.name, seed=seed,
                          fit_s=fit_s, generation=generation, throughput=throughput)
     ResultStore(out_dir).put(result)
     return result
 
 
-def run(config: RunConfig, out_dir: str | Path, save_models: bool = False, log=print
-        ) -> list[RunResult]:
-    """Fit and evaluate each model of ``config``; returns the records written under ``out_dir``.
+def _finished(store: ResultStore, corpus: str, label: str, seed: int, digest: str,
+              splits: Sequence[str]) -> RunResult | None:
+    """A record under ``store`` of this run-file entry that scored ``splits``, if one exists."""
+    if not store.root.is_dir():
+        return None
+    for record in store.records(corpus=corpus):
+        if (record.model == label and record.seed == seed and set(splits) <= set(record.metrics)
+                and config_digest(record.config) == digest):
+            return record
+    return None
+
+
+def run(config: RunConfig, out_dir: str | Path, save_models: bool = False, log=print, *,
+        retrain: bool = False, keep_checkpoints: bool = False) -> list[RunResult]:
+    """Fit and evaluate each model of ``config``; returns its records under ``out_dir``.
+
+    A model with a record already under ``out_dir`` (same label, corpus, seed and config) is
+    skipped and its record returned, unless ``retrain``; checkpoints are removed once a record
+    is written, unless ``keep_checkpoints`` (module docstring).
 
     Before any training: every split exists, every name that becomes a path is checked and
     mapped to its folder name (``lmbench.core.names.safe_name``) and ``out_dir`` is writable.
@@ -143,6 +196,14 @@ def run(config: RunConfig, out_dir: str | Path, save_models: bool = False, log=p
     for spec in config.models:
         seed_everything(config.seed)
         model = build_model(spec.family, **spec.options).to(device)
+        digest = config_digest(model_config(model, spec.family))
+        done = None if retrain else _finished(store, corpus.name, spec.label, config.seed,
+                                              digest, config.splits)
+        if done is not None:
+            log(f"{spec.label}: already in {out_dir / done.run_id}, skipped; --retrain to run "
+                "again")
+            results.append(done)
+            continue
         log(f"[{spec.label}] fitting on {corpus.name} train ({describe_device(model.device)}) "
             "...")
         started = time.perf_counter()
@@ -159,6 +220,11 @@ def run(config: RunConfig, out_dir: str | Path, save_models: bool = False, log=p
                                f"({error.strerror or error})") from None
         if save_models:
             _save_model(model, contained(out_dir, result.run_id, "model.npz"), record)
+        checkpoint_dir = checkpoints[spec.label]
+        if not keep_checkpoints and checkpoint_dir.is_dir():
+            shutil.rmtree(checkpoint_dir)
+            if not any(checkpoint_dir.parent.iterdir()):
+                checkpoint_dir.parent.rmdir()
         shown = ", ".join(f"{s} ppl {m.perplexity:.2f}" for s, m in metrics.items())
         log(f"[{spec.label}] fit {fit_s:.1f}s; {shown}")
         results.append(result)

@@ -115,6 +115,31 @@ def test_record_run_puts_a_user_model_on_the_leaderboard(tiny_corpus, tmp_path):
     assert row["bits/byte"] == pytest.approx(math.log2(257))
 
 
+def test_record_run_reuses_what_evaluate_already_scored(tiny_corpus, tmp_path):
+    calls = []
+
+    def uniform(ids):
+        calls.append(ids.shape)
+        return torch.zeros(*ids.shape, 257)
+
+    model = FunctionLM(uniform, tokenizer="byte", name="my-model").fit(tiny_corpus)
+    test = lmbench.evaluate(model, tiny_corpus, "test", EVAL)
+    calls.clear()
+    record = lmbench.record_run(model, tiny_corpus, tmp_path, splits=("valid", "test"),
+                                eval_config=EVAL, metrics={"test": test})
+    assert record.metrics["test"] is test and set(record.metrics) == {"valid", "test"}
+    n_valid = len(calls)  # only valid was scored
+    assert n_valid and lmbench.evaluate(model, tiny_corpus, "valid", EVAL) and \
+        len(calls) == 2 * n_valid
+    with pytest.raises(LmbenchError, match=r"metrics\['valid'\] scored 'my-model' on 'tiny'"):
+        lmbench.record_run(model, tiny_corpus, tmp_path, metrics={"valid": test})
+
+
+def test_every_split_is_reached_the_same_way(tiny_corpus):
+    for name in ("train", "valid", "test"):
+        assert getattr(tiny_corpus, name) is tiny_corpus.split(name)
+
+
 # ----------------------------------------------------------------------- Hugging Face adapter
 
 def _transformers():
@@ -188,3 +213,13 @@ def test_huggingface_tokenizer_wrapper(tiny_corpus):
     model = HuggingFaceLM(transformers.GPT2LMHeadModel(config), hf_tokenizer, name="bpe-gpt2")
     result = evaluate(model, tiny_corpus, "test", EVAL)
     assert result.n_tokens == len(bpe.encode_split(split)) and math.isfinite(result.nll_nats)
+
+
+def test_huggingface_takes_a_tokenizer_name_like_function_lm(tiny_gpt2, tiny_corpus):
+    from lmbench.adapters.huggingface import HuggingFaceLM
+
+    by_name = HuggingFaceLM(tiny_gpt2, "byte", name="tiny-gpt2")
+    given = HuggingFaceLM(tiny_gpt2, lmbench.build_model("ngram", tokenizer="byte").tokenizer)
+    assert by_name.tokenizer.name == "byte"
+    assert evaluate(by_name.fit(tiny_corpus), tiny_corpus, "test", EVAL).nll_nats == \
+        evaluate(given.fit(tiny_corpus), tiny_corpus, "test", EVAL).nll_nats

@@ -20,3 +20,27 @@ def test_npz_round_trip_with_the_umask_permissions(tmp_path):
     meta, arrays = read_npz(path, "a test file")
     assert meta == {"family": "x"} and list(arrays["w"]) == [1.0, 2.0]
     assert os.stat(path).st_mode & 0o777 == 0o666 & ~_UMASK
+
+
+def test_undertrained_runs_are_named_with_the_reason():
+    import dataclasses
+
+    from run_factory import fake_run
+
+    from lmbench.core.results import RunResult, undertrained_reason
+
+    train = {"warmup_steps": 50, "max_steps": 1000, "max_seconds": 45.0}
+    short = {"steps": 22, "stopped_by": "max_seconds"}
+    assert "22 steps, fewer than its 50 warm-up steps" in undertrained_reason(short, train)
+    cut = {"steps": 300, "stopped_by": "max_seconds"}
+    assert "at 300 of its 1000 steps (30%)" in undertrained_reason(cut, train)
+    assert undertrained_reason({"steps": 600, "stopped_by": "max_seconds"}, train) is None
+    assert undertrained_reason({"steps": 300, "stopped_by": "patience"}, train) is None
+    ladder = {**train, "max_steps": 100_000}  # an equal-time ladder: no step target
+    assert undertrained_reason({"steps": 3000, "stopped_by": "max_seconds"}, ladder) is None
+    assert undertrained_reason(None, train) is None  # n-grams do not train iteratively
+    record = dataclasses.replace(fake_run("r"), config={"tokenizer": "word", "train": train},
+                                 train_log=short)
+    data = json.loads(json.dumps(record.to_dict()))
+    assert data["undertrained"] == record.undertrained and record.undertrained
+    assert RunResult.from_dict(data) == record  # the derived field reads back

@@ -127,3 +127,47 @@ def test_eval_bootstrap_count_has_a_documented_limit():
         EvalConfig(n_bootstrap=MAX_EVAL_BOOTSTRAP + 1)
     with pytest.raises(LmbenchError, match="eval.seed must be >= 0"):
         EvalConfig(seed=-1)
+
+
+def test_logits_per_call_stay_under_the_memory_budget(tiny_corpus):
+    import torch
+
+    from lmbench.adapters.function import FunctionLM
+    from lmbench.evaluation.scoring import fit_to_budget
+
+    table = torch.log_softmax(torch.randn(1, 1, 4000, generator=torch.Generator().manual_seed(0)),
+                              dim=-1)
+    calls = []
+
+    def unigram(ids):  # (B, T) -> (B, T, V): a large vocabulary, context ignored
+        calls.append(tuple(ids.shape))
+        return table[..., :vocab_size].expand(*ids.shape, vocab_size)
+
+    model = FunctionLM(unigram, "char", max_context=1).fit(tiny_corpus)
+    vocab_size = model.tokenizer.vocab_size
+    budget = 4 * vocab_size * 100  # the logits of 100 tokens
+    unbounded = EvalConfig(window_len=64, batch_size=8, n_bootstrap=10)
+    expected = evaluate(model, tiny_corpus, "test", unbounded)
+    assert max(b * t for b, t in calls) == 8 * 64  # over the budget below
+    for window_len in (64, 256):  # fewer windows per call; then shorter windows too
+        calls.clear()
+        budgeted = EvalConfig(window_len=window_len, batch_size=8, n_bootstrap=10,
+                              memory_budget_bytes=budget)
+        result = evaluate(model, tiny_corpus, "test", budgeted)
+        assert calls and max(b * t * vocab_size * 4 for b, t in calls) <= budget
+        assert result.nll_nats == pytest.approx(expected.nll_nats, rel=1e-12)
+        assert result.perplexity_ci95 == pytest.approx(expected.perplexity_ci95)
+    # Brown's word vocabulary under the defaults: 2 windows of 8,192 a call instead of 8
+    assert fit_to_budget(Capabilities(), 14_116, EvalConfig()) == (8192, 2)
+    assert fit_to_budget(Capabilities(max_context=4), 10**7, EvalConfig()) == (26, 1)
+    assert fit_to_budget(Capabilities(max_context=64, max_window=64), 50_257, EvalConfig()) \
+        == (64, 8)  # fits: unchanged
+
+
+def test_scoring_prints_progress_lines_when_not_on_a_terminal(tiny_corpus, capsys):
+    model = lmbench.build_model("ngram", order=2, tokenizer="char").fit(tiny_corpus)
+    evaluate(model, tiny_corpus, "test", EvalConfig(window_len=16, batch_size=1, n_bootstrap=10))
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert 2 <= len(lines) <= 11 and lines[-1].startswith("scoring tiny test: ")
+    total = model.tokenizer.encode_split(tiny_corpus.split("test")).size
+    assert f"{total:,} / {total:,} tokens (100%)" in lines[-1] and "tokens/s" in lines[-1]

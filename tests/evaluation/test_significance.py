@@ -167,3 +167,15 @@ def test_compare_shows_the_generation_benchmark_differences(tmp_path):
     assert result.generation == () and result.generation_deltas == {}
     assert any("tiny-b/generation.json: skipped" in note and "JSON list" in note
                for note in result.notes)
+
+
+def test_throughput_ratios_name_each_quantity_once(tmp_path):
+    from run_factory import fake_throughput
+
+    store = ResultStore(tmp_path)
+    for run_id, decode in (("tiny-a", 800.0), ("tiny-b", 400.0)):
+        store.put(fake_run(run_id))
+        write_sidecar(tmp_path / run_id, "throughput", fake_throughput(run_id, decode))
+    ratios = compare("tiny-a", "tiny-b", results_dir=tmp_path, n_bootstrap=100).throughput_ratios
+    assert ratios["decode_tokens_per_s"] == 2.0 and ratios["scoring_tokens_per_s"] == 1.0
+    assert "score_tokens_per_s" not in ratios and "score_bytes_per_s" not in ratios

@@ -123,7 +123,10 @@ def test_bench_command_of_a_family_finishes_fast(corpus_dir, tmp_path, capsys):
 def test_bench_of_a_saved_model_writes_beside_its_run_record(tiny_gpt, corpus_dir, tmp_path):
     run = tmp_path / "runs" / "tiny-gpt-20250101-000000-abcdef"
     tiny_gpt.save(run / "model.npz")
-    (run / "result.json").write_text(json.dumps({"corpus": str(corpus_dir)}))
+    from run_factory import fake_run  # a run folder's record (its corpus names the text)
+
+    record = fake_run(run.name, corpus=str(corpus_dir))
+    (run / "result.json").write_text(json.dumps(record.to_dict()))
     _bench([str(run / "model.npz"), "--quick", "--train-steps", "0", "--json"])
     result = read_throughput(run / "throughput.json")
     assert result.run_id == run.name and result.train_tokens_per_s is None

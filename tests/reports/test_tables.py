@@ -278,3 +278,38 @@ def test_csv_defuses_formulas_but_keeps_numbers(tmp_path):
     numbers = pd.read_csv(io.StringIO(out)).set_index("run id")
     assert numbers.loc["evil-1", "bits/byte"] < 0  # negative, and still a number
     assert numbers["perplexity"].dtype == float
+
+
+def _undertrained(run_id: str, model: str, steps: int):
+    import dataclasses
+
+    return dataclasses.replace(
+        fake_run(run_id, model=model, corpus="brown"),
+        config={"family": "lstm", "tokenizer": "word",
+                "train": {"warmup_steps": 50, "max_steps": 100_000, "max_seconds": 45}},
+        train_log={"steps": steps, "stopped_by": "max_seconds"})
+
+
+def test_undertrained_rows_are_marked_with_a_footnote_and_csv_intervals_are_numbers():
+    records = [*_records(), _undertrained("brown-lstm-x-0a1b2c", "lstm-45s", 13)]
+    table = leaderboard_table(records)
+    assert "lstm-45s ⚠ undertrained" in list(table["model"])
+    text = markdown_report(table, published_table([]), [], "test")
+    assert "lstm-45s ⚠ undertrained" in text
+    assert "lstm-45s: 13 steps, fewer than its 50 warm-up steps (stopped by max_seconds)" in text
+    assert text.count("⚠ undertrained:") == 1  # one footnote, under the brown word table
+    frame = pd.read_csv(io.StringIO(csv_report(table, published_table([]))))
+    assert "ppl 95% CI" not in frame.columns and "bpb 95% CI" not in frame.columns
+    kn5 = frame[frame["model"] == "kn5"].iloc[0]
+    assert kn5["ppl_ci_low"] < kn5["perplexity"] < kn5["ppl_ci_high"]
+    assert frame["bpb_ci_low"].dtype.kind == "f"
+    assert frame.set_index("model")["undertrained"].notna().sum() == 1
+
+
+def test_rows_of_equal_labels_are_told_apart_by_their_run_id():
+    records = [fake_run("brown-kn5-20261129-1-aaaaaa", model="kn5", corpus="brown"),
+               fake_run("brown-kn5-20261129-2-bbbbbb", model="kn5", corpus="brown",
+                        nats_per_token=2.5),
+               fake_run("tiny-kn5", model="kn5")]
+    labels = set(leaderboard_table(records)["model"])
+    assert labels == {"kn5 [aaaaaa]", "kn5 [bbbbbb]", "kn5"}  # one corpus's repeats only
