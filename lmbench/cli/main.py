@@ -105,6 +105,8 @@ def _models(args: argparse.Namespace) -> None:
                                                        else ""))
         print(f"{name}: {(cls.__doc__ or '').strip().splitlines()[0].replace('``', '')}\n"
               f"    options: {', '.join(options)}")
+        for key, text in cls.notes().items():
+            print(f"    note on {key}: {text}")
     if train_class is not None:
         keys = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(train_class))
         print(f"train.* (the neural families' train table; a budget stops at the first limit "

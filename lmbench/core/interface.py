@@ -135,6 +135,13 @@ class LanguageModel(ABC):
         """What iterative training did (steps, tokens, seconds, the curve); None if nothing."""
         return None
 
+    @classmethod
+    def notes(cls) -> dict[str, str]:
+        """Explanations of this family's results that look like bugs and are not, keyed
+        ``"option=value"`` (``"smoothing=witten-bell"``): ``lmbench models`` prints them, and a
+        leaderboard prints, under its table, those whose option value one of its rows has."""
+        return {}
+
     @property
     def family(self) -> str:
         """The family the model belongs to in results (``config["family"]``): its ``name``

@@ -13,10 +13,10 @@ intervals.
 Decoding. Each ``Strategy`` continues every prompt by ``continuation_len`` tokens (no stop ids).
 All prompts have ``prompt_len`` tokens, so they are decoded ``batch_size`` at a time: sampling
 through ``lmbench.inference.sampling.sample_batch``, beam search and best-of-N through
-``lmbench.inference.decoding.beam_search_batch`` and ``best_of_n_batch`` (a batch of B prompts is B rows
-of one model call per token; B x width for beam search, B x N for best-of-N). Prompt j uses
-seed ``seed + 1000 j`` under every strategy, whatever batch it falls in (best-of-N draws seeds
-``seed + 1000 j`` .. ``+ N - 1``), and every row draws with a generator of its own, so the
+``lmbench.inference.decoding.beam_search_batch`` and ``best_of_n_batch`` (a batch of B prompts
+is B rows of one model call per token; B x width for beam search, B x N for best-of-N). Prompt
+j uses seed ``seed + 1000 j`` under every strategy, whatever batch it falls in (best-of-N draws
+seeds ``seed + 1000 j`` .. ``+ N - 1``), and every row draws with a generator of its own, so the
 output does not depend on ``batch_size`` except through float rounding of a neural model's
 batched logits (none for n-gram models). Decode speed (``decode tok/s``) is continuation tokens
 generated per second of wall time for the strategy, at that batch size: a throughput, not the

@@ -15,7 +15,8 @@ copied), so one cached state serves any number of suffixes. The state is opaque 
 depends on the family.
 
 A model with a window (``capabilities.max_window``) reads at most that many ids per call; a
-longer prefix is cut to its last ``max_window`` ids, as ``lmbench.inference.sampling.generate`` does.
+longer prefix is cut to its last ``max_window`` ids, as ``lmbench.inference.sampling.generate``
+does.
 """
 
 from __future__ import annotations

@@ -37,6 +37,20 @@ FILE_FORMATS: Registry = Registry("model file format")
 FILE_FORMATS.register_lazy(".arpa", "lmbench.models.ngram:load_arpa")  # KenLM / SRILM n-grams
 
 
+def notes_for(config: dict[str, Any]) -> list[str]:
+    """The family's ``notes`` that apply to a record's ``config`` (its option values), each as
+    ``"<family> <option>=<value>: <explanation>"``; none for a family not registered here."""
+    family = config.get("family")
+    if not isinstance(family, str) or family not in MODELS:
+        return []
+    found = []
+    for key, text in MODELS.get(family).notes().items():
+        option, _, value = key.partition("=")
+        if str(config.get(option)) == value:
+            found.append(f"{family} {key}: {text}")
+    return found
+
+
 def config_class_of(family: str) -> type:
     return MODELS.get(family).config_class
 

@@ -36,6 +36,7 @@ from lmbench.core.tokenizers import (
 )
 from lmbench.models.arpa import read_arpa, write_arpa
 from lmbench.models.ngram_estimate import (
+    SMOOTHING_NOTES,
     SMOOTHINGS,
     Level,
     canonical_smoothing,
@@ -82,6 +83,10 @@ class NGramLM(LanguageModel, SelectsStateRows):
         self.capabilities = Capabilities(exact_likelihood=True, max_context=order - 1)
         self.tables_: list[Level] | None = None
         self.discounts_: dict = {}
+
+    @classmethod
+    def notes(cls) -> dict[str, str]:
+        return {f"smoothing={name}": text for name, text in SMOOTHING_NOTES.items()}
 
     # ------------------------------------------------------------------------------- fitting
 

@@ -37,6 +37,7 @@ from pathlib import Path
 import pandas as pd
 
 from lmbench.core.results import GenerationResult, GenerationSettings, RunResult, ThroughputResult
+from lmbench.models.catalog import notes_for
 from lmbench.reports.published import Reference
 
 WORD, OPEN = "word (closed vocab)", "open vocab"
@@ -119,6 +120,7 @@ def leaderboard_table(records: list[RunResult], split: str = "test") -> pd.DataF
             "decode tok/s": _decode_tokens_per_s(record.throughput),
             "run id": record.run_id,
             "undertrained": record.undertrained,
+            "method note": " ".join(notes_for(record.config)) or None,
         }
         if record.generation is not None:
             row.update(_generation_cells(record.generation))
@@ -342,6 +344,8 @@ def markdown_report(table: pd.DataFrame, published: pd.DataFrame, problems: list
                 lines += [PSEUDO_NOTE, ""]
             if undertrained_note(rows):
                 lines += [undertrained_note(rows), ""]
+            for note in dict.fromkeys(rows["method note"].dropna()):  # each once, in row order
+                lines += [markdown_text(f"Note: {note}"), ""]
             note = generation_note(rows)
             if note:
                 lines += [markdown_text(note), ""]

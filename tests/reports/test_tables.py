@@ -313,3 +313,22 @@ def test_rows_of_equal_labels_are_told_apart_by_their_run_id():
                fake_run("tiny-kn5", model="kn5")]
     labels = set(leaderboard_table(records)["model"])
     assert labels == {"kn5 [aaaaaa]", "kn5 [bbbbbb]", "kn5"}  # one corpus's repeats only
+
+
+def test_a_family_note_is_printed_once_under_the_table_of_the_rows_it_explains(capsys):
+    import dataclasses
+
+    from lmbench.cli.main import main as cli_main
+
+    base = fake_run("brown-wb-1", model="wb3", corpus="brown")
+    wb3 = dataclasses.replace(base, config={**base.config, "family": "ngram",
+                                            "smoothing": "witten-bell", "order": 3})
+    wb4 = dataclasses.replace(wb3, run_id="brown-wb-2", model="wb4")
+    kn = dataclasses.replace(wb3, run_id="brown-kn-1", model="kn3",
+                             config={**wb3.config, "smoothing": "kneser-ney"})
+    text = markdown_report(leaderboard_table([wb3, wb4, kn]), published_table([]), [], "test")
+    assert text.count("Note: ngram smoothing=witten-bell: perplexity can rise with the order") == 1
+    other = markdown_report(leaderboard_table([kn]), published_table([]), [], "test")
+    assert "Note:" not in other
+    assert cli_main(["models"]) == 0
+    assert "note on smoothing=witten-bell: perplexity can rise" in capsys.readouterr().out
