@@ -6,9 +6,9 @@
 Each model is fitted for ``--fit-steps`` steps (speed does not depend on training) and measured
 by ``lmbench.evaluation.throughput.measure_throughput``: greedy decoding with batch 1 through
 the model's own incremental state (KV cache, hidden state, n-gram history), a
-``--prompt-tokens`` prompt then ``--new-tokens`` new tokens, median of ``--repeats`` runs after one warm-up, with the per-token
-latency p50 / p95, prefill tokens/s and scoring tokens/s beside it. Run it alone: the machine has
-2 cores.
+``--prompt-tokens`` prompt then ``--new-tokens`` new tokens, median of ``--repeats`` runs after
+one warm-up, with the per-token latency p50 / p95, prefill tokens/s and scoring tokens/s beside
+it. Run it alone: the machine has 2 cores.
 """
 
 from __future__ import annotations
