@@ -37,6 +37,26 @@ def tiny_corpus() -> Corpus:
                            "test": _lines_split("test", held_out)})
 
 
+@pytest.fixture
+def write_corpus_dir(tmp_path, tiny_corpus):
+    """``write(name)`` writes ``tiny_corpus``'s splits as ``<tmp_path>/<name>/<split>.txt``, a
+    corpus folder that run files and ``--corpus`` accept, and returns the folder."""
+
+    def write(name: str = "corpus") -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        for split, text in tiny_corpus.splits.items():
+            (folder / f"{split}.txt").write_text(text.text, encoding="utf-8")
+        return folder
+
+    return write
+
+
+@pytest.fixture
+def corpus_dir(write_corpus_dir) -> Path:
+    return write_corpus_dir("corpus")
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The real corpora (../shared, or $LMBENCH_DATA_DIR). Missing data fails under CI."""

@@ -27,12 +27,8 @@ def script():
 
 
 @pytest.fixture
-def corpus_dir(tiny_corpus, tmp_path):
-    folder = tmp_path / "tiny"
-    folder.mkdir()
-    for name, split in tiny_corpus.splits.items():
-        (folder / f"{name}.txt").write_text(split.text, encoding="utf-8")
-    return folder
+def corpus_dir(write_corpus_dir):
+    return write_corpus_dir("tiny")
 
 
 def test_without_cuda_it_says_so_in_one_line(script, tmp_path, monkeypatch, capsys):

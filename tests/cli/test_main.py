@@ -11,15 +11,6 @@ import pytest
 from lmbench.cli.main import main
 
 
-@pytest.fixture
-def corpus_dir(tmp_path, tiny_corpus):
-    folder = tmp_path / "corpus"
-    folder.mkdir()
-    for split in ("train", "valid", "test"):
-        (folder / f"{split}.txt").write_text(tiny_corpus.split(split).text)
-    return folder
-
-
 def _config(tmp_path, corpus_dir, models: str) -> str:
     path = tmp_path / "run.toml"
     path.write_text(f'corpus = "{corpus_dir}"\nsplits = ["valid", "test"]\n{models}')

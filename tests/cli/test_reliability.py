@@ -9,12 +9,8 @@ from lmbench.cli.main import main
 
 
 @pytest.fixture
-def corpus_dir(tmp_path, tiny_corpus):
-    folder = tmp_path / "my corpus"
-    folder.mkdir()
-    for split in ("train", "valid", "test"):
-        (folder / f"{split}.txt").write_text(tiny_corpus.split(split).text)
-    return folder
+def corpus_dir(write_corpus_dir):
+    return write_corpus_dir("my corpus")
 
 
 def _run_file(tmp_path, corpus_dir, model: str):

@@ -30,13 +30,9 @@ def tiny_gpt(tiny_corpus):
     return lmbench.build_model("gpt", **TINY_GPT).fit(tiny_corpus, valid=False)
 
 
-@pytest.fixture()
-def corpus_dir(tiny_corpus, tmp_path):
-    folder = tmp_path / "tiny"
-    folder.mkdir()
-    for name, split in tiny_corpus.splits.items():
-        (folder / f"{name}.txt").write_text(split.text, encoding="utf-8")
-    return folder
+@pytest.fixture
+def corpus_dir(write_corpus_dir):
+    return write_corpus_dir("tiny")
 
 
 def test_measure_a_tiny_gpt(tiny_gpt, tiny_corpus, tmp_path):

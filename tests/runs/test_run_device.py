@@ -22,15 +22,6 @@ GPT = {"family": "gpt", "label": "gpt", "n_layer": 1, "n_head": 2, "n_embd": 16,
                                    "eval_every": 3, "eval_tokens": 64, "progress": False}}
 
 
-@pytest.fixture
-def corpus_dir(tmp_path, tiny_corpus):
-    folder = tmp_path / "corpus"
-    folder.mkdir()
-    for split in ("train", "valid", "test"):
-        (folder / f"{split}.txt").write_text(tiny_corpus.split(split).text)
-    return folder
-
-
 def _run_file(tmp_path, corpus_dir, device: str | None) -> str:
     lines = [f'corpus = "{corpus_dir}"', 'splits = ["test"]']
     if device is not None:
