@@ -29,17 +29,16 @@ from lmbench.reports.tables import (
     FORMATS,
     MEASURED_COLUMNS,
     OPEN,
-    PSEUDO_NOTE,
     PUBLISHED_COLUMNS,
     PUBLISHED_FORMATS,
     TRACK_ORDER,
     TRACK_TITLES,
     WORD,
     format_cells,
-    generation_note,
     leaderboard_table,
     published_table,
     shown_columns,
+    table_notes,
 )
 
 MAX_SAMPLES = 6  # generation samples shown per run
@@ -178,11 +177,7 @@ def _corpus_section(corpus: str, table: pd.DataFrame, published: pd.DataFrame,
         parts.append(_table(rows, columns, "sortable measured", _HTML_FORMATS,
                             extra={c for c in columns if _extra_column(c, track)},
                             toggle_id=f"more-{_anchor(corpus)}-{_anchor(track)}"))
-        if rows["rank"].isna().any():
-            parts.append(f"<p class='note'>{_e(PSEUDO_NOTE)}</p>")
-        note = generation_note(rows)
-        if note:
-            parts.append(f"<p class='note'>{_e(note)}</p>")
+        parts += [f"<p class='note'>{_e(note)}</p>" for note in table_notes(rows)]
         if not published.empty:
             refs = published[(published["corpus"] == corpus) & (published["track"] == track)]
             if not refs.empty:

@@ -328,6 +328,17 @@ def _markdown(table: pd.DataFrame, formats: dict[str, str] = FORMATS) -> str:
     return cells.to_markdown(index=False, disable_numparse=True, colalign=align)
 
 
+def table_notes(rows: pd.DataFrame) -> list[str]:
+    """The notes under a table of measured ``rows``, in order: pseudo-likelihood rows, undertrained
+    rows, the families' notes that explain some row (each once), and the generation settings.
+    Markdown and HTML print the same list."""
+    notes = [PSEUDO_NOTE] if rows["rank"].isna().any() else []
+    notes += [undertrained_note(rows)] if undertrained_note(rows) else []
+    notes += [f"Note: {note}" for note in dict.fromkeys(rows["method note"].dropna())]
+    notes += [generation_note(rows)] if generation_note(rows) else []
+    return notes
+
+
 def markdown_report(table: pd.DataFrame, published: pd.DataFrame, problems: list[str],
                     split: str, title: str = "lmbench leaderboard") -> str:
     """The full leaderboard as Markdown: per corpus and track, the ranked table, then the
@@ -340,14 +351,7 @@ def markdown_report(table: pd.DataFrame, published: pd.DataFrame, problems: list
         if not rows.empty:
             columns = shown_columns(rows, MEASURED_COLUMNS, track)
             lines += [_markdown(rows[columns]), ""]
-            if rows["rank"].isna().any():
-                lines += [PSEUDO_NOTE, ""]
-            if undertrained_note(rows):
-                lines += [undertrained_note(rows), ""]
-            for note in dict.fromkeys(rows["method note"].dropna()):  # each once, in row order
-                lines += [markdown_text(f"Note: {note}"), ""]
-            note = generation_note(rows)
-            if note:
+            for note in table_notes(rows):
                 lines += [markdown_text(note), ""]
         refs = _select(published, corpus, track)
         if not refs.empty:
