@@ -368,20 +368,31 @@ _UNITS = {"max_steps": ("step", False), "max_tokens": ("tok", True), "max_second
 class _Progress:
     """On a terminal, a tqdm bar counting the binding budget (steps, tokens or seconds, so its
     total and ETA are the limit that will stop training); elsewhere one line on stderr at each
-    evaluation; nothing with ``progress = false``."""
+    evaluation and at least every ``LINE_EVERY_S`` seconds between them (a log file or CI never
+    sits silent for minutes); nothing with ``progress = false``."""
+
+    LINE_EVERY_S = 30.0
 
     def __init__(self, config: TrainConfig, limits: dict[str, float | None]) -> None:
         self.limits, self.binding, self.bar = limits, None, None
         self.enabled = config.progress
         self.terminal = config.progress and sys.stderr.isatty()
+        self.last_line_s = time.perf_counter()
         if self.terminal:
             self.bar = tqdm(total=limits["max_steps"], desc="training", unit="step", leave=False)
 
     def step(self, log: TrainLog, binding: str) -> None:
-        if self.bar is None:
-            return
         spent = {"max_steps": log.steps, "max_tokens": log.tokens,
                  "max_seconds": round(log.seconds, 1)}[binding]
+        if self.bar is None:
+            now = time.perf_counter()
+            if self.enabled and now - self.last_line_s >= self.LINE_EVERY_S:
+                self.last_line_s = now
+                print(f"training: step {log.steps:,} tokens {log.tokens:,} "
+                      f"({spent / self.limits[binding]:.0%} of {binding} = "
+                      f"{self.limits[binding]:,}) tok/s {log.tokens / max(log.seconds, 1e-9):,.0f}",
+                      file=sys.stderr, flush=True)
+            return
         if binding != self.binding:  # another limit binds now: count in its units
             self.binding = binding
             unit, scale = _UNITS[binding]
@@ -398,6 +409,7 @@ class _Progress:
         if self.bar is not None:
             self.bar.set_postfix(loss=train_loss, valid=valid, tok_s=f"{tokens_per_s:,.0f}")
             return
+        self.last_line_s = time.perf_counter()
         print(f"training: step {log.steps:,} tokens {log.tokens:,} loss {train_loss} "
               f"valid {valid} tok/s {tokens_per_s:,.0f}", file=sys.stderr, flush=True)
 

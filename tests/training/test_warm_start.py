@@ -113,3 +113,15 @@ def test_the_bar_counts_the_binding_budget(monkeypatch):
     progress.step(log, train_module._progress(progress.limits, 5, 320, 1.0)[1])
     assert (progress.bar.total, progress.bar.n, progress.bar.unit) == (640, 320, "tok")
     progress.close()
+
+
+def test_progress_lines_between_evaluations_when_they_are_far_apart(tiny_corpus, capsys,
+                                                                     monkeypatch):
+    monkeypatch.setattr(train_module._Progress, "LINE_EVERY_S", 0.0)  # every step is "too long"
+    _lstm(max_steps=3, eval_every=100, progress=True).fit(tiny_corpus)
+    lines = capsys.readouterr().err.strip().splitlines()
+    timed = [line for line in lines if "of max_steps = 3" in line]
+    assert [line.split(" tokens")[0] for line in timed] == ["training: step 1",
+                                                            "training: step 2",
+                                                            "training: step 3"]
+    assert "(33% of max_steps = 3)" in timed[0] and "tok/s " in timed[0]
