@@ -196,8 +196,9 @@ class NeuralLM(LanguageModel, Trainable, EstimatesSize):
 
     def with_train_config(self, config: TrainConfig) -> NeuralLM:
         """A new unfitted model of this family, this config but ``train = config``, and this
-        tokenizer (fitted, so ``fit`` keeps it)."""
-        return type(self)(replace(self.config_, train=config), self.tokenizer)
+        tokenizer (fitted, so ``fit`` keeps it), built on this model's device (a bench of a
+        GPU model measures its training rate on the GPU)."""
+        return type(self)(replace(self.config_, train=config), self.tokenizer).to(self.device)
 
     # ------------------------------------------------------------------------------- scoring
 

@@ -156,12 +156,10 @@ def record_run(model: LanguageModel, corpus: Corpus | str, out_dir: str | Path, 
     return result
 
 
-def _finished(store: ResultStore, corpus: str, label: str, seed: int, digest: str,
+def _finished(records: Sequence[RunResult], label: str, seed: int, digest: str,
               splits: Sequence[str]) -> RunResult | None:
-    """A record under ``store`` of this run-file entry that scored ``splits``, if one exists."""
-    if not store.root.is_dir():
-        return None
-    for record in store.records(corpus=corpus):
+    """The record among ``records`` of this run-file entry that scored ``splits``, if any."""
+    for record in records:
         if (record.model == label and record.seed == seed and set(splits) <= set(record.metrics)
                 and config_digest(record.config) == digest):
             return record
@@ -192,13 +190,14 @@ def run(config: RunConfig, out_dir: str | Path, save_models: bool = False, log=p
     check_writable(out_dir)
     env = environment()
     store = ResultStore(out_dir)
+    # earlier records of this corpus, read once (check_writable leaves no folder it made)
+    earlier = store.records(corpus=corpus.name) if out_dir.is_dir() and not retrain else []
     results = []
     for spec in config.models:
         seed_everything(config.seed)
         model = build_model(spec.family, **spec.options).to(device)
         digest = config_digest(model_config(model, spec.family))
-        done = None if retrain else _finished(store, corpus.name, spec.label, config.seed,
-                                              digest, config.splits)
+        done = _finished(earlier, spec.label, config.seed, digest, config.splits)
         if done is not None:
             log(f"{spec.label}: already in {out_dir / done.run_id}, skipped; --retrain to run "
                 "again")
