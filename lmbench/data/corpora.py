@@ -26,6 +26,22 @@ text) and its sentences as tuples of words (the closed-vocabulary word track rea
 ``wikitext2``             WikiText-2 (Merity et al. 2016), ``data/wikitext-2/{valid,test}.txt``,
                           for out-of-domain evaluation only (no train split). Sentences: the
                           non-empty lines, split on spaces (the text is already tokenized).
+``state_union``           NLTK's State of the Union addresses (65 files, Truman 1945 to Bush
+                          2006), target domain for adaptation from Brown. Files in name
+                          (= chronological) order, each line cut into sentences and words by
+                          ``brown_words`` / ``brown_sentences`` (below); the sentences of the
+                          whole corpus in order, first 80% train, next 10% valid, last 10% test
+                          (so test is the most recent addresses): 14,662 / 1,832 / 1,834
+                          sentences, 321,715 / 36,487 / 33,287 words.
+``inaugural``             NLTK's presidential inaugural addresses (59 files, 1789 to 2021),
+                          read and split exactly as ``state_union``: 4,197 / 524 / 526
+                          sentences, 129,954 / 10,816 / 11,135 words.
+``webtext``               NLTK's web text (Firefox bug reports, overheard conversations, Pirates
+                          of the Caribbean and Monty Python scripts, personal ads, wine
+                          reviews), read as ``state_union``, split 80/10/10 *within each file*
+                          (each split holds the same mix of the six genres), files in name
+                          order: 31,726 / 3,964 / 3,970 sentences, 303,873 / 38,739 / 38,039
+                          words.
 path to a directory       ``train.txt``, ``valid.txt``, ``test.txt`` inside it.
 path to a file            one text split by lines into 80/10/10 (``split_ratios``).
 ========================  =====================================================================
@@ -34,6 +50,16 @@ Data is looked for under a data root: the ``data_dir`` argument (CLI ``--data-di
 ``LMBENCH_DATA_DIR`` environment variable, else ``~/.cache/lmbench``. The root has the layout of
 the project's ``../shared``: ``nltk_data/corpora/*.zip`` and ``data/...``. NLTK's own search path
 (``NLTK_DATA``) is searched too. ``lmbench data fetch NAME`` downloads into the root.
+
+The target domains (``state_union``, ``inaugural``, ``webtext``) are plain text, which NLTK would
+cut with its Punkt model (not in our data). ``brown_words`` tokenizes like the Brown corpus, so
+a model trained on Brown's closed vocabulary meets the domain's words in Brown's spelling: words
+keep internal hyphens and apostrophes (``long-term``, ``didn't``, ``nation's``), abbreviations
+and initials keep their period (``Mr.``, ``U.S.``, ``J.``), numbers keep their commas and points
+(``1,000``), ``--`` is one token, and a double quote becomes Brown's ``\`\``` when it opens and
+``''`` when it closes; other punctuation is one token per character. ``brown_sentences`` ends a
+sentence after a token ``.``, ``?`` or ``!`` (and a closing quote or bracket right after it), and
+at the end of every line.
 """
 
 from __future__ import annotations
@@ -56,6 +82,52 @@ _WORD_PATTERN = re.compile(r"\w+(?:'\w+)?|[^\w\s]+")
 def split_words(line: str) -> tuple[str, ...]:
     """Tokenize one line of plain text into words (word runs and punctuation runs)."""
     return tuple(_WORD_PATTERN.findall(line))
+
+
+# Brown-style words (see the module docstring), tried in this order at each position.
+_ABBREVIATIONS = ("Mr|Mrs|Ms|Messrs|Dr|Jr|Sr|St|Mt|Gen|Gov|Sen|Rep|Reps|Lt|Col|Capt|Prof|Rev|"
+                  "Jan|Feb|Mar|Apr|Aug|Sept|Sep|Oct|Nov|Dec|No|Co|Inc|Ltd|Corp|vs|etc")
+_BROWN_PATTERN = re.compile(
+    r"(?:[A-Za-z]\.){2,}"  # U.S., A.M.
+    rf"|(?:{_ABBREVIATIONS})\."  # Mr., Sept.
+    r"|[A-Z]\.(?=\s+[A-Z])"  # an initial before a capitalised word: J. F. Kennedy
+    r"|\d+(?:[.,:]\d+)*"  # 1,000  3.5  10:30
+    r"|\w+(?:['\u2019-]\w+)*"  # long-term, didn't, nation's
+    r"|--+|[^\w\s]"
+)
+_SENTENCE_END = frozenset({".", "?", "!"})
+_CLOSERS = frozenset({"''", ")", "]", "'"})
+
+
+def brown_words(line: str) -> tuple[str, ...]:
+    """Tokenize one line of plain text as the Brown corpus is tokenized (module docstring)."""
+    words = []
+    for match in _BROWN_PATTERN.finditer(line):
+        word = match.group()
+        if word == '"':
+            start = match.start()
+            opens = start == 0 or line[start - 1].isspace() or line[start - 1] in "([{-"
+            word = "``" if opens else "''"
+        words.append(word)
+    return tuple(words)
+
+
+def brown_sentences(text: str) -> list[tuple[str, ...]]:
+    """Cut plain text into Brown-style sentences of ``brown_words`` (module docstring)."""
+    sentences = []
+    for line in text.splitlines():
+        words = brown_words(line)
+        start = 0
+        for i, word in enumerate(words):
+            ends = word in _SENTENCE_END and not (i + 1 < len(words) and (
+                words[i + 1] in _CLOSERS or words[i + 1] in _SENTENCE_END))
+            closes = word in _CLOSERS and i > 0 and words[i - 1] in _SENTENCE_END
+            if ends or (closes and not (i + 1 < len(words) and words[i + 1] in _CLOSERS)):
+                sentences.append(words[start : i + 1])
+                start = i + 1
+        if start < len(words):
+            sentences.append(words[start:])
+    return sentences
 
 
 @dataclass(frozen=True)
@@ -281,3 +353,46 @@ def _wikitext2(root: Path) -> Corpus:
         text = read_text(_data_file(root, f"wikitext-2/{split}.txt", "wikitext2"))
         splits[split] = _lines_split(split, text, tokenize=lambda line: tuple(line.split()))
     return Corpus("wikitext2", splits, "WikiText-2 valid/test (evaluation only)")
+
+
+def _ratio_parts(sentences: list, ratios: tuple[float, float] = (0.8, 0.1)) -> tuple[list, ...]:
+    """First 80% / next 10% / rest of a list, in order."""
+    n_train, n_valid = int(ratios[0] * len(sentences)), int(ratios[1] * len(sentences))
+    return (sentences[:n_train], sentences[n_train : n_train + n_valid],
+            sentences[n_train + n_valid :])
+
+
+def _plaintext_domain(package: str, root: Path, per_file: bool, description: str) -> Corpus:
+    """A plain-text NLTK package read with ``brown_sentences`` and split 80/10/10, over the
+    whole corpus in file order or (``per_file``) within each file."""
+    reader = _nltk_corpus(package, root, package)
+    files = sorted(f for f in reader.fileids() if f.endswith(".txt"))
+    per_document = [brown_sentences(reader.raw(f)) for f in files]
+    if per_file:
+        cut = [_ratio_parts(sentences) for sentences in per_document]
+        parts = tuple([s for document in cut for s in document[k]] for k in range(3))
+    else:
+        parts = _ratio_parts([s for sentences in per_document for s in sentences])
+    splits = {s: _sentences_split(s, p) for s, p in zip(SPLITS, parts)}
+    return Corpus(package, splits, description)
+
+
+@CORPORA.register("state_union")
+@functools.lru_cache(maxsize=4)
+def _state_union(root: Path) -> Corpus:
+    return _plaintext_domain("state_union", root, False,
+                             "State of the Union addresses 1945-2006, Brown-style words, 80/10/10")
+
+
+@CORPORA.register("inaugural")
+@functools.lru_cache(maxsize=4)
+def _inaugural(root: Path) -> Corpus:
+    return _plaintext_domain("inaugural", root, False,
+                             "inaugural addresses 1789-2021, Brown-style words, 80/10/10")
+
+
+@CORPORA.register("webtext")
+@functools.lru_cache(maxsize=4)
+def _webtext(root: Path) -> Corpus:
+    return _plaintext_domain("webtext", root, True,
+                             "NLTK web text, Brown-style words, 80/10/10 within each file")

@@ -48,7 +48,8 @@ REMOTE_FILES: dict[str, tuple[RemoteFile, ...]] = {
         )
     ),
 }
-NLTK_PACKAGES = {"brown": "brown", "treebank": "treebank"}
+NLTK_PACKAGES = {"brown": "brown", "treebank": "treebank", "state_union": "state_union",
+                 "inaugural": "inaugural", "webtext": "webtext"}
 
 
 def fetch(name: str, data_dir: str | os.PathLike | None = None) -> Path:

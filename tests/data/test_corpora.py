@@ -71,3 +71,28 @@ def test_missing_data_says_where_it_looked_and_how_to_get_it(tmp_path):
         lmbench.load_corpus("tinyshakespeare", data_dir=tmp_path)
     message = str(error.value)
     assert str(tmp_path / "data") in message and "lmbench data fetch tinyshakespeare" in message
+
+
+def test_domain_corpora_follow_their_documented_splits(data_dir):
+    expected = {"state_union": ([14_662, 1_832, 1_834], [321_715, 36_487, 33_287]),
+                "inaugural": ([4_197, 524, 526], [129_954, 10_816, 11_135]),
+                "webtext": ([31_726, 3_964, 3_970], [303_873, 38_739, 38_039])}
+    for name, (sentences, words) in expected.items():
+        corpus = lmbench.load_corpus(name, data_dir)
+        splits = [corpus.split(s) for s in ("train", "valid", "test")]
+        assert [len(s.sentences) for s in splits] == sentences, name
+        assert [sum(len(x) for x in s.sentences) for s in splits] == words, name
+    state_union = lmbench.load_corpus("state_union", data_dir)
+    assert state_union.train.sentences[0][:3] == ("PRESIDENT", "HARRY", "S.")
+    assert "HARRY S. TRUMAN" in state_union.train.text and "HARRY" not in state_union.test.text
+
+
+def test_brown_words_spell_text_as_the_brown_corpus_does():
+    from lmbench.data.corpora import brown_sentences, brown_words
+
+    assert brown_words('He said "Mr. J. Smith didn\'t pay $1,000 -- long-term."') == (
+        "He", "said", "``", "Mr.", "J.", "Smith", "didn't", "pay", "$", "1,000", "--",
+        "long-term", ".", "''")
+    assert brown_sentences("The U.S. left. Why? (Applause.) Now\nnext line") == [
+        ("The", "U.S.", "left", "."), ("Why", "?"), ("(", "Applause", ".", ")"), ("Now",),
+        ("next", "line")]
