@@ -56,10 +56,10 @@ cut with its Punkt model (not in our data). ``brown_words`` tokenizes like the B
 a model trained on Brown's closed vocabulary meets the domain's words in Brown's spelling: words
 keep internal hyphens and apostrophes (``long-term``, ``didn't``, ``nation's``), abbreviations
 and initials keep their period (``Mr.``, ``U.S.``, ``J.``), numbers keep their commas and points
-(``1,000``), ``--`` is one token, and a double quote becomes Brown's ``\`\``` when it opens and
-``''`` when it closes; other punctuation is one token per character. ``brown_sentences`` ends a
-sentence after a token ``.``, ``?`` or ``!`` (and a closing quote or bracket right after it), and
-at the end of every line.
+(``1,000``), ``--`` is one token, and a double quote becomes Brown's two backquotes when it
+opens and two apostrophes when it closes; other punctuation is one token per character.
+``brown_sentences`` ends a sentence after a token ``.``, ``?`` or ``!`` (and a closing quote or
+bracket right after it), and at the end of every line.
 """
 
 from __future__ import annotations

@@ -231,3 +231,32 @@ def estimate(levels: list[_Counts], vocab_size: int, smoothing: str, k: float = 
         tables.append(Level(level.keys.astype(np.int64), log_prob, np.zeros(len(c))))
         lower_prob = prob
     return tables, fitted
+
+
+def merge_counts(base: list[_Counts], domain: list[_Counts], beta: int) -> list[_Counts]:
+    """Count merging (Bacchiani & Roark 2003): the counts of ``base`` plus ``beta`` times those
+    of ``domain``, n-gram by n-gram, as if the domain text had been counted ``beta`` times
+    beside the base text (``beta`` is a whole number, so the merged counts stay counts and
+    Kneser-Ney's counts of counts still apply). Both come from ``count_ngrams`` over the same
+    vocabulary and order; ``estimate`` then smooths the merged counts as any others (continuation
+    counts are taken over the union of the two texts' n-gram types)."""
+    if not isinstance(beta, int | np.integer) or beta < 1:
+        raise LmbenchError(f"count merging: beta must be a whole number >= 1, got {beta!r}")
+    if len(base) != len(domain) or len(base[0].raw) != len(domain[0].raw):
+        raise LmbenchError("count merging: both counts need the same order and vocabulary")
+    width = len(base[0].raw)
+    merged = [_Counts(base[0].keys.copy(), base[0].context.copy(), base[0].suffix.copy(),
+                      base[0].raw + beta * domain[0].raw, base[0].starts_with_bos.copy())]
+    row_of_base, row_of_domain = np.arange(width), np.arange(width)  # rows of the merged order
+    for a, b in zip(base[1:], domain[1:]):
+        keys = np.concatenate([row_of_base[a.context] * width + a.keys % width,
+                               row_of_domain[b.context] * width + b.keys % width])
+        unique, inverse = np.unique(keys, return_inverse=True)
+        raw = np.bincount(inverse, weights=np.concatenate([a.raw, beta * b.raw]),
+                          minlength=len(unique)).astype(np.int64)
+        suffix = np.empty(len(unique), np.int64)
+        suffix[inverse] = np.concatenate([row_of_base[a.suffix], row_of_domain[b.suffix]])
+        context = unique // width
+        merged.append(_Counts(unique, context, suffix, raw, merged[-1].starts_with_bos[context]))
+        row_of_base, row_of_domain = inverse[: len(a.raw)], inverse[len(a.raw):]
+    return merged
