@@ -521,6 +521,45 @@ class GenerationResult:
 
 
 @dataclass(frozen=True)
+class AdaptationResult:
+    """How a run adapted a saved base model with a parameter-efficient method (``lmbench.peft``):
+    what ``RunResult.adaptation`` holds; None on runs trained from scratch or fully fine-tuned."""
+
+    base_model: str  # the base model file as given (a path)
+    base_sha256: str  # content digest of the base model file (what the adapter file names)
+    method: str  # lora | adapter | prompt | prefix
+    options: dict[str, Any]  # the method's options (rank, alpha, targets, ...)
+    n_trainable: int  # parameters the method trained (the base's stay frozen)
+    n_base_params: int  # parameters of the base model
+    adapter_bytes: int | None = None  # size of the adapter file alone; None when not saved
+
+    @property
+    def trainable_fraction(self) -> float:
+        """n_trainable / n_base_params."""
+        return self.n_trainable / max(1, self.n_base_params)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "trainable_fraction": self.trainable_fraction}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> AdaptationResult:
+        """A checked ``AdaptationResult``, or ``ValueError`` saying why ``data`` is not one."""
+        if not isinstance(data, dict):
+            raise ValueError("'adaptation' is not an object")
+        kinds = {"base_model": str, "base_sha256": str, "method": str, "options": dict,
+                 "n_trainable": int, "n_base_params": int}
+        for key, kind in kinds.items():
+            value = _required(data, key, "adaptation: ")
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise ValueError(f"adaptation: {key!r} has the wrong type "
+                                 f"({type(value).__name__})")
+        size = data.get("adapter_bytes")
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
+            raise ValueError("adaptation: 'adapter_bytes' is not an integer")
+        return cls(**{key: data[key] for key in kinds}, adapter_bytes=size)
+
+
+@dataclass(frozen=True)
 class RunResult:
     """One trained-and-evaluated model: what ``<out>/<run_id>/result.json`` holds."""
 
@@ -546,6 +585,9 @@ class RunResult:
     # where the model trained and was scored: "cpu", "cuda:0 (NVIDIA H200)"
     # (lmbench.core.device.describe_device); None in records written before it existed
     device: str | None = None
+    # the base model and parameter-efficient method of an adapted run (lmbench.peft); None for
+    # other runs and records written before it existed (and then left out of the JSON)
+    adaptation: AdaptationResult | None = None
 
     @property
     def undertrained(self) -> str | None:
@@ -554,8 +596,13 @@ class RunResult:
         return undertrained_reason(self.train_log, self.config.get("train"))
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(replace(self, metrics={}, throughput=None, generation=None))
+        data = asdict(replace(self, metrics={}, throughput=None, generation=None,
+                              adaptation=None))
         data["metrics"] = {split: r.to_dict() for split, r in self.metrics.items()}
+        if self.adaptation is None:  # records of other runs write back unchanged
+            del data["adaptation"]
+        else:
+            data["adaptation"] = self.adaptation.to_dict()
         data["throughput"] = None if self.throughput is None else self.throughput.to_dict()
         data["generation"] = None if self.generation is None else self.generation.to_dict()
         if self.device is None:  # records from before devices were recorded write back unchanged
@@ -605,7 +652,10 @@ class RunResult:
         device = data.get("device")
         if device is not None and not isinstance(device, str):
             raise ValueError(f"'device' is not a string ({type(device).__name__})")
-        return cls(**values, device=device)
+        adaptation = data.get("adaptation")
+        if adaptation is not None:
+            adaptation = AdaptationResult.from_dict(adaptation)
+        return cls(**values, device=device, adaptation=adaptation)
 
 
 # Beside max_seconds, a max_steps this large is the run files' "no step limit" (TOML has no null):

@@ -44,3 +44,26 @@ def test_undertrained_runs_are_named_with_the_reason():
     data = json.loads(json.dumps(record.to_dict()))
     assert data["undertrained"] == record.undertrained and record.undertrained
     assert RunResult.from_dict(data) == record  # the derived field reads back
+
+
+def test_adapted_runs_carry_their_base_and_method_and_old_records_still_load():
+    import dataclasses
+
+    import pytest
+    from run_factory import fake_run
+
+    from lmbench.core.results import AdaptationResult, RunResult
+
+    plain = fake_run("r")
+    data = json.loads(json.dumps(plain.to_dict()))
+    assert "adaptation" not in data  # records of other runs are written as before
+    assert RunResult.from_dict(data) == plain and plain.adaptation is None
+    adaptation = AdaptationResult("runs/base/model.npz", "ab" * 32, "lora",
+                                  {"rank": 8, "targets": ["attn.qkv"]}, 4096, 1_000_000, 20_480)
+    adapted = dataclasses.replace(plain, adaptation=adaptation)
+    data = json.loads(json.dumps(adapted.to_dict()))
+    assert data["adaptation"]["trainable_fraction"] == pytest.approx(0.004096)
+    assert RunResult.from_dict(data) == adapted
+    data["adaptation"]["n_trainable"] = "many"
+    with pytest.raises(ValueError, match="adaptation: 'n_trainable' has the wrong type"):
+        RunResult.from_dict(data)
