@@ -1,0 +1,457 @@
+"""Domain adaptation from Brown: zero-shot, full fine-tuning, PEFT methods and the n-gram way.
+
+    lmbench run baselines/peft_base.toml --save-models --out runs/peft_base   # once (cached)
+    python benchmarks/peft_domain.py --domains state_union --out reports/peft_domain
+
+For each base model of ``baselines/peft_base.toml`` (a GPT and an LSTM pretrained on Brown; the
+script runs that file itself when ``runs/peft_base`` has no saved models) and each target domain
+(``lmbench.data.corpora``: ``state_union``, ``inaugural``, ``webtext``, ``treebank``), every row
+of the grid starts from the same saved base and trains on the domain's train split (or its first
+1% / 10% of sentences) for the same step budget:
+
+- zero-shot: the base itself; full fine-tuning: every weight (``fit(corpus, init=base)``);
+- the PEFT rows of ``baselines/peft_domain.toml`` (``lmbench.peft``: LoRA, adapters, prompt and
+  prefix tuning), only the new parameters training;
+- the n-gram counterpart (``lmbench.combinators.ngram_adaptation``): a modified Kneser-Ney
+  n-gram on Brown with the base's vocabulary, zero-shot, fitted on the domain alone,
+  interpolated with a domain n-gram (EM on the domain's valid split) and count-merged (β on
+  the domain's valid split).
+
+Columns: target test perplexity and bits per byte with 95% block-bootstrap intervals, trainable
+parameters and their share of the base, adapter file bytes, training seconds, peak live tensor
+bytes during training (``lmbench.evaluation.resources.TensorMemoryTracker``), recovered gain
+= (zero-shot - method) / (zero-shot - full fine-tuning) on target test perplexity, and
+forgetting: Brown test perplexity after adaptation (on the first ``--brown-tokens`` tokens of
+Brown test). Choices (the best checkpoint, λ, β) use the domain's valid split only.
+
+Every row is cached as JSON under ``--work`` (keyed by its settings), so a rerun only trains
+what is missing; ``--render JSON`` rewrites the Markdown from a payload. ``--tiny`` runs the
+whole pipeline on a few hundred sentences with tiny bases (the integration test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import lmbench
+from lmbench.combinators.ngram_adaptation import (
+    count_merge,
+    domain_ngram,
+    interpolate_with_domain,
+)
+from lmbench.core.io import write_json_atomic, write_text_atomic
+from lmbench.core.results import environment
+from lmbench.data.corpora import Corpus, _sentences_split
+from lmbench.evaluation.resources import TensorMemoryTracker
+from lmbench.evaluation.scoring import EvalConfig
+from lmbench.models import load_model
+from lmbench.models.ngram import NGramLM
+from lmbench.runs.config import load_config
+from lmbench.runs.runner import run
+
+REPO = Path(__file__).resolve().parents[1]
+BASE_RUN_FILE = REPO / "baselines" / "peft_base.toml"
+GRID_FILE = REPO / "baselines" / "peft_domain.toml"
+NGRAM_ORDER = 3
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the grid: a method on one base, with its fine-tuning settings."""
+
+    base: str  # label of the base model (gpt-base, lstm-base) or "kn3-brown"
+    name: str  # as the table shows it
+    # zero-shot | full | peft | ngram-zero-shot | ngram-domain | ngram-interp | ngram-merge
+    kind: str
+    data_share: float = 1.0  # of the domain's train sentences (the first ones)
+    learning_rate: float | None = None
+    peft: dict[str, Any] = field(default_factory=dict)  # method and options (lmbench.peft)
+
+    def key(self, domain: str, steps: int) -> str:
+        text = json.dumps([domain, steps, self.base, self.kind, self.data_share,
+                           self.learning_rate, self.peft], sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def neural_rows(base: str, grid: dict[str, Any]) -> list[Row]:
+    """Zero-shot, full fine-tuning at every data share, and the grid file's PEFT rows."""
+    full_lr = grid["full_learning_rate"]
+    rows = [Row(base, "zero-shot", "zero-shot")]
+    rows += [Row(base, "full FT" + _share_suffix(share), "full", share, full_lr)
+             for share in grid["data_shares"]]
+    return rows
+
+
+def ngram_rows() -> list[Row]:
+    base = f"kn{NGRAM_ORDER}-brown"
+    return [Row(base, "zero-shot (Brown)", "ngram-zero-shot"),
+            Row(base, "domain only", "ngram-domain"),
+            Row(base, "interpolated (EM)", "ngram-interp"),
+            Row(base, "count merging (β on valid)", "ngram-merge")]
+
+
+def _share_suffix(share: float) -> str:
+    return "" if share == 1.0 else f", {share:.0%} data"
+
+
+# ------------------------------------------------------------------------------------- data
+
+
+def subset(corpus: Corpus, share: float) -> Corpus:
+    """``corpus`` with only the first ``share`` of its train sentences (at least one)."""
+    if share == 1.0:
+        return corpus
+    sentences = corpus.train.sentences
+    kept = list(sentences[: max(1, int(len(sentences) * share))])
+    splits = {**corpus.splits, "train": _sentences_split("train", kept)}
+    return Corpus(f"{corpus.name}", splits, f"{corpus.description}; first {share:.0%} of train")
+
+
+def truncated(corpus: Corpus, n_sentences: int) -> Corpus:
+    """Every split cut to its first ``n_sentences`` (the tiny integration run)."""
+    splits = {name: _sentences_split(name, list(split.sentences[:n_sentences]))
+              for name, split in corpus.splits.items()}
+    return Corpus(corpus.name, splits, corpus.description)
+
+
+def brown_head(brown: Corpus, n_tokens: int) -> Corpus:
+    """Brown's test split cut to its first sentences holding about ``n_tokens`` words."""
+    kept, total = [], 0
+    for sentence in brown.test.sentences:
+        if total >= n_tokens:
+            break
+        kept.append(sentence)
+        total += len(sentence) + 1
+    return Corpus("brown", {"test": _sentences_split("test", kept)}, "Brown test head")
+
+
+# ------------------------------------------------------------------------------------ bases
+
+
+def base_models(labels: list[str], work: Path, tiny: bool, brown: Corpus, data_dir
+                ) -> dict[str, tuple[Path, dict]]:
+    """Label -> (saved model file, its run-file table) of the bases ``labels``. The real bases
+    are the records of ``lmbench run baselines/peft_base.toml --save-models --out
+    runs/peft_base`` (run here when missing); ``tiny`` ones are trained here on the given Brown
+    sentences."""
+    config = load_config(BASE_RUN_FILE)
+    known = [spec.label for spec in config.models]
+    if set(labels) - set(known):
+        raise SystemExit(f"--bases: {sorted(set(labels) - set(known))} not in {known}")
+    specs = [spec for spec in config.models if spec.label in labels]
+    if tiny:
+        return {spec.label: _tiny_base(spec, work, brown) for spec in specs}
+    store = REPO / "runs" / "peft_base"
+    if set(labels) - set(_saved_bases(store)):
+        print("pretraining the bases: lmbench run baselines/peft_base.toml ...", flush=True)
+        run(replace(config, data_dir=data_dir), store, save_models=True)
+    saved = _saved_bases(store)
+    return {spec.label: (saved[spec.label], {"family": spec.family, **spec.options})
+            for spec in specs}
+
+
+def _saved_bases(store: Path) -> dict[str, Path]:
+    """Label -> model.npz of the runs under ``store`` that saved their model."""
+    found = {}
+    for record in sorted(store.glob("*/result.json")):
+        if (record.parent / "model.npz").is_file():
+            found[json.loads(record.read_text(encoding="utf-8"))["model"]] = (
+                record.parent / "model.npz")
+    return found
+
+
+def _tiny_base(spec, work: Path, brown: Corpus) -> tuple[Path, dict]:
+    options = {**spec.options, "n_layer": 1, "tokenizer_options": {"unk_max_count": 1}}
+    options.update({"n_embd": 16, "n_head": 2} if spec.family == "gpt" else
+                   {"embed_dim": 16, "hidden_dim": 16})
+    options["train"] = {**options["train"], "max_steps": 3, "warmup_steps": 1, "batch_size": 2,
+                        "seq_len": 8, "eval_every": 3, "eval_tokens": 200, "progress": False}
+    path = work / "bases" / spec.label / "model.npz"
+    if not path.is_file():
+        model = lmbench.build_model(spec.family, **options).fit(brown)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        model.save(path)
+    return path, {"family": spec.family, **options}
+
+
+# ------------------------------------------------------------------------------------- rows
+
+
+def evaluate_row(model, target: Corpus, brown_test: Corpus, eval_config: EvalConfig) -> dict:
+    test = lmbench.evaluate(model, target, "test", eval_config)
+    forgetting = lmbench.evaluate(model, brown_test, "test", eval_config)
+    return {"test_ppl": test.perplexity, "test_ppl_ci": list(test.perplexity_ci95),
+            "test_bpb": test.bits_per_byte, "test_bpb_ci": list(test.bits_per_byte_ci95),
+            "test_unk_rate": test.n_unk / max(1, test.n_tokens), "n_test_tokens": test.n_tokens,
+            "brown_ppl": forgetting.perplexity}
+
+
+def fine_tune_train(options: dict, row: Row, steps: int, tiny: bool) -> dict:
+    """The base's train table with the fine-tuning budget and the row's learning rate."""
+    every = max(1, steps // 4)  # four valid evaluations choose the checkpoint
+    return {**options["train"], "max_steps": steps, "warmup_steps": max(1, steps // 10),
+            "eval_every": every, "eval_tokens": 200 if tiny else 10_000, "progress": False,
+            "learning_rate": row.learning_rate, "min_lr_ratio": 0.1}
+
+
+def run_neural_row(row: Row, base_path: Path, options: dict, target: Corpus, brown_test: Corpus,
+                   steps: int, tiny: bool, eval_config: EvalConfig) -> dict:
+    base = load_model(base_path)
+    n_base = base.n_params()
+    if row.kind == "zero-shot":
+        return {**evaluate_row(base, target, brown_test, eval_config), "n_trainable": 0,
+                "n_base_params": n_base, "adapter_bytes": None, "train_s": 0.0,
+                "peak_train_bytes": None}
+    corpus = subset(target, row.data_share)
+    train = fine_tune_train(options, row, steps, tiny)
+    family = options["family"]
+    model_options = {k: v for k, v in options.items() if k != "family"}
+    tracker = TensorMemoryTracker()
+    started = time.perf_counter()
+    with tracker:
+        model = lmbench.build_model(family, **{**model_options, "train": train})
+        model.fit(corpus, init=str(base_path))
+    train_s = time.perf_counter() - started
+    n_trainable, adapter_bytes = model.n_params(), None
+    return {**evaluate_row(model, target, brown_test, eval_config), "n_trainable": n_trainable,
+            "n_base_params": n_base, "adapter_bytes": adapter_bytes, "train_s": train_s,
+            "peak_train_bytes": tracker.peak, "steps": model.training_log()["steps"],
+            "n_train_tokens": len(model.tokenizer.encode_split(corpus.train))}
+
+
+def run_ngram_rows(base_path: Path, brown: Corpus, target: Corpus, brown_test: Corpus,
+                   eval_config: EvalConfig) -> dict[str, dict]:
+    """The n-gram rows, on the vocabulary of the neural base at ``base_path``."""
+    tokenizer = load_model(base_path).tokenizer
+    brown_ids = tokenizer.encode_split(brown.train)
+    domain_ids = tokenizer.encode_split(target.train)
+    valid_ids = tokenizer.encode_split(target.valid)
+    started = time.perf_counter()
+    base = NGramLM(lmbench.build_model("ngram", order=NGRAM_ORDER).config_, tokenizer)
+    base.fit_ids(brown_ids)
+    base_s = time.perf_counter() - started
+    rows = {}
+    for kind, build in [
+            ("ngram-zero-shot", lambda: (base, {})),
+            ("ngram-domain", lambda: (domain_ngram(base, domain_ids), {})),
+            ("ngram-interp", lambda: _interp(base, domain_ids, valid_ids)),
+            ("ngram-merge", lambda: _merge(base, brown_ids, domain_ids, valid_ids))]:
+        started = time.perf_counter()
+        model, settings = build()
+        fit_s = time.perf_counter() - started + (base_s if kind != "ngram-domain" else 0.0)
+        rows[kind] = {**evaluate_row(model, target, brown_test, eval_config),
+                      "n_trainable": None, "n_base_params": base.n_params(),
+                      "adapter_bytes": None, "train_s": fit_s, "peak_train_bytes": None,
+                      "settings": settings}
+    return rows
+
+
+def _interp(base, domain_ids, valid_ids):
+    mixture = interpolate_with_domain(base, domain_ids, valid_ids)
+    return mixture, {"weights": [float(w) for w in mixture.weights_]}
+
+
+def _merge(base, brown_ids, domain_ids, valid_ids):
+    merged = count_merge(base, brown_ids, domain_ids, domain_valid_ids=valid_ids)
+    return merged.model, {"beta": merged.beta,
+                          "valid_ppl_by_beta": {str(b): p for b, p in
+                                                merged.valid_perplexity_by_beta.items()}}
+
+
+# ----------------------------------------------------------------------------------- report
+
+
+def recovered_gains(rows: list[dict]) -> None:
+    """Fill ``recovered_gain`` of every neural row from its base's zero-shot and full-FT rows."""
+    for row in rows:
+        row["recovered_gain"] = None
+        if row["kind"].startswith("ngram"):
+            continue
+        same = [r for r in rows if r["base"] == row["base"] and r["domain"] == row["domain"]]
+        zero = next(r for r in same if r["kind"] == "zero-shot")["test_ppl"]
+        full = next((r for r in same if r["kind"] == "full" and r["data_share"] == 1.0), None)
+        if full is not None and zero != full["test_ppl"]:
+            row["recovered_gain"] = (zero - row["test_ppl"]) / (zero - full["test_ppl"])
+
+
+def _fmt(value, spec: str, empty: str = "-") -> str:
+    return empty if value is None else format(value, spec)
+
+
+def render(payload: dict) -> str:
+    rows = payload["rows"]
+    lines = [
+        "# Parameter-efficient domain adaptation from Brown", "",
+        f"Command: `{payload['command']}` ({payload['wall_s'] / 60:.1f} min on this machine; "
+        f"bases from `{payload['base_command']}`).", "",
+        f"Every neural row starts from the same saved Brown base and fine-tunes for "
+        f"{payload['steps']} steps (batch and sequence length of the base's run file; the best "
+        "of four valid-split checkpoints is kept); PPL and bits per byte on the domain's test "
+        "split with 95% block-bootstrap intervals, on the base's closed word vocabulary. "
+        "Gain: recovered gain = (zero-shot - method) / (zero-shot - full FT) on test PPL. "
+        f"Brown PPL: forgetting, Brown test (first {payload['brown_tokens']:,} words) after "
+        "adaptation. Peak: live tensor bytes during training. The n-gram rows "
+        f"(modified Kneser-Ney, order {NGRAM_ORDER}, same vocabulary) have no fine-tuning to "
+        "recover a gain of.", ""]
+    for domain in payload["domains"]:
+        lines += [f"## {domain}", ""]
+        lines += ["| base | method | test PPL (95% CI) | bits/byte (95% CI) | trainable | share "
+                  "| adapter bytes | train s | peak MB | gain | Brown PPL |",
+                  "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for row in (r for r in rows if r["domain"] == domain):
+            ppl = (f"{row['test_ppl']:.1f} ({row['test_ppl_ci'][0]:.1f}-"
+                   f"{row['test_ppl_ci'][1]:.1f})")
+            bpb = (f"{row['test_bpb']:.3f} ({row['test_bpb_ci'][0]:.3f}-"
+                   f"{row['test_bpb_ci'][1]:.3f})")
+            share = (None if row["n_trainable"] is None
+                     else row["n_trainable"] / row["n_base_params"])
+            peak = None if row["peak_train_bytes"] is None else row["peak_train_bytes"] / 2**20
+            lines.append(
+                f"| {row['base']} | {row['name']} | {ppl} | {bpb} | "
+                f"{_fmt(row['n_trainable'], ',')} | {_fmt(share, '.2%')} | "
+                f"{_fmt(row['adapter_bytes'], ',')} | {row['train_s']:.0f} | {_fmt(peak, '.0f')} "
+                f"| {_fmt(row['recovered_gain'], '.2f')} | {row['brown_ppl']:.1f} |")
+        lines.append("")
+    if payload.get("findings"):
+        lines += ["## Against the issue's targets", "", *payload["findings"], ""]
+    if payload.get("plot"):
+        lines += [f"![recovered gain against trainable share]({payload['plot']})", ""]
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path) -> bool:
+    """Recovered gain against trainable fraction (log x), one marker per method kind."""
+    points = [r for r in rows if r["recovered_gain"] is not None and r["n_trainable"]]
+    if not points:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for (base, domain), marker in zip(sorted({(r["base"], r["domain"]) for r in points}),
+                                      "os^vD<>"):
+        chosen = [r for r in points if (r["base"], r["domain"]) == (base, domain)]
+        xs = [r["n_trainable"] / r["n_base_params"] for r in chosen]
+        ys = [r["recovered_gain"] for r in chosen]
+        ax.scatter(xs, ys, marker=marker, label=f"{base} on {domain}")
+        for x, y, r in zip(xs, ys, chosen):
+            ax.annotate(r["name"], (x, y), fontsize=6, xytext=(3, 2),
+                        textcoords="offset points")
+    ax.set_xscale("log")
+    ax.axhline(1.0, color="grey", lw=0.5)
+    ax.set_xlabel("trainable parameters / base parameters")
+    ax.set_ylabel("recovered gain (1 = full fine-tuning)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    import io
+
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg")
+    plt.close(fig)
+    write_text_atomic(path, buffer.getvalue())
+    return True
+
+
+# ------------------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--domains", default="state_union",
+                        help="comma-separated target corpora")
+    parser.add_argument("--bases", default="gpt-base,lstm-base",
+                        help="comma-separated labels of baselines/peft_base.toml")
+    parser.add_argument("--steps", type=int, default=100, help="fine-tuning steps per row")
+    parser.add_argument("--brown-tokens", type=int, default=50_000)
+    parser.add_argument("--data-dir")
+    parser.add_argument("--work", default=str(REPO / "runs" / "peft_domain"),
+                        help="folder of cached rows (and the tiny bases)")
+    parser.add_argument("--out", required=True, help="report path without suffix")
+    parser.add_argument("--tiny", action="store_true",
+                        help="a few hundred sentences, tiny bases, 2 steps (integration test)")
+    parser.add_argument("--render", metavar="JSON", help="only rewrite <out>.md from a payload")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    if args.render:
+        payload = json.loads(Path(args.render).read_text(encoding="utf-8"))
+        write_text_atomic(out.with_suffix(".md"), render(payload))
+        return 0
+    started = time.perf_counter()
+    command = "python " + " ".join(shlex.quote(a) for a in [
+        "benchmarks/peft_domain.py", *(argv if argv is not None else sys.argv[1:])])
+    steps = 2 if args.tiny else args.steps
+    work = Path(args.work)
+    torch.set_num_threads(1)  # small models on shared cores: more threads only spin
+    brown = lmbench.load_corpus("brown", args.data_dir)
+    if args.tiny:
+        brown = truncated(brown, 400)
+    brown_test = brown_head(brown, 300 if args.tiny else args.brown_tokens)
+    labels = args.bases.split(",")
+    bases = base_models(labels, work, args.tiny, brown, args.data_dir)
+    grid = {"full_learning_rate": 1e-3, "data_shares": (1.0, 0.1, 0.01)}
+    eval_config = EvalConfig(window_len=256 if args.tiny else 2048, progress=False)
+    rows = []
+    for domain in args.domains.split(","):
+        target = lmbench.load_corpus(domain, args.data_dir)
+        if args.tiny:
+            target = truncated(target, 400)
+        for label in labels:
+            path, options = bases[label]
+            for row in neural_rows(label, grid):
+                rows.append(_cached(work, row, domain, steps, run_neural_row, row, path,
+                                    options, target, brown_test, steps, args.tiny, eval_config))
+        ngram: dict[str, dict] = {}
+        for row in ngram_rows():
+            rows.append(_cached(work, row, domain, 0, _ngram_row, ngram, row, bases[labels[0]][0],
+                                brown, target, brown_test, eval_config))
+    recovered_gains(rows)
+    payload = {"command": command, "base_command": "lmbench run baselines/peft_base.toml "
+               "--save-models --out runs/peft_base", "steps": steps,
+               "brown_tokens": args.brown_tokens, "domains": args.domains.split(","),
+               "rows": rows, "wall_s": time.perf_counter() - started, "env": environment()}
+    svg = out.with_suffix(".svg")
+    if plot(rows, svg):
+        payload["plot"] = svg.name
+    write_json_atomic(out.with_suffix(".json"), payload)
+    write_text_atomic(out.with_suffix(".md"), render(payload))
+    return 0
+
+
+def _ngram_row(computed: dict, row: Row, *args) -> dict:
+    """The n-gram row ``row``, computing all of them once into ``computed`` when first asked."""
+    if not computed:
+        computed.update(run_ngram_rows(*args))
+    return computed[row.kind]
+
+
+def _cached(work: Path, row: Row, domain: str, steps: int, compute, *args) -> dict:
+    """The row's figures from ``work/rows/<key>.json``, else ``compute(*args)``, written there."""
+    path = work / "rows" / f"{row.key(domain, steps)}.json"
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))
+    print(f"[{domain}] {row.base}: {row.name} ...", flush=True)
+    figures = compute(*args)
+    result = {"domain": domain, "base": row.base, "name": row.name, "kind": row.kind,
+              "data_share": row.data_share, "learning_rate": row.learning_rate,
+              "peft": row.peft, **figures}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, result)
+    print(f"  test PPL {result['test_ppl']:.1f}, Brown PPL {result['brown_ppl']:.1f}, "
+          f"{result['train_s']:.0f} s", flush=True)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
