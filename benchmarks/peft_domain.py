@@ -77,8 +77,8 @@ class Row:
     learning_rate: float | None = None
     peft: dict[str, Any] = field(default_factory=dict)  # method and options (lmbench.peft)
 
-    def key(self, domain: str, steps: int) -> str:
-        text = json.dumps([domain, steps, self.base, self.kind, self.data_share,
+    def key(self, domain: str, steps: int, brown_tokens: int) -> str:
+        text = json.dumps([domain, steps, brown_tokens, self.base, self.kind, self.data_share,
                            self.learning_rate, self.peft], sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -198,9 +198,9 @@ def evaluate_row(model, target: Corpus, brown_test: Corpus, eval_config: EvalCon
 
 def fine_tune_train(options: dict, row: Row, steps: int, tiny: bool) -> dict:
     """The base's train table with the fine-tuning budget and the row's learning rate."""
-    every = max(1, steps // 4)  # four valid evaluations choose the checkpoint
+    every = max(1, steps // 2)  # two valid evaluations choose the checkpoint
     return {**options["train"], "max_steps": steps, "warmup_steps": max(1, steps // 10),
-            "eval_every": every, "eval_tokens": 200 if tiny else 10_000, "progress": False,
+            "eval_every": every, "eval_tokens": 200 if tiny else 5_000, "progress": False,
             "learning_rate": row.learning_rate, "min_lr_ratio": 0.1}
 
 
@@ -295,8 +295,8 @@ def render(payload: dict) -> str:
         f"Command: `{payload['command']}` ({payload['wall_s'] / 60:.1f} min on this machine; "
         f"bases from `{payload['base_command']}`).", "",
         f"Every neural row starts from the same saved Brown base and fine-tunes for "
-        f"{payload['steps']} steps (batch and sequence length of the base's run file; the best "
-        "of four valid-split checkpoints is kept); PPL and bits per byte on the domain's test "
+        f"{payload['steps']} steps (batch and sequence length of the base's run file; the better "
+        "of two valid-split checkpoints is kept); PPL and bits per byte on the domain's test "
         "split with 95% block-bootstrap intervals, on the base's closed word vocabulary. "
         "Gain: recovered gain = (zero-shot - method) / (zero-shot - full FT) on test PPL. "
         f"Brown PPL: forgetting, Brown test (first {payload['brown_tokens']:,} words) after "
@@ -373,8 +373,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated target corpora")
     parser.add_argument("--bases", default="gpt-base,lstm-base",
                         help="comma-separated labels of baselines/peft_base.toml")
-    parser.add_argument("--steps", type=int, default=100, help="fine-tuning steps per row")
-    parser.add_argument("--brown-tokens", type=int, default=50_000)
+    parser.add_argument("--steps", type=int, default=60, help="fine-tuning steps per row")
+    parser.add_argument("--brown-tokens", type=int, default=20_000)
     parser.add_argument("--data-dir")
     parser.add_argument("--work", default=str(REPO / "runs" / "peft_domain"),
                         help="folder of cached rows (and the tiny bases)")
@@ -397,7 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     brown = lmbench.load_corpus("brown", args.data_dir)
     if args.tiny:
         brown = truncated(brown, 400)
-    brown_test = brown_head(brown, 300 if args.tiny else args.brown_tokens)
+    brown_n = 300 if args.tiny else args.brown_tokens
+    brown_test = brown_head(brown, brown_n)
     labels = args.bases.split(",")
     bases = base_models(labels, work, args.tiny, brown, args.data_dir)
     grid = {"full_learning_rate": 1e-3, "data_shares": (1.0, 0.1, 0.01)}
@@ -410,12 +411,12 @@ def main(argv: list[str] | None = None) -> int:
         for label in labels:
             path, options = bases[label]
             for row in neural_rows(label, grid):
-                rows.append(_cached(work, row, domain, steps, run_neural_row, row, path,
+                rows.append(_cached(work, row, domain, steps, brown_n, run_neural_row, row, path,
                                     options, target, brown_test, steps, args.tiny, eval_config))
         ngram: dict[str, dict] = {}
         for row in ngram_rows():
-            rows.append(_cached(work, row, domain, 0, _ngram_row, ngram, row, bases[labels[0]][0],
-                                brown, target, brown_test, eval_config))
+            rows.append(_cached(work, row, domain, 0, brown_n, _ngram_row, ngram, row,
+                                bases[labels[0]][0], brown, target, brown_test, eval_config))
     recovered_gains(rows)
     payload = {"command": command, "base_command": "lmbench run baselines/peft_base.toml "
                "--save-models --out runs/peft_base", "steps": steps,
@@ -436,9 +437,10 @@ def _ngram_row(computed: dict, row: Row, *args) -> dict:
     return computed[row.kind]
 
 
-def _cached(work: Path, row: Row, domain: str, steps: int, compute, *args) -> dict:
+def _cached(work: Path, row: Row, domain: str, steps: int, brown_tokens: int, compute, *args
+            ) -> dict:
     """The row's figures from ``work/rows/<key>.json``, else ``compute(*args)``, written there."""
-    path = work / "rows" / f"{row.key(domain, steps)}.json"
+    path = work / "rows" / f"{row.key(domain, steps, brown_tokens)}.json"
     if path.is_file():
         return json.loads(path.read_text(encoding="utf-8"))
     print(f"[{domain}] {row.base}: {row.name} ...", flush=True)

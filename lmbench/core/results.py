@@ -526,8 +526,8 @@ class AdaptationResult:
     what ``RunResult.adaptation`` holds; None on runs trained from scratch or fully fine-tuned."""
 
     base_model: str  # the base model file as given (a path)
-    base_sha256: str  # content digest of the base model file (what the adapter file names)
-    method: str  # lora | adapter | prompt | prefix
+    base_digest: str  # the base's content digest (lmbench.peft.content_digest), as the adapter
+    method: str  # lora | adapters | prompt | prefix (lmbench.peft.METHODS)
     options: dict[str, Any]  # the method's options (rank, alpha, targets, ...)
     n_trainable: int  # parameters the method trained (the base's stay frozen)
     n_base_params: int  # parameters of the base model
@@ -546,7 +546,7 @@ class AdaptationResult:
         """A checked ``AdaptationResult``, or ``ValueError`` saying why ``data`` is not one."""
         if not isinstance(data, dict):
             raise ValueError("'adaptation' is not an object")
-        kinds = {"base_model": str, "base_sha256": str, "method": str, "options": dict,
+        kinds = {"base_model": str, "base_digest": str, "method": str, "options": dict,
                  "n_trainable": int, "n_base_params": int}
         for key, kind in kinds.items():
             value = _required(data, key, "adaptation: ")
