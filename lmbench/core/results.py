@@ -526,7 +526,8 @@ class AdaptationResult:
     what ``RunResult.adaptation`` holds; None on runs trained from scratch or fully fine-tuned."""
 
     base_model: str  # the base model file as given (a path)
-    base_digest: str  # the base's content digest (lmbench.peft.content_digest), as the adapter
+    base_digest: str  # the base's content digest (lmbench.peft.content_digest), as adapters
+    # name their base in their file
     method: str  # lora | adapters | prompt | prefix (lmbench.peft.METHODS)
     options: dict[str, Any]  # the method's options (rank, alpha, targets, ...)
     n_trainable: int  # parameters the method trained (the base's stay frozen)
