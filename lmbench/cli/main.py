@@ -87,6 +87,9 @@ def _models(args: argparse.Namespace) -> None:
 
     from lmbench.core.tokenizers import TOKENIZERS
     from lmbench.models import MODELS
+    from lmbench.peft import METHODS, supported_methods
+
+    methods = supported_methods()
 
     train_class = None
     for name, cls in MODELS.items():
@@ -104,13 +107,18 @@ def _models(args: argparse.Namespace) -> None:
             options.append(f"{f.name}={default!r}" + (f" ({' | '.join(choices)})" if choices
                                                        else ""))
         print(f"{name}: {(cls.__doc__ or '').strip().splitlines()[0].replace('``', '')}\n"
-              f"    options: {', '.join(options)}")
+              f"    options: {', '.join(options)}\n"
+              f"    peft: {', '.join(methods.get(name, ())) or 'none'}")
         for key, text in cls.notes().items():
             print(f"    note on {key}: {text}")
     if train_class is not None:
         keys = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(train_class))
         print(f"train.* (the neural families' train table; a budget stops at the first limit "
               f"reached):\n    {keys}")
+    print("peft methods (a run file's [peft] table, lmbench finetune --method):")
+    for name, config_class in METHODS.items():
+        keys = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(config_class))
+        print(f"  {name}: {keys}")
 
 
 class _PlainFormatter(argparse.HelpFormatter):
@@ -186,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     from lmbench.cli.bench import add_commands as add_bench_commands
 
     add_bench_commands(commands)  # bench
+
+    from lmbench.cli.finetune import add_commands as add_finetune_commands
+
+    add_finetune_commands(commands)  # finetune
 
     models = commands.add_parser("models", help="list model families and their options")
     models.set_defaults(handler=_models)

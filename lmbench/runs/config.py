@@ -22,8 +22,24 @@ A run file names one corpus and a list of models::
     init = "runs/a/model.npz"         # neural families: start from a saved model's weights and
                                       # tokenizer (fine-tuning; same family and architecture)
 
+    [[models]]
+    label = "gpt-lora8"
+    family = "gpt"
+    init = "runs/a/model.npz"         # the base: with [peft] it is frozen and only the
+    train = { max_steps = 200 }       # method's new weights train (default train: the base's)
+    [models.peft]                     # lmbench.peft: method = lora | adapters | ...
+    method = "lora"                   # and that method's options (lmbench models lists them)
+    rank = 8
+    targets = ["q", "v"]
+
 Every table is checked against a frozen dataclass: an unknown key is an error naming the file,
 the table and the key (with a did-you-mean), and so is a value of the wrong type.
+
+A ``[peft]`` table needs ``init`` (the base model, of the table's ``family``) and takes no
+architecture keys (the base has its architecture); ``adapter = "file.npz"`` instead of a method
+continues from a saved adapter of that base. The method is built on the base while the file is
+read (``adapted_model``), so a target that matches no layer, a prompt longer than the context,
+an adapter of another base or a base that cannot be adapted is refused before anything trains.
 
 The device belongs to the run, not to a model's config: a saved model loads anywhere, and the
 same run file trains on a GPU where there is one (``auto``) or where it is told (``cpu``).
@@ -31,9 +47,11 @@ same run file trains on a GPU where there is one (``auto``) or where it is told 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from lmbench.core.device import check_device_name
 from lmbench.core.errors import LmbenchError
@@ -46,7 +64,9 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 from lmbench.evaluation.scoring import EvalConfig
-from lmbench.models.catalog import MODELS, build_model, check_model, config_class_of
+from lmbench.models.catalog import MODELS, build_model, check_model, config_class_of, load_model
+from lmbench.peft import METHODS, AdaptedLM, adapt, load_adapter, method_config
+from lmbench.training.trainer import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -55,6 +75,8 @@ class ModelSpec:
     family: str  # registered family name
     options: dict[str, Any]  # fields of the family's config dataclass
     init: str | None = None  # a saved model (.npz) to warm-start from; None: from scratch
+    # {"method": name, <options>}: adapt the base ``init`` with lmbench.peft; None: no method
+    peft: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +141,7 @@ def _parse_config(data: dict[str, Any], where: str) -> RunConfig:
     for number, table in enumerate(model_tables, start=1):
         table = dict(table)
         init = table.pop("init", None)
+        peft = table.pop("peft", None)
         family = table.pop("family", None)
         if not isinstance(family, str):
             raise LmbenchError(f"{where} [[models]] #{number}: missing key 'family' (a string)")
@@ -137,7 +160,10 @@ def _parse_config(data: dict[str, Any], where: str) -> RunConfig:
                 raise
             raise LmbenchError(f"{where} [[models]] {label!r}: {error}") from None
         _check_init(init, family, f"{where} [[models]] {label!r}")
-        specs.append(ModelSpec(label, family, table, init))
+        spec = ModelSpec(label, family, table, init, peft)
+        if peft is not None:
+            _check_peft(spec, f"{where} [[models]] {label!r}")
+        specs.append(spec)
     if "splits" in top:
         top["splits"] = tuple(top["splits"])
     return RunConfig(models=tuple(specs), eval=EvalConfig(**eval_data), **top)
@@ -154,6 +180,62 @@ def _check_init(init: Any, family: str, where: str) -> None:
                            "from saved weights")
     if not Path(init).is_file():
         raise LmbenchError(f"{where}: init {init!r}: saved model not found")
+
+
+def _check_peft(spec: ModelSpec, where: str) -> None:
+    """A ``[peft]`` table's shape, then the method built on its base (module docstring)."""
+    if not isinstance(spec.peft, dict):
+        raise LmbenchError(f"{where}: 'peft' must be a table ([models.peft])")
+    if spec.init is None:
+        raise LmbenchError(f"{where}: [peft] needs init = a saved base model (.npz) to adapt")
+    extra = sorted(key for key in spec.options if key != "train")
+    if extra:
+        raise LmbenchError(f"{where}: with [peft] the architecture is the base's; key "
+                           f"{extra[0]!r} does not apply (only 'train' may be given)")
+    try:
+        adapted_model(spec)
+    except LmbenchError as error:
+        raise LmbenchError(f"{where} [peft]: {error}") from None
+
+
+def adapted_model(spec: ModelSpec) -> AdaptedLM:
+    """The base ``spec.init`` with ``spec.peft``'s method added (``lmbench.peft.adapt``), to be
+    fitted; its train config is the base's with the keys of the table's ``train`` replaced.
+
+    Raises:
+        LmbenchError: a missing or non-neural base, a base of another family than
+            ``spec.family``, an unknown method or option, or a method the base refuses.
+    """
+    peft = dict(spec.peft or {})
+    adapter = peft.pop("adapter", None)
+    method = peft.pop("method", None)
+    if adapter is not None:
+        if not isinstance(adapter, str):
+            raise LmbenchError(f"'adapter' must be a string (an adapter file), got {adapter!r}")
+        if method is not None or peft:
+            key = "method" if method is not None else sorted(peft)[0]
+            raise LmbenchError(f"with adapter = {adapter!r} the method and its options come "
+                               f"from that file; key {key!r} does not apply")
+    elif not isinstance(method, str):
+        raise LmbenchError("missing key 'method' (a string: " + ", ".join(METHODS) + ")")
+    base = load_model(spec.init)
+    if not isinstance(base, Trainable):
+        raise LmbenchError(f"init {spec.init!r}: a {base.name} model is not neural; peft "
+                           "adapts a neural base")
+    if base.name != spec.family:
+        raise LmbenchError(f"init {spec.init!r} is a {base.name} model, the table says family "
+                           f"{spec.family!r}")
+    train = build_config(TrainConfig, {**asdict(base.train_config()),
+                                       **spec.options.get("train", {})}, "train")
+    if adapter is None:
+        return adapt(base, method_config(method, peft), train=train)
+    saved = load_adapter(base, adapter)  # refuses an adapter of another base
+    adapted = adapt(base, saved.method, train=train)
+    weights = saved.adapter_state()
+    with torch.no_grad():
+        for name, parameter in adapted.adapter_state().items():
+            parameter.copy_(weights[name])
+    return adapted
 
 
 def _default_label(family: str, options: dict[str, Any]) -> str:

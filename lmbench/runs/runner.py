@@ -4,6 +4,10 @@ Each model's record goes to ``<out>/<run_id>/result.json`` through ``lmbench.sto
 (written atomically, never overwritten, indexed), so a crash or a bad model later in the list
 never leaves a half-written record. A ``[[models]]`` table with ``init`` warm-starts from a
 saved model (``NeuralLM.fit(corpus, init=...)``); its checkpoint still resumes the run itself.
+A table with ``[peft]`` adapts its base instead (``lmbench.runs.config.adapted_model``): only the
+method's weights train, the record carries the base, the method and the trainable count
+(``RunResult.adaptation``), and ``save_models`` writes the adapter file ``adapter.npz`` (the new
+weights alone; ``lmbench.peft.load_adapter`` puts them back on the base).
 The runner knows nothing about families: it builds, fits and evaluates through the common
 interface. ``record_run`` does the same for a model built elsewhere (a user's model, a
 ``FunctionLM``, a Hugging Face checkpoint), so it joins the leaderboard.
@@ -23,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,9 +36,10 @@ from typing import Any
 from lmbench.core.device import describe_device, resolve_device
 from lmbench.core.errors import LmbenchError
 from lmbench.core.interface import LanguageModel
-from lmbench.core.io import check_writable
+from lmbench.core.io import check_writable, write_atomic
 from lmbench.core.names import contained, new_run_id, safe_name
 from lmbench.core.results import (
+    AdaptationResult,
     EvalResult,
     GenerationResult,
     RunResult,
@@ -44,7 +50,8 @@ from lmbench.core.tokenizers import Tokenizer
 from lmbench.data.corpora import Corpus, load_corpus
 from lmbench.evaluation.scoring import EvalConfig, evaluate
 from lmbench.models import build_model
-from lmbench.runs.config import RunConfig
+from lmbench.peft import AdaptedLM
+from lmbench.runs.config import RunConfig, adapted_model
 from lmbench.storage.store import ResultStore
 
 
@@ -86,10 +93,12 @@ def config_digest(config: dict[str, Any]) -> str:
 def make_record(model: LanguageModel, corpus: Corpus, metrics: dict, *, label: str,
                 seed: int, fit_s: float, env: dict | None = None, family: str | None = None,
                 generation: GenerationResult | dict | None = None,
-                throughput: ThroughputResult | dict | None = None) -> RunResult:
+                throughput: ThroughputResult | dict | None = None,
+                adaptation: AdaptationResult | None = None) -> RunResult:
     """The ``RunResult`` of a fitted and scored model (not yet written); ``generation`` and
     ``throughput`` as records or as JSON objects (``GenerationResult.from_dict``; figures for
-    ``ThroughputResult.from_figures``), checked (``LmbenchError``)."""
+    ``ThroughputResult.from_figures``), checked (``LmbenchError``); ``adaptation`` for a model
+    adapted with ``lmbench.peft``."""
     config = model_config(model, family)
     run_id, n_params = new_run_id(corpus.name, label), int(model.n_params())
     try:
@@ -106,7 +115,7 @@ def make_record(model: LanguageModel, corpus: Corpus, metrics: dict, *, label: s
         seed=seed, n_params=n_params, fit_s=float(fit_s), metrics=metrics,
         env=env or environment(), train_log=model.training_log(),
         tokenizer=tokenizer_fingerprint(model.tokenizer), throughput=throughput,
-        generation=generation, device=describe_device(model.device),
+        generation=generation, device=describe_device(model.device), adaptation=adaptation,
     )
 
 
@@ -195,7 +204,10 @@ def run(config: RunConfig, out_dir: str | Path, save_models: bool = False, log=p
     results = []
     for spec in config.models:
         seed_everything(config.seed)
-        model = build_model(spec.family, **spec.options).to(device)
+        if spec.peft is None:
+            model = build_model(spec.family, **spec.options).to(device)
+        else:
+            model = adapted_model(spec).to(device)
         digest = config_digest(model_config(model, spec.family))
         done = _finished(earlier, spec.label, config.seed, digest, config.splits)
         if done is not None:
@@ -206,18 +218,26 @@ def run(config: RunConfig, out_dir: str | Path, save_models: bool = False, log=p
         log(f"[{spec.label}] fitting on {corpus.name} train ({describe_device(model.device)}) "
             "...")
         started = time.perf_counter()
-        warm_start = {} if spec.init is None else {"init": spec.init}  # a Trainable (checked)
+        warm_start = {}  # init: a Trainable (checked); an adapted model holds its base
+        if spec.init is not None and spec.peft is None:
+            warm_start = {"init": spec.init}
         model.fit(corpus, checkpoint_dir=checkpoints[spec.label], **warm_start)
         fit_s = time.perf_counter() - started
         metrics = {split: evaluate(model, corpus, split, config.eval) for split in config.splits}
+        adapter, adaptation = None, None
+        if isinstance(model, AdaptedLM):
+            adapter = _adapter_bytes(model)
+            adaptation = adaptation_result(model, str(spec.init), len(adapter))
         result = make_record(model, corpus, metrics, label=spec.label, seed=config.seed,
-                             fit_s=fit_s, env=env, family=spec.family)
+                             fit_s=fit_s, env=env, family=spec.family, adaptation=adaptation)
         try:
             record = store.put(result)
         except OSError as error:
             raise LmbenchError(f"{out_dir}: cannot write the record of {spec.label!r} "
                                f"({error.strerror or error})") from None
-        if save_models:
+        if save_models and adapter is not None:
+            _save_adapter(adapter, contained(out_dir, result.run_id, "adapter.npz"), record)
+        elif save_models:
             _save_model(model, contained(out_dir, result.run_id, "model.npz"), record)
         checkpoint_dir = checkpoints[spec.label]
         if not keep_checkpoints and checkpoint_dir.is_dir():
@@ -228,6 +248,34 @@ def run(config: RunConfig, out_dir: str | Path, save_models: bool = False, log=p
         log(f"[{spec.label}] fit {fit_s:.1f}s; {shown}")
         results.append(result)
     return results
+
+
+def adaptation_result(model: AdaptedLM, base_model: str, adapter_bytes: int | None
+                      ) -> AdaptationResult:
+    """What a record says about an adapted model: its base, method, trainable parameters."""
+    manifest = model.manifest()
+    return AdaptationResult(base_model=base_model, base_digest=str(manifest["base_digest"]),
+                            method=str(manifest["method"]), options=dict(manifest["config"]),
+                            n_trainable=int(model.n_trainable()),
+                            n_base_params=int(model.base.n_params()),
+                            adapter_bytes=adapter_bytes)
+
+
+def _adapter_bytes(model: AdaptedLM) -> bytes:
+    """The adapter file's bytes (``AdaptedLM.save``), written to a temporary folder first so
+    the record can say its size before anything is written beside it."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "adapter.npz"
+        model.save(path)
+        return path.read_bytes()
+
+
+def _save_adapter(data: bytes, path: Path, record: Path) -> None:
+    try:
+        write_atomic(path, lambda handle: handle.write(data))
+    except OSError as error:
+        raise LmbenchError(f"{path}: cannot save the adapter ({error.strerror or error}); its "
+                           f"record is written ({record})") from None
 
 
 def _save_model(model: LanguageModel, path: Path, record: Path) -> None:
