@@ -10,8 +10,9 @@ of the grid starts from the same saved base and trains on the domain's train spl
 1% / 10% of sentences) for the same step budget:
 
 - zero-shot: the base itself; full fine-tuning: every weight (``fit(corpus, init=base)``);
-- the PEFT rows of ``baselines/peft_domain.toml`` (``lmbench.peft``: LoRA, adapters, prompt and
-  prefix tuning), only the new parameters training;
+- the PEFT rows of ``baselines/peft_state_union.toml`` (``lmbench.peft``: LoRA, adapters, and
+  soft prompts and prefixes where the library has them), only the new parameters training,
+  and the first LoRA row again at 1% and 10% of the data;
 - the n-gram counterpart (``lmbench.combinators.ngram_adaptation``): a modified Kneser-Ney
   n-gram on Brown with the base's vocabulary, zero-shot, fitted on the domain alone,
   interpolated with a domain n-gram (EM on the domain's valid split) and count-merged (β on
@@ -36,6 +37,7 @@ import hashlib
 import json
 import shlex
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -49,19 +51,27 @@ from lmbench.combinators.ngram_adaptation import (
     domain_ngram,
     interpolate_with_domain,
 )
-from lmbench.core.io import write_json_atomic, write_text_atomic
+from lmbench.core.io import write_atomic, write_json_atomic, write_text_atomic
+from lmbench.core.options import build_config
 from lmbench.core.results import environment
 from lmbench.data.corpora import Corpus, _sentences_split
 from lmbench.evaluation.resources import TensorMemoryTracker
 from lmbench.evaluation.scoring import EvalConfig
 from lmbench.models import load_model
 from lmbench.models.ngram import NGramLM
+from lmbench.peft import adapt, method_config
 from lmbench.runs.config import load_config
 from lmbench.runs.runner import run
+from lmbench.training.trainer import TrainConfig
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 REPO = Path(__file__).resolve().parents[1]
 BASE_RUN_FILE = REPO / "baselines" / "peft_base.toml"
-GRID_FILE = REPO / "baselines" / "peft_domain.toml"
+GRID_FILE = REPO / "baselines" / "peft_state_union.toml"
 NGRAM_ORDER = 3
 
 
@@ -83,13 +93,37 @@ class Row:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def neural_rows(base: str, grid: dict[str, Any]) -> list[Row]:
-    """Zero-shot, full fine-tuning at every data share, and the grid file's PEFT rows."""
+def neural_rows(base: str, family: str, grid: dict[str, Any]) -> list[Row]:
+    """Zero-shot, full fine-tuning at every data share, the grid file's PEFT rows of
+    ``family``, and its first LoRA row again at every data share below 1."""
     full_lr = grid["full_learning_rate"]
     rows = [Row(base, "zero-shot", "zero-shot")]
     rows += [Row(base, "full FT" + _share_suffix(share), "full", share, full_lr)
              for share in grid["data_shares"]]
+    methods = [Row(base, _method_name(table["peft"]), "peft",
+                   learning_rate=table["train"]["learning_rate"], peft=table["peft"])
+               for table in grid["models"] if table["family"] == family and "peft" in table]
+    if grid["one_row_per_method"]:  # the tiny run: each method once
+        methods = [row for k, row in enumerate(methods)
+                   if row.peft["method"] not in {r.peft["method"] for r in methods[:k]}]
+    rows += methods
+    lora = next((row for row in methods if row.peft["method"] == "lora"), None)
+    if lora is not None:
+        rows += [replace(lora, name=lora.name + _share_suffix(share), data_share=share)
+                 for share in grid["data_shares"] if share != 1.0]
     return rows
+
+
+def _method_name(peft: dict[str, Any]) -> str:
+    """How the table names a method row: "LoRA r=4 (q, v)", "adapters m=8", ..."""
+    method = peft["method"]
+    if method == "lora":
+        targets = ", ".join(peft.get("targets", ())) or "default"
+        return f"LoRA r={peft.get('rank', 8)} ({targets})"
+    if method == "adapters":
+        return f"adapters m={peft.get('bottleneck', 16)}"
+    options = ", ".join(f"{k}={v}" for k, v in sorted(peft.items()) if k != "method")
+    return f"{method} ({options})" if options else method
 
 
 def ngram_rows() -> list[Row]:
@@ -156,8 +190,14 @@ def base_models(labels: list[str], work: Path, tiny: bool, brown: Corpus, data_d
         print("pretraining the bases: lmbench run baselines/peft_base.toml ...", flush=True)
         run(replace(config, data_dir=data_dir), store, save_models=True)
     saved = _saved_bases(store)
-    return {spec.label: (saved[spec.label], {"family": spec.family, **spec.options})
-            for spec in specs}
+    found = {}
+    for spec in specs:
+        stable = store / f"{spec.label}.npz"  # the init of baselines/peft_state_union.toml
+        if not stable.is_file():
+            data = saved[spec.label].read_bytes()
+            write_atomic(stable, lambda handle, data=data: handle.write(data))
+        found[spec.label] = (stable, {"family": spec.family, **spec.options})
+    return found
 
 
 def _saved_bases(store: Path) -> dict[str, Path]:
@@ -219,10 +259,22 @@ def run_neural_row(row: Row, base_path: Path, options: dict, target: Corpus, bro
     tracker = TensorMemoryTracker()
     started = time.perf_counter()
     with tracker:
-        model = lmbench.build_model(family, **{**model_options, "train": train})
-        model.fit(corpus, init=str(base_path))
+        if row.kind == "full":
+            model = lmbench.build_model(family, **{**model_options, "train": train})
+            model.fit(corpus, init=str(base_path))
+        else:
+            method = method_config(row.peft["method"],
+                                   {k: v for k, v in row.peft.items() if k != "method"})
+            model = adapt(base, method, train=build_config(TrainConfig, train, "train"))
+            model.fit(corpus)
     train_s = time.perf_counter() - started
-    n_trainable, adapter_bytes = model.n_params(), None
+    if row.kind == "full":
+        n_trainable, adapter_bytes = model.n_params(), None
+    else:
+        n_trainable = model.n_trainable()
+        with tempfile.TemporaryDirectory() as folder:
+            model.save(Path(folder) / "adapter.npz")
+            adapter_bytes = (Path(folder) / "adapter.npz").stat().st_size
     return {**evaluate_row(model, target, brown_test, eval_config), "n_trainable": n_trainable,
             "n_base_params": n_base, "adapter_bytes": adapter_bytes, "train_s": train_s,
             "peak_train_bytes": tracker.peak, "steps": model.training_log()["steps"],
@@ -401,7 +453,10 @@ def main(argv: list[str] | None = None) -> int:
     brown_test = brown_head(brown, brown_n)
     labels = args.bases.split(",")
     bases = base_models(labels, work, args.tiny, brown, args.data_dir)
-    grid = {"full_learning_rate": 1e-3, "data_shares": (1.0, 0.1, 0.01)}
+    shares = (1.0, 0.1) if args.tiny else (1.0, 0.1, 0.01)
+    grid = {"full_learning_rate": 1e-3, "data_shares": shares,
+            "one_row_per_method": args.tiny,
+            "models": tomllib.loads(GRID_FILE.read_text(encoding="utf-8"))["models"]}
     eval_config = EvalConfig(window_len=256 if args.tiny else 2048, progress=False)
     rows = []
     for domain in args.domains.split(","):
@@ -410,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
             target = truncated(target, 400)
         for label in labels:
             path, options = bases[label]
-            for row in neural_rows(label, grid):
+            for row in neural_rows(label, options["family"], grid):
                 rows.append(_cached(work, row, domain, steps, brown_n, run_neural_row, row, path,
                                     options, target, brown_test, steps, args.tiny, eval_config))
         ngram: dict[str, dict] = {}
