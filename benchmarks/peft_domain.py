@@ -59,7 +59,7 @@ from lmbench.evaluation.resources import TensorMemoryTracker
 from lmbench.evaluation.scoring import EvalConfig
 from lmbench.models import load_model
 from lmbench.models.ngram import NGramLM
-from lmbench.peft import adapt, method_config
+from lmbench.peft import METHODS, adapt, method_config
 from lmbench.runs.config import load_config
 from lmbench.runs.runner import run
 from lmbench.training.trainer import TrainConfig
@@ -336,6 +336,53 @@ def recovered_gains(rows: list[dict]) -> None:
             row["recovered_gain"] = (zero - row["test_ppl"]) / (zero - full["test_ppl"])
 
 
+def findings(rows: list[dict], methods: tuple[str, ...]) -> list[str]:
+    """One line per target of the issue, per base and domain, with the figures it is read from.
+
+    Args:
+        rows: the table's rows, with ``recovered_gain`` filled.
+        methods: the PEFT methods ``lmbench.peft`` has (the others are reported missing).
+    """
+    lines = []
+    for domain, base in sorted({(r["domain"], r["base"]) for r in rows
+                                if r["kind"] == "zero-shot"}):
+        same = [r for r in rows if r["domain"] == domain and r["base"] == base]
+        full = {r["data_share"]: r for r in same if r["kind"] == "full"}
+        peft = [r for r in same if r["kind"] == "peft"]
+        zero = next(r for r in same if r["kind"] == "zero-shot")
+        head = f"- {base} on {domain}"
+        if 1.0 in full:
+            lines.append(f"{head}: full fine-tuning {zero['test_ppl']:.1f} -> "
+                         f"{full[1.0]['test_ppl']:.1f} test PPL (Brown {zero['brown_ppl']:.1f} "
+                         f"-> {full[1.0]['brown_ppl']:.1f}).")
+        for method, target, share_cap in (("lora", 0.85, 0.05), ("adapters", 0.80, 0.05)):
+            chosen = [r for r in peft if r["peft"]["method"] == method and r["data_share"] == 1.0
+                      and r["n_trainable"] / r["n_base_params"] <= share_cap
+                      and r["recovered_gain"] is not None]
+            if not chosen:
+                continue
+            best = max(chosen, key=lambda r: r["recovered_gain"])
+            verdict = "met" if best["recovered_gain"] >= target else "missed"
+            lines.append(
+                f"{head}: {method} target (>= {target:.0%} of full FT's gain at <= "
+                f"{share_cap:.0%} trainable) {verdict}: best {best['name']} recovers "
+                f"{best['recovered_gain']:.0%} with {best['n_trainable']:,} trainable "
+                f"({best['n_trainable'] / best['n_base_params']:.2%}), test PPL "
+                f"{best['test_ppl']:.1f}, Brown PPL {best['brown_ppl']:.1f}.")
+        small = [r for r in peft if r["peft"]["method"] == "lora" and r["data_share"] == 0.01]
+        if small and 0.01 in full:
+            lora, ft = small[0], full[0.01]
+            verdict = "met" if lora["test_ppl"] <= ft["test_ppl"] else "missed"
+            lines.append(f"{head}: at 1% of the data LoRA >= full FT {verdict}: {lora['name']} "
+                         f"{lora['test_ppl']:.1f} vs full FT {ft['test_ppl']:.1f} test PPL "
+                         f"(zero-shot {zero['test_ppl']:.1f}).")
+    absent = [m for m in ("prompt", "prefix") if not any(m in name for name in methods)]
+    if absent:
+        lines.append(f"- Soft prompts and prefix tuning: not in lmbench.peft at this commit "
+                     f"(it has {', '.join(methods)}), so no rows.")
+    return lines
+
+
 def _fmt(value, spec: str, empty: str = "-") -> str:
     return empty if value is None else format(value, spec)
 
@@ -473,8 +520,9 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(_cached(work, row, domain, 0, brown_n, _ngram_row, ngram, row,
                                 bases[labels[0]][0], brown, target, brown_test, eval_config))
     recovered_gains(rows)
-    payload = {"command": command, "base_command": "lmbench run baselines/peft_base.toml "
-               "--save-models --out runs/peft_base", "steps": steps,
+    payload = {"findings": findings(rows, tuple(METHODS)), "command": command,
+               "base_command": "lmbench run baselines/peft_base.toml --save-models --out "
+               "runs/peft_base", "steps": steps,
                "brown_tokens": args.brown_tokens, "domains": args.domains.split(","),
                "rows": rows, "wall_s": time.perf_counter() - started, "env": environment()}
     svg = out.with_suffix(".svg")
