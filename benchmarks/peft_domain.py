@@ -473,6 +473,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bases", default="gpt-base,lstm-base",
                         help="comma-separated labels of baselines/peft_base.toml")
     parser.add_argument("--steps", type=int, default=60, help="fine-tuning steps per row")
+    parser.add_argument("--peft-domains", help="comma-separated domains that get the PEFT "
+                        "rows (default: every domain; the others get zero-shot, full FT and "
+                        "the n-gram rows)")
     parser.add_argument("--brown-tokens", type=int, default=20_000)
     parser.add_argument("--data-dir")
     parser.add_argument("--work", default=str(REPO / "runs" / "peft_domain"),
@@ -499,6 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     brown_n = 300 if args.tiny else args.brown_tokens
     brown_test = brown_head(brown, brown_n)
     labels = args.bases.split(",")
+    peft_domains = None if args.peft_domains is None else set(args.peft_domains.split(","))
     bases = base_models(labels, work, args.tiny, brown, args.data_dir)
     shares = (1.0, 0.1) if args.tiny else (1.0, 0.1, 0.01)
     grid = {"full_learning_rate": 1e-3, "data_shares": shares,
@@ -512,7 +516,9 @@ def main(argv: list[str] | None = None) -> int:
             target = truncated(target, 400)
         for label in labels:
             path, options = bases[label]
-            for row in neural_rows(label, options["family"], grid):
+            methods = grid if peft_domains is None or domain in peft_domains else {
+                **grid, "models": []}
+            for row in neural_rows(label, options["family"], methods):
                 rows.append(_cached(work, row, domain, steps, brown_n, run_neural_row, row, path,
                                     options, target, brown_test, steps, args.tiny, eval_config))
         ngram: dict[str, dict] = {}
