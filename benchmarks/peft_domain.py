@@ -423,6 +423,8 @@ def render(payload: dict) -> str:
         lines.append("")
     if payload.get("findings"):
         lines += ["## Against the issue's targets", "", *payload["findings"], ""]
+    if payload.get("notes"):
+        lines += ["## Notes", "", payload["notes"].strip(), ""]
     if payload.get("plot"):
         lines += [f"![recovered gain against trainable share]({payload['plot']})", ""]
     return "\n".join(lines)
@@ -483,6 +485,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="report path without suffix")
     parser.add_argument("--tiny", action="store_true",
                         help="a few hundred sentences, tiny bases, 2 steps (integration test)")
+    parser.add_argument("--notes", metavar="MD", help="a Markdown file of remarks to print "
+                        "under the table (kept in the JSON)")
     parser.add_argument("--render", metavar="JSON", help="only rewrite <out>.md from a payload")
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -531,6 +535,8 @@ def main(argv: list[str] | None = None) -> int:
                "runs/peft_base", "steps": steps,
                "brown_tokens": args.brown_tokens, "domains": args.domains.split(","),
                "rows": rows, "wall_s": time.perf_counter() - started, "env": environment()}
+    if args.notes:
+        payload["notes"] = Path(args.notes).read_text(encoding="utf-8")
     svg = out.with_suffix(".svg")
     if plot(rows, svg):
         payload["plot"] = svg.name
