@@ -268,3 +268,15 @@ def test_with_train_config_gives_fresh_modules_on_the_same_base(gpt_base):
     ids = _ids(gpt_base)
     assert torch.equal(fresh.token_logprobs(ids, ids)[0], gpt_base.token_logprobs(ids, ids)[0])
     assert copy.deepcopy(adapted).n_trainable() == adapted.n_trainable()
+
+
+def test_a_damaged_adapter_file_is_a_one_line_error(gpt_base, tmp_path):
+    adapted = peft.adapt(gpt_base, peft.LoRAConfig(rank=2))
+    adapted.save(tmp_path / "a.npz")
+    with np.load(tmp_path / "a.npz") as data:
+        arrays = {name: data[name] for name in data.files}
+    dropped = sorted(k for k in arrays if k.startswith("adapter/"))[0]
+    del arrays[dropped]
+    np.savez(tmp_path / "b.npz", **arrays)
+    with pytest.raises(LmbenchError, match=r"b\.npz: damaged adapter file: missing weight"):
+        peft.load_adapter(gpt_base, tmp_path / "b.npz")
