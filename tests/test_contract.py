@@ -12,6 +12,7 @@ import torch
 import lmbench
 from lmbench.core.errors import LmbenchError
 from lmbench.core.interface import (
+    AdaptsLayers,
     ComputesHidden,
     CountsFlops,
     Embeds,
@@ -241,9 +242,11 @@ def test_batched_beam_search_equals_sequential_beam_search(fitted, tiny_corpus):
 # ------------------------------------------------------------------------ declared abilities
 
 ABILITIES = {  # what each family declares (lmbench.core.interface), and nothing more
-    "gpt": {Trainable, SelectsStateRows, RollsBackState, Embeds, CountsFlops, ComputesHidden},
-    "moe": {Trainable, SelectsStateRows, RollsBackState, Embeds, CountsFlops, ComputesHidden},
-    **{name: {Trainable, SelectsStateRows, ComputesHidden}
+    "gpt": {Trainable, SelectsStateRows, RollsBackState, Embeds, CountsFlops, ComputesHidden,
+            AdaptsLayers},
+    "moe": {Trainable, SelectsStateRows, RollsBackState, Embeds, CountsFlops, ComputesHidden,
+            AdaptsLayers},
+    **{name: {Trainable, SelectsStateRows, ComputesHidden, AdaptsLayers}
        for name in ("nplm", "rnn", "lstm", "gru", "bert", "seq2seq")},
     "ngram": {SelectsStateRows},
     "interpolation": {SelectsStateRows},
@@ -255,7 +258,7 @@ def test_each_family_declares_its_abilities():
     for family, declared in ABILITIES.items():
         model_class = MODELS.get(family)
         found = {a for a in (Trainable, SelectsStateRows, RollsBackState, Embeds, CountsFlops,
-                             ComputesHidden)
+                             ComputesHidden, AdaptsLayers)
                  if issubclass(model_class, a)}
         assert found == declared, family
 
@@ -329,3 +332,17 @@ def test_computes_hidden_splits_forward_logits_and_keeps_gradients(fitted, tiny_
     grads = [p.grad for p in network.parameters() if p.grad is not None]
     assert grads and any(g.abs().sum() > 0 for g in grads)
     network.zero_grad()
+
+
+def test_adapts_layers_names_real_weights_and_sublayers(fitted):
+    if not isinstance(fitted, AdaptsLayers):
+        pytest.skip(f"{fitted.name} names no layers for PEFT")
+    network = fitted.network()
+    roles = fitted.adaptable_weights()
+    assert set(fitted.default_adapted_roles()) <= {r for r, weights in roles.items() if weights}
+    for weights in roles.values():
+        for weight in weights:
+            parameter = getattr(network.get_submodule(weight.module), weight.parameter)
+            assert parameter.dim() == (3 if weight.kind == "experts" else 2), weight
+    for path, width in fitted.adapter_sublayers().items():
+        assert isinstance(network.get_submodule(path), torch.nn.Module) and width > 0

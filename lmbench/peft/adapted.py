@@ -168,8 +168,11 @@ class AdaptedLM(LanguageModel, Trainable):
         return adapt(self.base, self.method, train=config)
 
     def n_params(self) -> int:
-        """Every parameter of the adapted network: the frozen base's and the method's."""
-        return self.base.n_params() + self.n_trainable()
+        """Every parameter of the adapted network: the base's (LayerNorms that train
+        included) and the method's new ones."""
+        base_names = set(self.base.network().state_dict())
+        new = sum(p.numel() for name, p in self._trainable().items() if name not in base_names)
+        return self.base.n_params() + int(new)
 
     def n_trainable(self) -> int:
         """Parameters that training changes (the method's; LayerNorms if it trains them)."""
@@ -224,6 +227,30 @@ class AdaptedLM(LanguageModel, Trainable):
     def adapter_state(self) -> dict[str, torch.Tensor]:
         """The trainable weights by their path in the (unmerged) network."""
         return dict(self._trainable())
+
+    def load_adapter_state(self, saved: dict[str, np.ndarray], train_log: dict | None,
+                           path: str | Path) -> None:
+        """Copy the weights an adapter file holds (``adapter_state``'s names) into this
+        model, and its training log; a missing, unexpected or misshapen weight is a one-line
+        ``LmbenchError`` naming ``path``."""
+        expected = self.adapter_state()
+        for problem, names in (("missing", expected.keys() - saved.keys()),
+                               ("unexpected", saved.keys() - expected.keys())):
+            if names:
+                raise LmbenchError(f"{path}: damaged adapter file: {problem} weight "
+                                   f"{sorted(names)[0]!r}")
+        for name, parameter in expected.items():
+            if tuple(saved[name].shape) != tuple(parameter.shape):
+                raise LmbenchError(f"{path}: damaged adapter file: weight {name!r} has shape "
+                                   f"{tuple(saved[name].shape)}, the method needs "
+                                   f"{tuple(parameter.shape)}")
+        with torch.no_grad():
+            for name, parameter in expected.items():
+                parameter.copy_(torch.from_numpy(saved[name]))
+        try:
+            self.train_log_ = TrainLog(**train_log) if train_log else None
+        except TypeError as error:
+            raise LmbenchError(f"{path}: damaged adapter file (training log: {error})") from None
 
     def _trainable(self) -> dict[str, torch.Tensor]:
         found = {name: p for name, p in self.network().named_parameters() if p.requires_grad}
@@ -380,20 +407,6 @@ def load_adapter(base: LanguageModel, path: str | Path) -> AdaptedLM:
     method = method_config(str(manifest.get("method")), options if isinstance(options, dict)
                            else {})
     adapted = adapt(base, method)
-    expected = adapted.adapter_state()
     saved = {k[len("adapter/"):]: v for k, v in arrays.items() if k.startswith("adapter/")}
-    for problem, names in (("missing", expected.keys() - saved.keys()),
-                           ("unexpected", saved.keys() - expected.keys())):
-        if names:
-            raise LmbenchError(f"{path}: damaged adapter file: {problem} weight "
-                               f"{sorted(names)[0]!r}")
-    with torch.no_grad():
-        for name, parameter in expected.items():
-            if tuple(saved[name].shape) != tuple(parameter.shape):
-                raise LmbenchError(f"{path}: damaged adapter file: weight {name!r} has shape "
-                                   f"{tuple(saved[name].shape)}, the method needs "
-                                   f"{tuple(parameter.shape)}")
-            parameter.copy_(torch.from_numpy(saved[name]))
-    if meta.get("train_log"):
-        adapted.train_log_ = TrainLog(**meta["train_log"])
+    adapted.load_adapter_state(saved, meta.get("train_log"), path)
     return adapted

@@ -30,7 +30,9 @@ MODELS_DIR = PACKAGE / "models"
 # Private attributes of the families and the optional abilities of lmbench.core.interface.
 PRIVATE_ATTRIBUTES = {"net", "config_", "train_log_", "fitted_", "_network"}
 ABILITY_ATTRIBUTES = {"embed", "flops_per_token", "select_state", "training_loss", "network",
-                      "forward_logits", "state_length", "rollback_state", "family"}
+                      "forward_logits", "state_length", "rollback_state", "family",
+                      "forward_hidden", "logits_from_hidden", "hidden_size", "adaptable_weights",
+                      "adapter_sublayers", "default_adapted_roles"}
 FORBIDDEN_PROBE_NAMES = PRIVATE_ATTRIBUTES | ABILITY_ATTRIBUTES
 # Variables that hold a model, a tokenizer or a corpus (any constant getattr on them is a probe).
 MODEL_LIKE_NAMES = {"model", "tokenizer", "corpus", "inner", "student", "teacher", "target",
