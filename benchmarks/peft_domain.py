@@ -13,7 +13,7 @@ of the grid starts from the same saved base and trains on the domain's train spl
 - the PEFT rows of ``baselines/peft_state_union.toml`` (``lmbench.peft``: LoRA, adapters, and
   soft prompts and prefixes where the library has them), only the new parameters training,
   and the first LoRA row again at 1% and 10% of the data;
-- the n-gram counterpart (``lmbench.combinators.ngram_adaptation``): a modified Kneser-Ney
+- the n-gram counterpart (``lmbench.models.ngram_adaptation``): a modified Kneser-Ney
   n-gram on Brown with the base's vocabulary, zero-shot, fitted on the domain alone,
   interpolated with a domain n-gram (EM on the domain's valid split) and count-merged (β on
   the domain's valid split).
@@ -46,7 +46,7 @@ from typing import Any
 import torch
 
 import lmbench
-from lmbench.combinators.ngram_adaptation import (
+from lmbench.models.ngram_adaptation import (
     count_merge,
     domain_ngram,
     interpolate_with_domain,

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import lmbench
-from lmbench.combinators.ngram_adaptation import count_merge, interpolate_with_domain
+from lmbench.models.ngram_adaptation import count_merge, interpolate_with_domain
 from lmbench.core.errors import LmbenchError
 from lmbench.data.corpora import _lines_split
 from lmbench.models.ngram_estimate import count_ngrams, merge_counts
