@@ -46,11 +46,6 @@ from typing import Any
 import torch
 
 import lmbench
-from lmbench.models.ngram_adaptation import (
-    count_merge,
-    domain_ngram,
-    interpolate_with_domain,
-)
 from lmbench.core.io import write_atomic, write_json_atomic, write_text_atomic
 from lmbench.core.options import build_config
 from lmbench.core.results import environment
@@ -59,6 +54,11 @@ from lmbench.evaluation.resources import TensorMemoryTracker
 from lmbench.evaluation.scoring import EvalConfig
 from lmbench.models import load_model
 from lmbench.models.ngram import NGramLM
+from lmbench.models.ngram_adaptation import (
+    count_merge,
+    domain_ngram,
+    interpolate_with_domain,
+)
 from lmbench.peft import METHODS, adapt, method_config
 from lmbench.runs.config import load_config
 from lmbench.runs.runner import run

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 import lmbench
-from lmbench.models.ngram_adaptation import count_merge, interpolate_with_domain
 from lmbench.core.errors import LmbenchError
 from lmbench.data.corpora import _lines_split
+from lmbench.models.ngram_adaptation import count_merge, interpolate_with_domain
 from lmbench.models.ngram_estimate import count_ngrams, merge_counts
 
 DOMAIN = "a cow ate the grass .\nthe grass is green .\na green cow sat .\n" * 3
