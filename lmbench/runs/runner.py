@@ -16,12 +16,22 @@ Re-running a run file does not duplicate its records: a model whose record alrea
 ``config_digest``) is reported and skipped unless ``retrain``. A model's checkpoints
 (``<out>/checkpoints/<corpus>-<label>/``) are removed once its record is written, unless
 ``keep_checkpoints``.
+
+Jobs and executors. A run is planned as jobs (``Job``: one model, or one trial of a sweep;
+then one selection per sweep, ``lmbench.runs.sweep``), and an executor runs them: the
+``LocalExecutor`` here, one after another (optionally every rank of a torchrun job together,
+``lmbench.training.distributed``), or ``lmbench.runs.ray_executor.RayExecutor`` as Ray tasks.
+Either way each job is ``run_job``: fit, score, write the record, then the model, then remove
+the checkpoints, so both executors write the same files and the same numbers (a model's torch
+threads are its ``resources.cpus`` on both).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import secrets
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -204,6 +214,7 @@ class JobContext:
     keep_checkpoints: bool = False
     env: dict[str, Any] = field(default_factory=dict)
     default_threads: int | None = None  # torch threads of a model without declared resources
+    token: str = ""  # this run's, unique: jobs of one run in one process read the corpus once
 
 
 class Executor(Protocol):
@@ -255,7 +266,7 @@ def _run_job(context: JobContext, job: Job, log: Callable[[str], None],
              parallel: DistributedTraining | None) -> RunResult | None:
     config, out_dir, spec = context.config, Path(context.out_dir), job.spec
     device = resolve_device(config.device)
-    corpus = load_corpus(config.corpus, config.data_dir)
+    corpus = _corpus(config.corpus, config.data_dir, context.token)
     checkpoint_dir = _checkpoint_dir(out_dir, corpus.name, spec.label)
     seed_everything(config.seed)
     if job.model_file is not None and Path(job.model_file).is_file():
@@ -292,6 +303,13 @@ def _run_job(context: JobContext, job: Job, log: Callable[[str], None],
     shown = ", ".join(f"{s} ppl {m.perplexity:.2f}" for s, m in metrics.items())
     log(f"[{spec.label}] fit {fit_s:.1f}s; {shown}")
     return result
+
+
+@functools.lru_cache(maxsize=1)
+def _corpus(name: str, data_dir: str | None, token: str) -> Corpus:
+    """The corpus of the run ``token``, read once per process (the driver, or a Ray worker
+    running several jobs of one run); another run reads it again."""
+    return load_corpus(name, data_dir)
 
 
 def _checkpoint_dir(out_dir: Path, corpus_name: str, label: str) -> Path:
@@ -353,13 +371,15 @@ def run(config: RunConfig, out_dir: str | Path, save_models: bool = False, log=p
     local = isinstance(executor, LocalExecutor)
     # an absent GPU fails before anything trains (a Ray cluster's workers decide for themselves)
     device = resolve_device(config.device) if local else torch.device("cpu")
-    corpus = load_corpus(config.corpus, config.data_dir)
+    token = secrets.token_hex(8)
+    corpus = _corpus(config.corpus, config.data_dir, token)
     for split in config.splits:
         corpus.split(split)  # fail before any training if a split is missing
     for spec in config.models:
         _checkpoint_dir(out_dir, corpus.name, spec.label)
     check_writable(out_dir)
-    context = JobContext(config, str(out_dir), save_models, keep_checkpoints, environment())
+    context = JobContext(config, str(out_dir), save_models, keep_checkpoints, environment(),
+                         token=token)
     store = ResultStore(out_dir)
     # earlier records of this corpus, read once (check_writable leaves no folder it made)
     earlier = store.records(corpus=corpus.name) if out_dir.is_dir() and not retrain else []
