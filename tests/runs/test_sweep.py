@@ -115,3 +115,38 @@ def test_records_without_a_sweep_write_back_unchanged():
     with pytest.raises(ValueError, match="sweep.trial must be < n_trials"):
         RunResult.from_dict({**data, "sweep": {"label": "m", "trial": 3, "n_trials": 3,
                                                "params": {}, "selected": False}})
+
+
+@pytest.mark.parametrize(("resources", "message"), [
+    ({"cpus": 0}, "resources.cpus must be > 0"),
+    ({"gpus": -1}, "resources.gpus must be >= 0"),
+    ({"memory_gb": 0}, "resources.memory_gb must be > 0"),
+    ({"cpu": 1}, "unknown key 'cpu'"),
+    ({"cpus": "two"}, "'cpus' must be float"),
+    (3, "'resources' must be a table"),
+])
+def test_bad_resources_are_one_line_errors_naming_the_model(tmp_path, resources, message):
+    with pytest.raises(LmbenchError, match=message) as error:
+        parse_config({"corpus": str(tmp_path), "models": [
+            {"label": "kn", "family": "ngram", "resources": resources}]})
+    assert "'kn'" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_declared_cpus_are_the_torch_threads_of_a_local_run(corpus_dir, tmp_path, monkeypatch):
+    import torch
+
+    from lmbench.models.ngram import NGramLM
+
+    seen, fit = [], NGramLM.fit
+
+    def counting_fit(self, *args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(NGramLM, "fit", counting_fit)
+    before = torch.get_num_threads()
+    config = parse_config({"corpus": str(corpus_dir), "splits": ["test"], "models": [
+        {"label": "one", "family": "ngram", "order": 1, "resources": {"cpus": 1}},
+        {"label": "as-is", "family": "ngram", "order": 2}]})
+    run(config, tmp_path / "out", log=lambda _: None)
+    assert seen == [1, before] and torch.get_num_threads() == before
