@@ -12,9 +12,10 @@ patch: with it, each of the ``world_size`` ranks
   gradients over ranks; with equal shards the average of the ranks' mean losses is the mean
   loss of the global batch, so every rank applies the single-process step (up to the order of
   floating-point sums), clipping included (the clipped norm is of the averaged gradient);
-- reports the loss averaged over ranks (the curve is the global batch's), counts the global
-  batch's tokens, and, under a time budget, stops when the slowest rank's clock says so (every
-  rank takes the same number of steps, or the collectives would wait forever);
+- reports the loss averaged over ranks (the curve is the global batch's) and rank 0's
+  validation loss (so every rank keeps the same best weights and stops early together), counts
+  the global batch's tokens, and, under a time budget, stops when the slowest rank's clock says
+  so (every rank takes the same number of steps, or the collectives would wait forever);
 - draws dropout from a generator seeded by (seed, rank, step), so a resumed run draws what an
   uninterrupted one does without storing every rank's generator;
 - leaves checkpoints and records to rank 0 (``is_writer``); every rank resumes from rank 0's
@@ -114,6 +115,13 @@ class DistributedTraining:
         largest = torch.tensor([value], dtype=torch.float64, device=device)
         dist.all_reduce(largest, op=dist.ReduceOp.MAX)
         return float(largest[0])
+
+    def from_writer(self, value: float) -> float:
+        """Rank 0's ``value`` on every rank (so decisions taken on it agree)."""
+        device = torch.device("cuda", self.local_rank) if dist.get_backend() == "nccl" else None
+        shared = torch.tensor([value], dtype=torch.float64, device=device)
+        dist.broadcast(shared, src=0)
+        return float(shared[0])
 
     def step_seed(self, seed: int, step: int) -> int:
         """The dropout generator's seed at ``step`` on this rank."""

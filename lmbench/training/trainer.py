@@ -357,6 +357,8 @@ def train(model: Trainable, batches: BatchSource, objective: Objective, config: 
             if can_validate:
                 eval_started = time.perf_counter()
                 point["valid_loss"] = float(score_stream(model, valid_ids, eval_config).mean())
+                if parallel is not None:  # rank 0's figure: every rank keeps the same best
+                    point["valid_loss"] = parallel.from_writer(point["valid_loss"])
                 started += time.perf_counter() - eval_started  # the budget counts training only
                 if log.best_valid_nats is None or point["valid_loss"] < log.best_valid_nats:
                     log.best_valid_nats, log.best_step = point["valid_loss"], log.steps
