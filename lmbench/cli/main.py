@@ -35,7 +35,12 @@ def _run(args: argparse.Namespace) -> None:
                            "--executor local only")
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
     if args.executor == "ray":
-        from lmbench.runs.ray_executor import RayExecutor
+        try:
+            from lmbench.runs.ray_executor import RayExecutor
+        except ModuleNotFoundError as error:
+            if error.name != "ray":
+                raise
+            raise LmbenchError("--executor ray needs Ray: pip install 'lmbench[ray]'") from None
 
         with RayExecutor(args.address) as executor:
             records = run(config, args.out, save_models=args.save_models, log=log,
