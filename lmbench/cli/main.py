@@ -28,9 +28,29 @@ def _run(args: argparse.Namespace) -> None:
         config = dataclasses.replace(config, data_dir=args.data_dir)
     if args.device:
         config = dataclasses.replace(config, device=args.device)
-    records = run(config, args.out, save_models=args.save_models,
-                  log=lambda line: print(line, file=sys.stderr), retrain=args.retrain,
-                  keep_checkpoints=args.keep_checkpoints)
+    if args.address and args.executor != "ray":
+        raise LmbenchError("--address is for --executor ray (a Ray cluster's head, HOST:PORT)")
+    if args.ddp and args.executor != "local":
+        raise LmbenchError("--ddp trains one model across torchrun's processes; it runs with "
+                           "--executor local only")
+    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    if args.executor == "ray":
+        from lmbench.runs.ray_executor import RayExecutor
+
+        with RayExecutor(args.address) as executor:
+            records = run(config, args.out, save_models=args.save_models, log=log,
+                          retrain=args.retrain, keep_checkpoints=args.keep_checkpoints,
+                          executor=executor)
+    elif args.ddp:
+        from lmbench.cli.distributed import run_distributed
+
+        records = run_distributed(config, args, log)
+        if records is None:  # a rank other than 0: rank 0 reports
+            return
+    else:
+        records = run(config, args.out, save_models=args.save_models, log=log,
+                      retrain=args.retrain, keep_checkpoints=args.keep_checkpoints)
+    records = [r for r in records if r.sweep is None or r.sweep.selected]
     split = "test" if "test" in config.splits else config.splits[-1]
     print(f"\n{config.corpus}, {split} split:\n")
     print(to_markdown(leaderboard_table(records, split)))
@@ -154,6 +174,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="train models that already have a record under --out (default: skip)")
     run.add_argument("--keep-checkpoints", action="store_true",
                      help="keep <out>/checkpoints/ of finished models (default: removed)")
+    run.add_argument("--executor", choices=("local", "ray"), default="local",
+                     help="local (default): here, one model after another; ray: every model "
+                     "and sweep trial a Ray task with its resources table (extra 'ray')")
+    run.add_argument("--address", help="with --executor ray: a running Ray cluster's head, "
+                     "HOST:PORT (default: start a local one on 127.0.0.1)")
+    run.add_argument("--ddp", action="store_true",
+                     help="under torchrun --nproc_per_node=N: train each neural model with "
+                     "DistributedDataParallel across the N processes, the global batch split "
+                     "over them; rank 0 writes (docs/scaling.md)")
     run.set_defaults(handler=_run)
 
     ev = commands.add_parser("evaluate", help="score a saved model (.npz or .arpa) on a corpus")
@@ -186,6 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     from lmbench.cli.bench import add_commands as add_bench_commands
 
     add_bench_commands(commands)  # bench
+
+    from lmbench.cli.sweeps import add_commands as add_sweep_commands
+
+    add_sweep_commands(commands)  # trials
 
     models = commands.add_parser("models", help="list model families and their options")
     models.set_defaults(handler=_models)

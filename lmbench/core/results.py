@@ -520,6 +520,50 @@ class GenerationResult:
 # ------------------------------------------------------------------------------ run records
 
 
+SWEEP_METRICS = ("valid_ppl", "valid_bpb")  # selection metrics of a sweep (lower is better)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """A record's place in a hyper-parameter sweep (``lmbench.runs.sweep``): trial ``trial`` of
+    ``n_trials`` of the sweep ``label`` with ``params`` (dotted option -> value). A trial's own
+    record (model ``<label>-trial-<i>``) has ``selected`` false and the valid split only; the
+    sweep's selected trial is written once more as ``<label>`` with ``selected`` true and every
+    split of the run file, test included (test is scored for it alone)."""
+
+    label: str  # the sweep's label: the [[models]] table's
+    trial: int  # 0-based
+    n_trials: int
+    params: dict[str, Any]  # the trial's values, by dotted option name ("train.learning_rate")
+    selected: bool  # the sweep's choice by ``metric`` (and the record holding test metrics)
+    metric: str = "valid_ppl"  # one of SWEEP_METRICS
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "sweep") -> SweepResult:
+        data = _object(data, where)
+        n_trials = _integer(_required(data, "n_trials", f"{where}: "), f"{where}.n_trials",
+                            minimum=1)
+        trial = _integer(_required(data, "trial", f"{where}: "), f"{where}.trial")
+        if trial >= n_trials:
+            raise ValueError(f"{where}.trial must be < n_trials ({n_trials}), got {trial}")
+        selected = _required(data, "selected", f"{where}: ")
+        if not isinstance(selected, bool):
+            raise ValueError(f"{where}.selected must be true or false")
+        metric = _text(data.get("metric", "valid_ppl"), f"{where}.metric", optional=False)
+        if metric not in SWEEP_METRICS:
+            raise ValueError(f"{where}.metric must be one of {', '.join(SWEEP_METRICS)}, got "
+                             f"{metric!r}")
+        return cls(label=_text(_required(data, "label", f"{where}: "), f"{where}.label",
+                               optional=False),
+                   trial=trial, n_trials=n_trials,
+                   params=_object(_required(data, "params", f"{where}: "), f"{where}.params"),
+                   selected=selected, metric=metric)
+
+
+
 @dataclass(frozen=True)
 class RunResult:
     """One trained-and-evaluated model: what ``<out>/<run_id>/result.json`` holds."""
@@ -546,6 +590,9 @@ class RunResult:
     # where the model trained and was scored: "cpu", "cuda:0 (NVIDIA H200)"
     # (lmbench.core.device.describe_device); None in records written before it existed
     device: str | None = None
+    # a trial of a hyper-parameter sweep, or its selected trial (SweepResult); None otherwise
+    # and in records written before sweeps existed
+    sweep: SweepResult | None = None
 
     @property
     def undertrained(self) -> str | None:
@@ -554,12 +601,16 @@ class RunResult:
         return undertrained_reason(self.train_log, self.config.get("train"))
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(replace(self, metrics={}, throughput=None, generation=None))
+        data = asdict(replace(self, metrics={}, throughput=None, generation=None, sweep=None))
         data["metrics"] = {split: r.to_dict() for split, r in self.metrics.items()}
         data["throughput"] = None if self.throughput is None else self.throughput.to_dict()
         data["generation"] = None if self.generation is None else self.generation.to_dict()
         if self.device is None:  # records from before devices were recorded write back unchanged
             del data["device"]
+        if self.sweep is None:  # nor do records outside a sweep
+            del data["sweep"]
+        else:
+            data["sweep"] = self.sweep.to_dict()
         if self.undertrained is not None:  # derived from train_log and config, for JSON readers
             data["undertrained"] = self.undertrained
         return data
@@ -605,7 +656,8 @@ class RunResult:
         device = data.get("device")
         if device is not None and not isinstance(device, str):
             raise ValueError(f"'device' is not a string ({type(device).__name__})")
-        return cls(**values, device=device)
+        sweep = None if data.get("sweep") is None else SweepResult.from_dict(data["sweep"])
+        return cls(**values, device=device, sweep=sweep)
 
 
 # Beside max_seconds, a max_steps this large is the run files' "no step limit" (TOML has no null):

@@ -45,6 +45,7 @@ from lmbench.core.tokenizers import (
     tokenizer_to_json,
 )
 from lmbench.training.batching import StreamBatch, StreamBatches
+from lmbench.training.distributed import DistributedTraining
 from lmbench.training.objectives import Objective, next_token
 from lmbench.training.trainer import TrainConfig, TrainLog, train
 
@@ -84,7 +85,8 @@ class NeuralLM(LanguageModel, Trainable, EstimatesSize):
 
     def fit(self, corpus, *, valid: bool = True, budget: Budget | None = None,
             checkpoint_dir=None, init: str | Path | None = None,
-            objective: Objective | None = None) -> NeuralLM:
+            objective: Objective | None = None,
+            parallel: DistributedTraining | None = None) -> NeuralLM:
         """Fit on ``corpus`` (see ``LanguageModel.fit``).
 
         Args:
@@ -97,6 +99,8 @@ class NeuralLM(LanguageModel, Trainable, EstimatesSize):
                 outside that vocabulary become ``<unk>``, and the training log records how many.
             objective: what to optimise (``lmbench.training.objectives``); default
                 ``default_objective()``.
+            parallel: data-parallel training under torchrun
+                (``lmbench.training.distributed``); None: this process alone.
 
         Returns:
             ``self``, fitted.
@@ -111,7 +115,7 @@ class NeuralLM(LanguageModel, Trainable, EstimatesSize):
         if valid and "valid" in corpus.splits:
             valid_ids = self.tokenizer.encode_split(corpus.split("valid"))
         self.fit_ids(train_ids, valid_ids, budget=budget, checkpoint_dir=checkpoint_dir,
-                     init_weights=init_weights, objective=objective)
+                     init_weights=init_weights, objective=objective, parallel=parallel)
         if init is not None:
             unk = self.tokenizer.unk_id
             n_unk = 0 if unk is None else int((np.asarray(train_ids) == unk).sum())
@@ -122,7 +126,8 @@ class NeuralLM(LanguageModel, Trainable, EstimatesSize):
 
     def fit_ids(self, train_ids, valid_ids=None, *, budget: Budget | None = None,
                 checkpoint_dir=None, init_weights: dict[str, torch.Tensor] | None = None,
-                objective: Objective | None = None) -> NeuralLM:
+                objective: Objective | None = None,
+                parallel: DistributedTraining | None = None) -> NeuralLM:
         """Train on (N,) ids of this model's fitted tokenizer; ``valid_ids`` for selection;
         ``init_weights`` (a state dict) to start from instead of a fresh initialisation."""
         check_n_params(self.estimated_n_params(self.tokenizer.vocab_size), f"model {self.name!r}")
@@ -133,7 +138,7 @@ class NeuralLM(LanguageModel, Trainable, EstimatesSize):
                                 sequential=self.capabilities.carries_state)
         self.train_log_ = train(self, batches, objective or self.default_objective(), config,
                                 init=init_weights, valid_ids=valid_ids, budget=budget,
-                                checkpoint_dir=checkpoint_dir)
+                                checkpoint_dir=checkpoint_dir, parallel=parallel)
         return self
 
     def _warm_start(self, path: Path) -> dict[str, torch.Tensor]:

@@ -22,6 +22,10 @@ of ``lmbench bench`` (``throughput.json`` beside the record) and a few generatio
 under each table says which decoding, prompts and judge each model's generation columns come
 from; the CSV keeps every generation metric and those settings.
 
+Sweeps (``lmbench.runs.sweep``): a sweep is one row, its selected trial (the record with
+``sweep.selected``, the only one scored on test), labelled "<label> (best of N trials)"; the
+trials' own records are not ranked (``trials_table`` lists them, ``lmbench trials``).
+
 Text from records (labels, corpus names, generation settings, file names) is escaped where the
 cells are made, one function per format, as the HTML page escapes it: ``markdown_text`` (pipes,
 ``<``, ``>``, ``&`` and backslashes escaped, line breaks made spaces, so a label cannot break a
@@ -72,6 +76,9 @@ UNDERTRAINED_MARK = "⚠ undertrained"  # appended to the label of a run that st
 UNDERTRAINED_NOTE = (f"{UNDERTRAINED_MARK}: training stopped before its warm-up ended or far "
                      "short of its own step budget (lmbench.core.results.undertrained_reason), so "
                      "its figures say little about the model:")
+SWEEP_NOTE = ("best of N trials: the trial of a hyper-parameter sweep with the lowest "
+              "selection metric on the valid split (lmbench.runs.sweep); only it was scored on "
+              "the test split. lmbench trials DIR lists every trial.")
 # Published figures as their sources print them (252, 146.74), not padded to two decimals.
 PUBLISHED_FORMATS = {**FORMATS, "perplexity": "{:.5g}", "valid perplexity": "{:.5g}"}
 
@@ -94,12 +101,15 @@ def leaderboard_table(records: list[RunResult], split: str = "test") -> pd.DataF
     rows = []
     for record in records:
         m = record.metrics.get(split)
-        if m is None:
+        if m is None or (record.sweep is not None and not record.sweep.selected):
             continue
         exact = m.exact_likelihood
         row = {
             "corpus": record.corpus, "track": track_of(record), "rank": None,
-            "model": record.model, "tokenizer": record.config.get("tokenizer", "?"),
+            "model": record.model if record.sweep is None else
+            f"{record.model} (best of {record.sweep.n_trials} trials)",
+            "trials": None if record.sweep is None else record.sweep.n_trials,
+            "tokenizer": record.config.get("tokenizer", "?"),
             "perplexity": m.perplexity if exact else None,
             "ppl 95% CI": "{:.1f}-{:.1f}".format(*m.perplexity_ci95) if exact else "",
             "pseudo-perplexity": None if exact else m.perplexity,
@@ -336,6 +346,8 @@ def table_notes(rows: pd.DataFrame) -> list[str]:
     notes += [undertrained_note(rows)] if undertrained_note(rows) else []
     notes += [f"Note: {note}" for note in dict.fromkeys(rows["method note"].dropna())]
     notes += [generation_note(rows)] if generation_note(rows) else []
+    if "trials" in rows.columns and rows["trials"].notna().any():
+        notes.append(SWEEP_NOTE)
     return notes
 
 
@@ -389,3 +401,40 @@ def _select(table: pd.DataFrame, corpus: str, track: str) -> pd.DataFrame:
     if table.empty:
         return table
     return table[(table["corpus"] == corpus) & (table["track"] == track)]
+
+
+# ------------------------------------------------------------------------------------ sweeps
+
+TRIAL_FORMATS = {**FORMATS, "trial": "{:.0f}", "valid": "{:.4f}", "train s": "{:.1f}"}
+
+
+def trials_table(records: list[RunResult]) -> pd.DataFrame:
+    """One row per sweep trial (``RunResult.sweep``, not the selection's own record), by corpus,
+    sweep and trial: its values, its valid-split selection metric, and whether the sweep
+    selected it (a selection record of the same sweep, corpus and seed names its trial)."""
+    chosen = {(r.corpus, r.seed, r.sweep.label): r.sweep.trial for r in records
+              if r.sweep is not None and r.sweep.selected}
+    rows = []
+    for record in records:
+        sweep = record.sweep
+        if sweep is None or sweep.selected or "valid" not in record.metrics:
+            continue
+        valid = record.metrics["valid"]
+        rows.append({
+            "corpus": record.corpus, "sweep": sweep.label, "trial": sweep.trial,
+            "of": sweep.n_trials, "params": ", ".join(f"{k}={v!r}" for k, v in
+                                                     sweep.params.items()),
+            "metric": sweep.metric,
+            "valid": valid.perplexity if sweep.metric == "valid_ppl" else valid.bits_per_byte,
+            "selected": "yes" if chosen.get((record.corpus, record.seed, sweep.label))
+            == sweep.trial else "",
+            "train s": record.fit_s, "run id": record.run_id})
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    return table.sort_values(["corpus", "sweep", "trial"], kind="stable").reset_index(drop=True)
+
+
+def sweep_markdown(table: pd.DataFrame) -> str:
+    """``trials_table`` as Markdown."""
+    return _markdown(table, TRIAL_FORMATS)

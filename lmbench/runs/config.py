@@ -21,6 +21,13 @@ A run file names one corpus and a list of models::
     family = "lstm"
     init = "runs/a/model.npz"         # neural families: start from a saved model's weights and
                                       # tokenizer (fine-tuning; same family and architecture)
+    resources = { cpus = 2, gpus = 0, memory_gb = 4 }   # what one run of it needs: a Ray task's
+                                      # declared resources (lmbench run --executor ray); cpus is
+                                      # also its torch thread count on either executor
+    [models.sweep]                    # optional: a hyper-parameter sweep (lmbench.runs.sweep)
+    method = "grid"
+    [models.sweep.space]
+    "train.learning_rate" = [1e-3, 3e-3]
 
 Every table is checked against a frozen dataclass: an unknown key is an error naming the file,
 the table and the key (with a did-you-mean), and so is a value of the wrong type.
@@ -31,6 +38,7 @@ same run file trains on a GPU where there is one (``auto``) or where it is told 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +55,32 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 from lmbench.evaluation.scoring import EvalConfig
 from lmbench.models.catalog import MODELS, build_model, check_model, config_class_of
+from lmbench.runs.sweep import SweepSpec, apply_params, parse_sweep, trial_label, trials
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one run of a model needs (``resources = { cpus = 1, gpus = 0, memory_gb = 2 }``):
+    the resources its Ray task declares, so Ray places it where they are free; ``cpus`` (rounded
+    down, at least 1) is also the number of torch threads it trains and scores with, on either
+    executor, so both give the same numbers."""
+
+    cpus: float = 1.0
+    gpus: float = 0.0
+    memory_gb: float | None = None  # None: not declared (Ray does not reserve memory)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.cpus < math.inf:
+            raise LmbenchError(f"resources.cpus must be > 0, got {self.cpus!r}")
+        if not 0 <= self.gpus < math.inf:
+            raise LmbenchError(f"resources.gpus must be >= 0, got {self.gpus!r}")
+        if self.memory_gb is not None and not 0 < self.memory_gb < math.inf:
+            raise LmbenchError(f"resources.memory_gb must be > 0, got {self.memory_gb!r}")
+
+    @property
+    def n_threads(self) -> int:
+        """torch threads of a run with these resources."""
+        return max(1, int(self.cpus))
 
 
 @dataclass(frozen=True)
@@ -55,6 +89,8 @@ class ModelSpec:
     family: str  # registered family name
     options: dict[str, Any]  # fields of the family's config dataclass
     init: str | None = None  # a saved model (.npz) to warm-start from; None: from scratch
+    resources: Resources | None = None  # None: not declared (Ray: one CPU; local: as is)
+    sweep: SweepSpec | None = None  # a hyper-parameter sweep over ``options`` (runs.sweep)
 
 
 @dataclass(frozen=True)
@@ -119,6 +155,7 @@ def _parse_config(data: dict[str, Any], where: str) -> RunConfig:
     for number, table in enumerate(model_tables, start=1):
         table = dict(table)
         init = table.pop("init", None)
+        resources_table, sweep_table = table.pop("resources", None), table.pop("sweep", None)
         family = table.pop("family", None)
         if not isinstance(family, str):
             raise LmbenchError(f"{where} [[models]] #{number}: missing key 'family' (a string)")
@@ -129,18 +166,52 @@ def _parse_config(data: dict[str, Any], where: str) -> RunConfig:
         if label in labels:
             raise LmbenchError(f"{where} [[models]] #{number}: label {label!r} is used twice")
         labels.add(label)
-        try:  # keys, types and values (ranges, names, sizes), before anything runs
-            build_config(config_class_of(family), table, f"{where} [[models]] {label!r}")
-            check_model(build_model(family, **table))
-        except LmbenchError as error:
-            if str(error).startswith(where):
-                raise
-            raise LmbenchError(f"{where} [[models]] {label!r}: {error}") from None
+        _check_options(family, table, where, f"{where} [[models]] {label!r}")
         _check_init(init, family, f"{where} [[models]] {label!r}")
-        specs.append(ModelSpec(label, family, table, init))
+        resources = _resources(resources_table, f"{where} [[models]] {label!r}")
+        sweep = None
+        if sweep_table is not None:
+            sweep = parse_sweep(sweep_table, f"{where} [[models]] {label!r}")
+            if "valid" not in top.get("splits", ("valid",)):
+                raise LmbenchError(f"{where}: 'splits' must include \"valid\" for the sweep of "
+                                   f"{label!r} (its trials are selected on the valid split)")
+            for number_, params in enumerate(trials(sweep)):
+                name = trial_label(label, number_)
+                if name in labels:
+                    raise LmbenchError(f"{where} [[models]] {label!r}: trial label {name!r} is "
+                                       "used twice")
+                labels.add(name)
+                _check_options(family, apply_params(table, params), where,
+                               f"{where} [[models]] {label!r} trial {number_} {params}")
+        specs.append(ModelSpec(label, family, table, init, resources, sweep))
     if "splits" in top:
         top["splits"] = tuple(top["splits"])
     return RunConfig(models=tuple(specs), eval=EvalConfig(**eval_data), **top)
+
+
+def _check_options(family: str, options: dict[str, Any], where: str, table: str) -> None:
+    """Keys, types and values (ranges, names, sizes) of one model's options, before anything
+    runs; errors start with ``table``."""
+    try:
+        build_config(config_class_of(family), options, table)
+        check_model(build_model(family, **options))
+    except LmbenchError as error:
+        if str(error).startswith(where):
+            raise
+        raise LmbenchError(f"{table}: {error}") from None
+
+
+def _resources(table: Any, where: str) -> Resources | None:
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise LmbenchError(f"{where}: 'resources' must be a table ({{ cpus = 1, gpus = 0, "
+                           "memory_gb = 2 }})")
+    check_fields(Resources, table, f"{where} resources")
+    try:
+        return Resources(**table)
+    except LmbenchError as error:
+        raise LmbenchError(f"{where}: {error}") from None
 
 
 def _check_init(init: Any, family: str, where: str) -> None:

@@ -24,28 +24,36 @@ import hashlib
 import json
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+import torch
 
 from lmbench.core.device import describe_device, resolve_device
 from lmbench.core.errors import LmbenchError
-from lmbench.core.interface import LanguageModel
+from lmbench.core.interface import LanguageModel, Trainable
 from lmbench.core.io import check_writable
 from lmbench.core.names import contained, new_run_id, safe_name
 from lmbench.core.results import (
     EvalResult,
     GenerationResult,
     RunResult,
+    SweepResult,
     ThroughputResult,
     environment,
 )
 from lmbench.core.tokenizers import Tokenizer
 from lmbench.data.corpora import Corpus, load_corpus
 from lmbench.evaluation.scoring import EvalConfig, evaluate
-from lmbench.models import build_model
-from lmbench.runs.config import RunConfig
+from lmbench.models import build_model, load_model
+from lmbench.runs.config import ModelSpec, RunConfig
+from lmbench.runs.sweep import apply_params, trial_label, trials
 from lmbench.storage.store import ResultStore
+from lmbench.training.distributed import DistributedTraining
+
+MODEL_FILE = "model.npz"  # a saved model beside its record
 
 
 def seed_everything(seed: int) -> None:
@@ -166,68 +174,247 @@ def _finished(records: Sequence[RunResult], label: str, seed: int, digest: str,
     return None
 
 
+# ----------------------------------------------------------------------------------- jobs
+
+
+@dataclass(frozen=True)
+class Job:
+    """One record to make: fit ``spec`` (a run-file model, or one trial of a sweep with the
+    trial's options and label) and score ``splits``; or, for a sweep's selected trial, load the
+    trial's saved ``model_file`` (refitted if it is gone) and score every split."""
+
+    spec: ModelSpec
+    splits: tuple[str, ...]
+    sweep: SweepResult | None = None
+    model_file: str | None = None  # a selection: the selected trial's model.npz
+    fit_s: float | None = None  # a selection: the trial's training time
+
+    @property
+    def label(self) -> str:
+        return self.spec.label
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What every job of one run shares (plain values: it travels to Ray workers)."""
+
+    config: RunConfig
+    out_dir: str
+    save_models: bool = False
+    keep_checkpoints: bool = False
+    env: dict[str, Any] = field(default_factory=dict)
+    default_threads: int | None = None  # torch threads of a model without declared resources
+
+
+class Executor(Protocol):
+    """Runs jobs (``run_job`` each) and gives back the records made and, by label, the jobs that
+    failed; ``LocalExecutor`` runs them here one after another, ``lmbench.runs.ray_executor``
+    as Ray tasks."""
+
+    def execute(self, jobs: Sequence[Job], context: JobContext, log: Callable[[str], None]
+                ) -> tuple[list[RunResult], dict[str, str]]: ...
+
+
+class LocalExecutor:
+    """Every job in this process, in order; the first failure stops the run (nothing of the
+    failing job is written). With ``parallel`` (``lmbench.training.distributed``, under
+    torchrun) every rank trains each neural model together and rank 0 alone writes."""
+
+    def __init__(self, parallel: DistributedTraining | None = None) -> None:
+        self.parallel = parallel
+
+    def execute(self, jobs: Sequence[Job], context: JobContext, log: Callable[[str], None]
+                ) -> tuple[list[RunResult], dict[str, str]]:
+        results = []
+        for job in jobs:
+            result = run_job(context, job, log, parallel=None if job.model_file else
+                             self.parallel)
+            if result is not None:
+                results.append(result)
+        return results, {}
+
+
+def run_job(context: JobContext, job: Job, log: Callable[[str], None] = print, *,
+            parallel: DistributedTraining | None = None) -> RunResult | None:
+    """Fit (or load) and score one job's model and write its record (then its model, then its
+    checkpoints removed) exactly as ``run`` does for a model; returns the record, or None on a
+    rank of ``parallel`` that does not write. Its torch threads are its declared
+    ``resources.cpus`` (else ``context.default_threads``, else as they are)."""
+    resources = job.spec.resources
+    threads = resources.n_threads if resources is not None else context.default_threads
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _run_job(context, job, log, parallel)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _run_job(context: JobContext, job: Job, log: Callable[[str], None],
+             parallel: DistributedTraining | None) -> RunResult | None:
+    config, out_dir, spec = context.config, Path(context.out_dir), job.spec
+    device = resolve_device(config.device)
+    corpus = load_corpus(config.corpus, config.data_dir)
+    checkpoint_dir = _checkpoint_dir(out_dir, corpus.name, spec.label)
+    seed_everything(config.seed)
+    if job.model_file is not None and Path(job.model_file).is_file():
+        model = load_model(job.model_file).to(device)
+        fit_s = job.fit_s or 0.0
+    else:
+        model = build_model(spec.family, **spec.options).to(device)
+        log(f"[{spec.label}] fitting on {corpus.name} train ({describe_device(model.device)}) "
+            "...")
+        started = time.perf_counter()
+        options: dict[str, Any] = {} if spec.init is None else {"init": spec.init}
+        if parallel is not None and isinstance(model, Trainable):
+            options["parallel"] = parallel
+        model.fit(corpus, checkpoint_dir=checkpoint_dir, **options)  # a Trainable (checked)
+        fit_s = time.perf_counter() - started if job.fit_s is None else job.fit_s
+    if parallel is not None and not parallel.is_writer:
+        return None  # rank 0 scores and writes
+    metrics = {split: evaluate(model, corpus, split, config.eval) for split in job.splits}
+    result = make_record(model, corpus, metrics, label=spec.label, seed=config.seed,
+                         fit_s=fit_s, env=context.env, family=spec.family)
+    result = replace(result, sweep=job.sweep)
+    try:
+        record = ResultStore(out_dir).put(result)
+    except OSError as error:
+        raise LmbenchError(f"{out_dir}: cannot write the record of {spec.label!r} "
+                           f"({error.strerror or error})") from None
+    if context.save_models or (job.sweep is not None and not job.sweep.selected):
+        # a trial keeps its model until its sweep's selection has scored it
+        _save_model(model, contained(out_dir, result.run_id, MODEL_FILE), record)
+    if not context.keep_checkpoints and checkpoint_dir.is_dir():
+        shutil.rmtree(checkpoint_dir)
+        if not any(checkpoint_dir.parent.iterdir()):
+            checkpoint_dir.parent.rmdir()
+    shown = ", ".join(f"{s} ppl {m.perplexity:.2f}" for s, m in metrics.items())
+    log(f"[{spec.label}] fit {fit_s:.1f}s; {shown}")
+    return result
+
+
+def _checkpoint_dir(out_dir: Path, corpus_name: str, label: str) -> Path:
+    return contained(out_dir, "checkpoints",
+                     f"{safe_name(corpus_name, 'corpus name')}-{safe_name(label, 'label')}")
+
+
+def _jobs_of(spec: ModelSpec, splits: tuple[str, ...]) -> list[Job]:
+    """The jobs of one run-file model before any selection: itself, or its sweep's trials."""
+    if spec.sweep is None:
+        return [Job(spec, splits)]
+    values = trials(spec.sweep)
+    return [Job(replace(spec, label=trial_label(spec.label, number), sweep=None,
+                        options=apply_params(spec.options, params)), ("valid",),
+                SweepResult(spec.label, number, len(values), params, False, spec.sweep.metric))
+            for number, params in enumerate(values)]
+
+
+def sweep_value(record: RunResult, metric: str) -> float:
+    """A trial's selection metric (``SWEEP_METRICS``, the valid split; lower is better)."""
+    valid = record.metrics["valid"]
+    return valid.perplexity if metric == "valid_ppl" else valid.bits_per_byte
+
+
+def _selection(spec: ModelSpec, trial_records: Sequence[RunResult], out_dir: Path,
+               splits: tuple[str, ...]) -> Job:
+    """The job that scores the best of a sweep's trials on every split (module docstring)."""
+    metric = spec.sweep.metric
+    best = min(trial_records, key=lambda r: (sweep_value(r, metric), r.sweep.trial))
+    trial = best.sweep
+    trial_spec = replace(spec, label=spec.label, sweep=None,
+                         options=apply_params(spec.options, trial.params))
+    return Job(trial_spec, splits, replace(trial, selected=True),
+               model_file=str(contained(out_dir, best.run_id, MODEL_FILE)), fit_s=best.fit_s)
+
+
 def run(config: RunConfig, out_dir: str | Path, save_models: bool = False, log=print, *,
-        retrain: bool = False, keep_checkpoints: bool = False) -> list[RunResult]:
+        retrain: bool = False, keep_checkpoints: bool = False, executor: Executor | None = None
+        ) -> list[RunResult]:
     """Fit and evaluate each model of ``config``; returns its records under ``out_dir``.
 
     A model with a record already under ``out_dir`` (same label, corpus, seed and config) is
     skipped and its record returned, unless ``retrain``; checkpoints are removed once a record
-    is written, unless ``keep_checkpoints`` (module docstring).
+    is written, unless ``keep_checkpoints`` (module docstring). A model with a sweep runs its
+    trials, then scores the selected one (``lmbench.runs.sweep``); the records come back in
+    the run file's order, each sweep's trials before its selected record.
+
+    ``executor`` runs the jobs: ``LocalExecutor()`` (the default: here, one after another) or
+    ``lmbench.runs.ray_executor.RayExecutor``; the jobs write the same records either way. Jobs
+    that fail on an executor that carries on (Ray) are reported by label at the end, as one
+    ``LmbenchError``, after every other record is written.
 
     Before any training: every split exists, every name that becomes a path is checked and
     mapped to its folder name (``lmbench.core.names.safe_name``) and ``out_dir`` is writable.
     After each fit the record is written first, then (``save_models``) the model, so a model
     that fails to save never loses the record of its training."""
     out_dir = Path(out_dir)
-    device = resolve_device(config.device)  # an absent GPU fails before anything trains
+    executor = executor or LocalExecutor()
+    local = isinstance(executor, LocalExecutor)
+    # an absent GPU fails before anything trains (a Ray cluster's workers decide for themselves)
+    device = resolve_device(config.device) if local else torch.device("cpu")
     corpus = load_corpus(config.corpus, config.data_dir)
     for split in config.splits:
         corpus.split(split)  # fail before any training if a split is missing
-    corpus_folder = safe_name(corpus.name, "corpus name")
-    checkpoints = {spec.label: contained(out_dir, "checkpoints",
-                                         f"{corpus_folder}-{safe_name(spec.label, 'label')}")
-                   for spec in config.models}
+    for spec in config.models:
+        _checkpoint_dir(out_dir, corpus.name, spec.label)
     check_writable(out_dir)
-    env = environment()
+    context = JobContext(config, str(out_dir), save_models, keep_checkpoints, environment())
     store = ResultStore(out_dir)
     # earlier records of this corpus, read once (check_writable leaves no folder it made)
     earlier = store.records(corpus=corpus.name) if out_dir.is_dir() and not retrain else []
+
+    def pending(jobs: Sequence[Job], done: dict[str, RunResult]) -> list[Job]:
+        todo = []
+        for job in jobs:
+            seed_everything(config.seed)
+            model = build_model(job.spec.family, **job.spec.options).to(device)
+            digest = config_digest(model_config(model, job.spec.family))
+            record = _finished(earlier, job.label, config.seed, digest, job.splits)
+            if record is not None and (record.sweep is not None) == (job.sweep is not None):
+                log(f"{job.label}: already in {out_dir / record.run_id}, skipped; --retrain to "
+                    "run again")
+                done[job.label] = record
+            else:
+                todo.append(job)
+        return todo
+
+    done: dict[str, RunResult] = {}
+    plan = {spec.label: _jobs_of(spec, config.splits) for spec in config.models}
+    made, failed = executor.execute(pending([j for js in plan.values() for j in js], done),
+                                    context, log)
+    done.update((record.model, record) for record in made)
+    selections = []
+    for spec in config.models:
+        trial_records = [done.get(job.label) for job in plan[spec.label]]
+        if spec.sweep is not None and all(r is not None for r in trial_records):
+            selections.append(_selection(spec, trial_records, out_dir, config.splits))
+    if selections:
+        made, failed_selections = executor.execute(pending(selections, done), context, log)
+        done.update((record.model, record) for record in made)
+        failed.update(failed_selections)
+        if not save_models:  # a sweep's trial models were kept for its selection only
+            for job in selections:
+                if job.label in done:
+                    _remove_trial_models(out_dir, done, plan[job.label])
+    if failed:
+        shown = "; ".join(f"{label} ({reason})" for label, reason in failed.items())
+        raise LmbenchError(f"{len(failed)} run(s) failed, their records not written: {shown}; "
+                           "the same command resumes them (finished ones are skipped)")
     results = []
     for spec in config.models:
-        seed_everything(config.seed)
-        model = build_model(spec.family, **spec.options).to(device)
-        digest = config_digest(model_config(model, spec.family))
-        done = _finished(earlier, spec.label, config.seed, digest, config.splits)
-        if done is not None:
-            log(f"{spec.label}: already in {out_dir / done.run_id}, skipped; --retrain to run "
-                "again")
-            results.append(done)
-            continue
-        log(f"[{spec.label}] fitting on {corpus.name} train ({describe_device(model.device)}) "
-            "...")
-        started = time.perf_counter()
-        warm_start = {} if spec.init is None else {"init": spec.init}  # a Trainable (checked)
-        model.fit(corpus, checkpoint_dir=checkpoints[spec.label], **warm_start)
-        fit_s = time.perf_counter() - started
-        metrics = {split: evaluate(model, corpus, split, config.eval) for split in config.splits}
-        result = make_record(model, corpus, metrics, label=spec.label, seed=config.seed,
-                             fit_s=fit_s, env=env, family=spec.family)
-        try:
-            record = store.put(result)
-        except OSError as error:
-            raise LmbenchError(f"{out_dir}: cannot write the record of {spec.label!r} "
-                               f"({error.strerror or error})") from None
-        if save_models:
-            _save_model(model, contained(out_dir, result.run_id, "model.npz"), record)
-        checkpoint_dir = checkpoints[spec.label]
-        if not keep_checkpoints and checkpoint_dir.is_dir():
-            shutil.rmtree(checkpoint_dir)
-            if not any(checkpoint_dir.parent.iterdir()):
-                checkpoint_dir.parent.rmdir()
-        shown = ", ".join(f"{s} ppl {m.perplexity:.2f}" for s, m in metrics.items())
-        log(f"[{spec.label}] fit {fit_s:.1f}s; {shown}")
-        results.append(result)
+        labels = [job.label for job in plan[spec.label]]
+        labels += [spec.label] if spec.sweep is not None else []
+        results += [done[label] for label in labels if label in done]
     return results
+
+
+def _remove_trial_models(out_dir: Path, done: dict[str, RunResult],
+                         trial_jobs: Sequence[Job]) -> None:
+    """Delete the saved models of a sweep's trials once its selection is recorded."""
+    for job in trial_jobs:
+        if job.label in done:
+            contained(out_dir, done[job.label].run_id, MODEL_FILE).unlink(missing_ok=True)
 
 
 def _save_model(model: LanguageModel, path: Path, record: Path) -> None:

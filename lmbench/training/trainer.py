@@ -26,6 +26,9 @@ values passed in, so pretraining, distillation and fine-tuning share this loop.
   train data: a checkpoint of another run is refused, never resumed.
 - Progress: on a terminal a bar counting the binding budget; elsewhere one line on stderr at
   each evaluation (``progress = false``: neither).
+- Data parallel (``parallel``, a ``lmbench.training.distributed.DistributedTraining``): each rank
+  trains on its rows of the global batch through DistributedDataParallel, rank 0 alone writes
+  checkpoints; the rest of the loop is the same (that module's docstring).
 - A non-finite loss stops training with an error naming the step, before any optimizer step or
   checkpoint could store broken weights.
 """
@@ -59,6 +62,7 @@ from lmbench.core.interface import Budget, Trainable
 from lmbench.core.io import write_atomic
 from lmbench.evaluation.scoring import EvalConfig, score_stream
 from lmbench.training.batching import BatchSource
+from lmbench.training.distributed import DistributedTraining
 from lmbench.training.objectives import Objective, describe
 
 
@@ -235,7 +239,8 @@ def _load_checkpoint(path: Path) -> dict:
 
 def train(model: Trainable, batches: BatchSource, objective: Objective, config: TrainConfig, *,
           init: Mapping[str, torch.Tensor] | None = None, valid_ids: np.ndarray | None = None,
-          budget: Budget | None = None, checkpoint_dir: str | Path | None = None) -> TrainLog:
+          budget: Budget | None = None, checkpoint_dir: str | Path | None = None,
+          parallel: DistributedTraining | None = None) -> TrainLog:
     """Train ``model.network()`` in place (see the module docstring).
 
     Args:
@@ -248,6 +253,8 @@ def train(model: Trainable, batches: BatchSource, objective: Objective, config: 
         valid_ids: (N,) ids of the valid split for evaluation and best-weights selection.
         budget: overrides ``config``'s limits.
         checkpoint_dir: where ``checkpoint.pt`` is written and resumed from.
+        parallel: data-parallel training across processes (rank 0 writes the checkpoints);
+            None: this process alone.
 
     Returns:
         The log (steps, tokens, seconds, the curve, the best validation loss).
@@ -260,7 +267,8 @@ def train(model: Trainable, batches: BatchSource, objective: Objective, config: 
         net.load_state_dict(init)
     limits = _limits(config, budget)
     optimizer = _optimizer(net, config)
-    step_fn = torch.compile(net) if config.compile else net
+    if parallel is not None:
+        parallel.check_batch_size(config.batch_size)
     log, state, best_weights, since_best = TrainLog(), None, None, 0
     checkpoint = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir else None
     digest, data_digest = _config_digest(model, config, objective, init), batches.fingerprint()
@@ -280,6 +288,9 @@ def train(model: Trainable, batches: BatchSource, objective: Objective, config: 
             torch.cuda.set_rng_state(saved["cuda_rng"], device)
         log, best_weights = TrainLog(**saved["log"]), saved["best"]
         state, since_best = _state_from_payload(saved["state"], device), saved["since_best"]
+    forward = net if parallel is None else parallel.wrap(net)  # after loading: DDP broadcasts
+    step_fn = torch.compile(forward) if config.compile else forward
+    writer = parallel is None or parallel.is_writer
     valid_ids = None if valid_ids is None else np.asarray(valid_ids)[: config.eval_tokens]
     can_validate = valid_ids is not None and len(valid_ids) > 1
     eval_config = EvalConfig(progress=False, n_bootstrap=1)
@@ -300,7 +311,12 @@ def train(model: Trainable, batches: BatchSource, objective: Objective, config: 
             log.stopped_by = log.stopped_by or binding
             break
         net.train()
-        batch = batches(log.steps).to(device)
+        batch = batches(log.steps)
+        n_tokens = batch.n_tokens  # the global batch's
+        if parallel is not None:
+            batch = parallel.shard(batch)
+            torch.manual_seed(parallel.step_seed(config.seed, log.steps))  # dropout draws
+        batch = batch.to(device)
         if batch.resets_state:
             state = None
         lr = learning_rate(config, log.steps, fraction)
@@ -309,9 +325,10 @@ def train(model: Trainable, batches: BatchSource, objective: Objective, config: 
         with autocast(device, config.bf16):
             output = objective(model, step_fn, batch, state)
         loss, state = output.loss, output.state
-        if not torch.isfinite(loss):
-            raise LmbenchError(f"training diverged: the loss is {loss.item()} at step {log.steps}; "
-                               "lower train.learning_rate or enable train.grad_clip")
+        reported = loss.detach() if parallel is None else parallel.mean(loss)  # every rank's
+        if not torch.isfinite(reported):
+            raise LmbenchError(f"training diverged: the loss is {reported.item()} at step "
+                               f"{log.steps}; lower train.learning_rate or enable train.grad_clip")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip > 0:
@@ -319,9 +336,13 @@ def train(model: Trainable, batches: BatchSource, objective: Objective, config: 
         optimizer.step()
         state = tree_map(lambda t: t.detach() if isinstance(t, torch.Tensor) else t, state)
         log.steps += 1
-        log.tokens += batch.n_tokens
+        log.tokens += n_tokens
         log.seconds = time.perf_counter() - started
-        running_loss, running_n = running_loss + loss.item(), running_n + 1
+        if parallel is not None:
+            parallel.after_step(net, log.steps)
+            if limits["max_seconds"]:  # every rank stops at the same step
+                log.seconds = parallel.maximum(log.seconds)
+        running_loss, running_n = running_loss + reported.item(), running_n + 1
         for name, value in output.metrics.items():
             running_metrics[name] = running_metrics.get(name, 0.0) + float(value)
         fraction, binding = _progress(limits, log.steps, log.tokens, log.seconds)
@@ -346,7 +367,8 @@ def train(model: Trainable, batches: BatchSource, objective: Objective, config: 
                         log.stopped_by = "patience"
             log.curve.append(point)
             progress.point(point, log)
-        if checkpoint is not None and (log.steps % config.checkpoint_every == 0 or last):
+        if writer and checkpoint is not None and (log.steps % config.checkpoint_every == 0
+                                                  or last):
             payload = {"digest": digest, "data_digest": data_digest, "net": net.state_dict(),
                        "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(),
                        "log": log.to_dict(), "state": _state_payload(state),

@@ -1,0 +1,117 @@
+"""Sweeps: a [models.sweep] table becomes trials (grid and random), each an ordinary record;
+the best on the valid split alone is scored on test and is the sweep's one leaderboard row."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from run_factory import fake_run
+
+from lmbench.cli.main import main
+from lmbench.core.errors import LmbenchError
+from lmbench.core.results import RunResult
+from lmbench.reports.tables import leaderboard_table, trials_table
+from lmbench.runs.config import parse_config
+from lmbench.runs.runner import run
+from lmbench.runs.sweep import apply_params, parse_sweep, trials
+from lmbench.storage.store import ResultStore
+
+
+def _config(corpus, sweep, splits=("valid", "test"), **options):
+    return parse_config({"corpus": str(corpus), "splits": list(splits), "models": [
+        {"label": "bigram", "family": "ngram", "order": 2, "smoothing": "add-k",
+         "sweep": sweep, **options}]})
+
+
+GRID = {"method": "grid", "space": {"k": [1.0, 0.01, 0.1]}}
+
+
+def test_grid_is_the_product_in_written_order_and_random_is_seeded():
+    grid = parse_sweep({"space": {"train.learning_rate": [1e-3, 3e-3], "n_embd": [8, 16]}}, "f")
+    assert trials(grid) == [{"train.learning_rate": 1e-3, "n_embd": 8},
+                            {"train.learning_rate": 1e-3, "n_embd": 16},
+                            {"train.learning_rate": 3e-3, "n_embd": 8},
+                            {"train.learning_rate": 3e-3, "n_embd": 16}]
+    table = {"method": "random", "n_trials": 5, "seed": 3, "space": {
+        "lr": {"log_uniform": [1e-4, 1e-2]}, "p": {"uniform": [0.0, 0.3]},
+        "n": {"choice": [1, 2]}, "m": [7, 8]}}
+    drawn = trials(parse_sweep(table, "f"))
+    assert drawn == trials(parse_sweep(table, "f")) and len(drawn) == 5
+    assert all(1e-4 <= t["lr"] <= 1e-2 and 0 <= t["p"] <= 0.3 and t["n"] in (1, 2)
+               and t["m"] in (7, 8) for t in drawn)
+    assert drawn != trials(parse_sweep({**table, "seed": 4}, "f"))
+    assert apply_params({"train": {"seed": 1}}, {"train.learning_rate": 0.1, "n": 2}) == {
+        "train": {"seed": 1, "learning_rate": 0.1}, "n": 2}
+
+
+@pytest.mark.parametrize(("sweep", "message"), [
+    ({"method": "grid", "n_trials": 3, "space": {"k": [1.0]}}, "n_trials is for method"),
+    ({"method": "random", "space": {"k": [1.0]}}, "needs n_trials >= 1"),
+    ({"method": "bayes", "space": {"k": [1.0]}}, "method must be one of grid, random"),
+    ({"space": {"k": {"uniform": [1.0]}}}, "must be a list of values for a grid"),
+    ({"method": "random", "n_trials": 2, "space": {"k": {"log_uniform": [0.0, 1.0]}}},
+     "log_uniform needs lo > 0"),
+    ({"space": {"k": []}}, "empty list"),
+    ({"space": {"family": ["gpt"]}}, "cannot be swept"),
+    ({"space": {"k": [1.0]}, "metric": "test_ppl"}, "metric must be one of"),
+    ({"space": {"k": [1.0]}, "budget": 3}, "unknown key 'budget'"),
+    ({"space": {"k": ["high"]}}, "trial 0"),  # each trial's options are checked too
+])
+def test_bad_sweep_tables_are_one_line_errors(tmp_path, sweep, message):
+    with pytest.raises(LmbenchError, match=message) as error:
+        _config(tmp_path, sweep)
+    assert "\n" not in str(error.value)
+
+
+def test_a_sweep_needs_the_valid_split(tmp_path):
+    with pytest.raises(LmbenchError, match="'splits' must include \"valid\""):
+        _config(tmp_path, GRID, splits=("test",))
+
+
+def test_a_sweep_records_every_trial_and_scores_test_for_the_selected_one(corpus_dir, tmp_path,
+                                                                           capsys):
+    out = tmp_path / "out"
+    config = _config(corpus_dir, GRID)
+    records = run(config, out, log=lambda _: None)
+    trial_records, [selected] = records[:3], records[3:]
+    assert [r.model for r in trial_records] == [f"bigram-trial-{i}" for i in range(3)]
+    for number, record in enumerate(trial_records):
+        assert set(record.metrics) == {"valid"}  # test is never scored for a trial
+        assert record.sweep.trial == number and record.sweep.n_trials == 3
+        assert not record.sweep.selected and record.config["k"] == record.sweep.params["k"]
+        assert not (out / record.run_id / "model.npz").exists()  # kept until selection only
+    best = min(trial_records, key=lambda r: r.metrics["valid"].perplexity)
+    assert selected.model == "bigram" and selected.sweep.selected
+    assert selected.sweep.trial == best.sweep.trial and set(selected.metrics) == {"valid", "test"}
+    assert selected.metrics["valid"].nll_nats == best.metrics["valid"].nll_nats
+    assert selected.config == best.config
+    # the record round-trips through the store with its typed sweep field
+    stored = {r.model: r for r in ResultStore(out).records()}
+    assert stored["bigram"].sweep == selected.sweep
+    # the leaderboard has one row for the sweep, its selected trial
+    table = leaderboard_table(ResultStore(out).records(), "test")
+    assert list(table["model"]) == ["bigram (best of 3 trials)"]
+    listed = trials_table(ResultStore(out).records())
+    assert list(listed["trial"]) == [0, 1, 2]
+    assert list(listed["selected"]) == ["yes" if i == best.sweep.trial else "" for i in range(3)]
+    # a rerun skips every trial and the selection
+    lines = []
+    again = run(config, out, log=lines.append)
+    assert [r.run_id for r in again] == [r.run_id for r in records]
+    assert len(lines) == 4 and all("skipped" in line for line in lines)
+    # the CLI lists the trials, and refuses an unknown label in one line
+    assert main(["trials", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "bigram" in shown and "k=0.01" in shown and shown.count("yes") == 1
+    assert main(["trials", str(out), "--label", "nope"]) == 2
+    assert "--label 'nope': no sweep" in capsys.readouterr().err
+
+
+def test_records_without_a_sweep_write_back_unchanged():
+    data = fake_run("tiny-m-1").to_dict()
+    assert "sweep" not in data
+    assert json.dumps(RunResult.from_dict(data).to_dict()) == json.dumps(data)
+    with pytest.raises(ValueError, match="sweep.trial must be < n_trials"):
+        RunResult.from_dict({**data, "sweep": {"label": "m", "trial": 3, "n_trials": 3,
+                                               "params": {}, "selected": False}})
