@@ -136,8 +136,9 @@ class NGramLM(LanguageModel, SelectsStateRows):
     # ------------------------------------------------------------------------------- scoring
 
     def _history_rows(self, inputs: np.ndarray) -> list[np.ndarray]:
-        """For (B, T) inputs, the table row of the j-token history ending at each position,
-        j = 1..n-1 (-1 where it is not stored). Boundaries become <s> and cut the history."""
+        """For (B, T) inputs, the id (``ScoringTables``: order 1 the token, above it the slot in
+        the order's hash index) of the j-token history ending at each position, j = 1..n-1 (-1
+        where it is not stored). Boundaries become <s> and cut the history."""
         tables, indexes = self._tables(), self.scoring_tables().indexes
         V = self.tokenizer.vocab_size
         width = V + 1
@@ -155,7 +156,7 @@ class NGramLM(LanguageModel, SelectsStateRows):
             previous = np.full((B, T), -1, np.int64)
             previous[:, 1:] = rows[-1][:, :-1]
             ok = (reach >= j) & (previous >= 0) & (tokens >= 0)
-            rows.append(indexes[j - 1].find(np.where(ok, previous * width + tokens, -1)))
+            rows.append(indexes[j - 1].find_slots(np.where(ok, previous * width + tokens, -1)))
         return rows
 
     def token_logprobs(self, input_ids, target_ids, state=None):
@@ -167,7 +168,7 @@ class NGramLM(LanguageModel, SelectsStateRows):
         history = _prepend_state(inputs, state, len(tables) - 1)
         valid = targets >= 0
         safe_targets = np.where(valid, targets, 0)
-        best = safe_targets  # row in scoring.log_prob of the longest match (unigram rows first)
+        best = safe_targets  # index in scoring.log_prob of the longest match (unigrams first)
         backoff_sum = np.zeros(targets.shape)
         # longer matches overwrite shorter ones
         for n, context, found in self._matches(history, targets, safe_targets):
@@ -180,9 +181,9 @@ class NGramLM(LanguageModel, SelectsStateRows):
         return torch.from_numpy(scores), _tail_state(history, len(tables) - 1)
 
     def _matches(self, history: np.ndarray, targets: np.ndarray, safe_targets: np.ndarray):
-        """For n = 2..order, ``(n, context, found)``, both (B, T): the row of the (n-1)-token
-        history before each target (-1 where not stored) and the row of the n-gram (that
-        history, target) in the order-n table (-1 where not stored).
+        """For n = 2..order, ``(n, context, found)``, both (B, T): the id (``ScoringTables``) of
+        the (n-1)-token history before each target (-1 where not stored) and the id of the
+        n-gram (that history, target) in order n (-1 where not stored).
 
         When the targets continue the inputs (target t is input t+1 wherever it is scored, as in
         the evaluator's windows), the n-gram ending at a target is the n-token history of the
@@ -207,7 +208,7 @@ class NGramLM(LanguageModel, SelectsStateRows):
                 # a context of -1 gives a negative key, which is never stored
                 keys = context * width + after
                 keys.flat[unknown] = -1
-                found = indexes[n - 1].find(keys)  # (B, L)
+                found = indexes[n - 1].find_slots(keys)  # (B, L)
                 yield n, context[:, offset:], found[:, offset:]
                 context = np.empty_like(found)
                 context[:, 0] = -1
@@ -217,7 +218,8 @@ class NGramLM(LanguageModel, SelectsStateRows):
         rows = [r[:, offset:] for r in self._history_rows(history)]
         for n in range(2, len(tables) + 1):
             context = rows[n - 2]
-            found = indexes[n - 1].find(np.where(context >= 0, context * width + safe_targets, -1))
+            found = indexes[n - 1].find_slots(
+                np.where(context >= 0, context * width + safe_targets, -1))
             yield n, context, found
 
     def logits(self, input_ids, state=None):
@@ -227,7 +229,9 @@ class NGramLM(LanguageModel, SelectsStateRows):
         inputs = _as_numpy(input_ids)
         history = _prepend_state(inputs, state, len(tables) - 1)
         offset = history.shape[1] - inputs.shape[1]
-        rows = [r[:, offset:] for r in self._history_rows(history)]
+        scoring = self.scoring_tables()
+        rows = [scoring.rows(j, ids[:, offset:])  # rows of the sorted tables
+                for j, ids in enumerate(self._history_rows(history), start=1)]
         V = self.tokenizer.vocab_size
         width = V + 1
         B, T = inputs.shape

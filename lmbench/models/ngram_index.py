@@ -48,6 +48,8 @@ class HashIndex:
         # cached read instead of a random one)
         self.slot_rows = np.full(length + 1, -1, np.int64)
         self.slot_rows[slots] = order
+        self.slot_of_row = np.empty(len(keys), np.int64)  # (n,) the slot of each sorted row
+        self.slot_of_row[order] = slots
 
     def _hash(self, keys: np.ndarray) -> np.ndarray:
         """The top ``bits`` bits of key * A mod 2^64 (a negative key hashes as its bits do)."""
@@ -56,14 +58,17 @@ class HashIndex:
 
     def find(self, queries: np.ndarray) -> np.ndarray:
         """Row of each query in the sorted keys, -1 where it is not stored (or negative)."""
+        return self.slot_rows[self.find_slots(queries)]  # slot -1 reads the last entry, -1
+
+    def find_slots(self, queries: np.ndarray) -> np.ndarray:
+        """Slot of each query, -1 where it is not stored (or negative)."""
         queries = np.asarray(queries, dtype=np.int64)
         flat = queries.reshape(-1)
-        miss = len(self.slot_rows) - 1
         # The first probe runs on every query without selecting (most end there).
         position = self._hash(flat)
         stored = self.slot_keys[position]
         hit = stored == flat
-        found = self.slot_rows[np.where(hit, position, miss)]
+        found = np.where(hit, position, -1)
         # an occupied slot (key >= 0) holding another key, for a query >= 0: probe on (a hit has
         # both >= 0, as no query is _EMPTY)
         pending = np.flatnonzero((np.minimum(stored, flat) >= 0) ^ hit)
@@ -71,7 +76,7 @@ class HashIndex:
         while pending.size:
             stored = self.slot_keys[position]
             hit = stored == wanted
-            found[pending[hit]] = self.slot_rows[position[hit]]
+            found[pending[hit]] = position[hit]
             go_on = (stored >= 0) ^ hit
             pending, wanted = pending[go_on], wanted[go_on]
             position = position[go_on] + 1
@@ -79,13 +84,34 @@ class HashIndex:
 
 
 class ScoringTables:
-    """What backoff scoring reads, derived from an order's tables (never saved): a
-    ``HashIndex`` per order, every order's ``log_prob`` in one array (order n's rows from
-    ``offsets[n-1]``), so the longest match is read once per token, and each order's
-    ``log_backoff`` with a trailing 0 that row -1 (a history not stored) reads."""
+    """What backoff scoring reads, derived from a model's tables (never saved), in slot space:
+    an n-gram's id is its slot in its order's ``HashIndex`` (order 1: its token id), and order
+    n+1's keys are re-keyed by their context's id (``id * (V+1) + word``), so a lookup's answer
+    is at once the next order's context id, with no second read per lookup.
+
+    ``indexes[n-1]`` is order n's index (``indexes[0]`` is None: unigrams are read directly);
+    ``log_prob`` holds every order's ln p by id, order n's from ``offsets[n-1]``, so the longest
+    match is read once per token; ``log_backoff[n-1]`` holds order n's ln gamma by id, with a
+    trailing 0 that id -1 (a history not stored) reads."""
 
     def __init__(self, tables: list[Level]) -> None:
-        self.indexes = [HashIndex(t.keys) for t in tables]
-        self.offsets = np.cumsum([0, *(len(t.keys) for t in tables[:-1])]).tolist()
-        self.log_prob = np.concatenate([t.log_prob for t in tables])
-        self.log_backoff = [np.append(t.log_backoff, 0.0) for t in tables]
+        width = len(tables[0].keys)  # V + 1
+        self.indexes: list[HashIndex | None] = [None]
+        log_probs, self.log_backoff = [tables[0].log_prob], [np.append(tables[0].log_backoff, 0.0)]
+        id_of_row = np.arange(width)  # order 1: the token
+        for table in tables[1:]:
+            index = HashIndex(id_of_row[table.keys // width] * width + table.keys % width)
+            size = len(index.slot_keys)
+            log_prob, log_backoff = np.zeros(size), np.zeros(size + 1)
+            log_prob[index.slot_of_row] = table.log_prob
+            log_backoff[index.slot_of_row] = table.log_backoff
+            self.indexes.append(index)
+            log_probs.append(log_prob)
+            self.log_backoff.append(log_backoff)
+            id_of_row = index.slot_of_row
+        self.offsets = np.cumsum([0, *(len(p) for p in log_probs[:-1])]).tolist()
+        self.log_prob = np.concatenate(log_probs)
+
+    def rows(self, order: int, ids: np.ndarray) -> np.ndarray:
+        """Rows in order ``order``'s sorted table of its ids (-1 stays -1)."""
+        return ids if order == 1 else self.indexes[order - 1].slot_rows[ids]
