@@ -7,8 +7,8 @@ valid split only, test scored once, for the selected trial). The view reads a re
 
 - one point per record that scored the split and is not a sweep trial (a sweep's selected record,
   or a model without a sweep), at x = its rung (``train.max_seconds``), or at its measured
-  training seconds (``fit_s``) where it has no time budget (n-grams; step budgets), with the
-  number of trials behind it (1 without a sweep);
+  training seconds (``training_seconds``) where it has no time budget (n-grams; step budgets),
+  with the number of trials behind it (1 without a sweep);
 - a point's series is its label with the rung suffix ``-<seconds>s`` removed (``gpt-300s`` ->
   ``gpt``), so a family's rungs join into one line (the ladder files' naming convention);
 - y = test perplexity on the closed-vocabulary word track, bits per byte on the open track;
@@ -54,7 +54,7 @@ class LadderPoint:
     family: str
     model: str  # the record's label
     budget_s: float | None  # train.max_seconds; None: no time budget
-    train_s: float  # measured training seconds (fit_s)
+    train_s: float  # measured training seconds (training_seconds)
     value: float  # test perplexity (word track) or bits per byte (open track)
     pseudo: bool  # a pseudo-likelihood figure (bert): not comparable, not drawn
     n_trials: int  # trials of its sweep (1 without one)
@@ -85,7 +85,8 @@ def ladder_points(records: list[RunResult], split: str = "test") -> list[LadderP
         points.append(LadderPoint(
             corpus=record.corpus, track=track, series=series_of(record.model),
             family=str(record.config.get("family", "?")), model=record.model,
-            budget_s=float(budget) if budget is not None else None, train_s=record.fit_s,
+            budget_s=float(budget) if budget is not None else None,
+            train_s=training_seconds(record),
             value=metric.perplexity if track == WORD else metric.bits_per_byte,
             pseudo=not metric.exact_likelihood,
             n_trials=1 if record.sweep is None else record.sweep.n_trials,
@@ -94,9 +95,20 @@ def ladder_points(records: list[RunResult], split: str = "test") -> list[LadderP
     return sorted(points, key=lambda p: (p.corpus, p.track, p.series, p.x_s))
 
 
+def training_seconds(record: RunResult) -> float:
+    """A record's training seconds: its ``fit_s``, or its training log's cumulative seconds
+    where those are more (a run resumed from a checkpoint times only its last sitting in
+    ``fit_s``; the trainer's log counts the earlier ones too)."""
+    logged = (record.train_log or {}).get("seconds")
+    if isinstance(logged, (int, float)) and math.isfinite(logged):
+        return max(record.fit_s, float(logged))
+    return record.fit_s
+
+
 def total_seconds(records: list[RunResult]) -> float:
     """Wall seconds of training and scoring over every record (sweep trials included)."""
-    return float(sum(r.fit_s + sum(m.wall_s for m in r.metrics.values()) for r in records))
+    return float(sum(training_seconds(r) + sum(m.wall_s for m in r.metrics.values())
+                     for r in records))
 
 
 def ladder_table(points: list[LadderPoint]) -> pd.DataFrame:
@@ -203,9 +215,11 @@ def ladder_markdown(records: list[RunResult], references: list[Reference], split
                 part = rows[(rows["track"] == track) & (rows["pseudo"] == pseudo)]
                 if part.empty:
                     continue
-                what = ("test perplexity" if track == WORD else "test bits per byte")
+                what = {(WORD, False): "test perplexity", (OPEN, False): "test bits per byte",
+                        (WORD, True): "test pseudo-perplexity",
+                        (OPEN, True): "test pseudo bits per byte"}[track, pseudo]
                 if pseudo:
-                    what = f"pseudo-{what} (pseudo-likelihood: not comparable with the rows above)"
+                    what += " (pseudo-likelihood: not comparable with the rows above)"
                 lines += [f"## {corpus}: {TRACK_LABELS[track]}, {what}", "",
                           _markdown(part.drop(columns=["corpus", "track", "pseudo"])), ""]
         if plot_names and corpus in plot_names:

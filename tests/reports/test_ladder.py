@@ -78,6 +78,12 @@ def test_total_seconds_count_every_trial(records):
     assert total_seconds(records) == pytest.approx(expected)
 
 
+def test_a_resumed_run_counts_its_logged_training_seconds(records):
+    resumed = replace(records[0], fit_s=0.4, train_log={"seconds": 62.9, "steps": 35})
+    assert total_seconds([resumed]) == pytest.approx(62.9 + 0.5)
+    assert total_seconds([replace(resumed, train_log={"seconds": 0.1})]) == pytest.approx(0.9)
+
+
 def test_table_has_a_column_per_budget_with_the_trials(records):
     table = ladder_table(ladder_points(records))
     assert list(table.columns) == ["corpus", "track", "series", "family", "pseudo", "60 s",
@@ -106,7 +112,7 @@ def test_markdown_report_and_command(records, tmp_path, capsys):
     assert "(6 sweep trials)" not in text and "(9 sweep trials)" in text
     assert "![brown ladder](ladder.svg)" in text
     assert "- gpt-60s: train.learning_rate = 0.003, n_embd = 128 (of 6 trials)" in text
-    assert "pseudo-test perplexity" in text
+    assert "test pseudo-perplexity (pseudo-likelihood" in text
 
     store = ResultStore(tmp_path / "runs")
     for record in records:
