@@ -6,8 +6,8 @@ Modified Kneser-Ney order 5 on Brown (Bengio split, closed word vocabulary). Tim
 median of ``--repeats`` runs:
 
 - lmbench: ``lmbench.evaluate(model, corpus, "test")`` -- its ``tokens_per_s`` (the scoring
-  loop; the issue's figure) and the whole call's rate (encoding the text included); the first
-  call apart, since it builds the hash index of the tables (``lmbench.models.ngram_index``);
+  loop; the issue's figure) and the whole call's rate (encoding the text included); the hash
+  index of the tables (``lmbench.models.ngram_index``, built once per fitted model) timed apart;
 - the ``kenlm`` Python module on lmbench's own ARPA file: ``Model.full_scores`` over every test
   sentence (a per-token log10 score, as lmbench gives) and ``Model.score`` per sentence (one
   sum per sentence);
@@ -73,7 +73,10 @@ def measure(args) -> dict:
     fit_s, _ = _median_s(lambda: model.fit_ids(train_ids), 3)
     config = EvalConfig(progress=False)
     started = time.perf_counter()
-    first = lmbench.evaluate(model, corpus, "test", config)  # builds the hash index
+    model.scoring_tables()  # the hash indexes, built once per fitted model (scoring builds them)
+    index_s = time.perf_counter() - started
+    started = time.perf_counter()
+    first = lmbench.evaluate(model, corpus, "test", config)
     first_call_s = time.perf_counter() - started
     call_s, results = _median_s(
         lambda: [lmbench.evaluate(model, corpus, "test", config)], args.repeats)
@@ -81,7 +84,8 @@ def measure(args) -> dict:
     for _ in range(args.repeats):
         rates.append(lmbench.evaluate(model, corpus, "test", config).tokens_per_s)
     n_tokens = first.n_tokens
-    ours = {"fit_s": fit_s, "test_perplexity": first.perplexity, "test_tokens": n_tokens,
+    ours = {"fit_s": fit_s, "index_build_s": index_s, "test_perplexity": first.perplexity,
+            "test_tokens": n_tokens,
             "score_tokens_per_s": float(np.median(rates)),
             "evaluate_call_tokens_per_s": n_tokens / call_s,
             "first_evaluate_call_s": first_call_s, "first_score_tokens_per_s": first.tokens_per_s}
@@ -120,6 +124,7 @@ def measure(args) -> dict:
     if fit_reference is not None:
         report["lmplz_fit_s"] = fit_reference
         ratios["lmplz_fit_s_over_lmbench_fit_s"] = fit_reference / fit_s
+        ratios["lmplz_fit_s_over_lmbench_fit_and_index_s"] = fit_reference / (fit_s + index_s)
     return report
 
 
@@ -139,13 +144,16 @@ def render(report: dict) -> str:
         f"{ratios['score_vs_full_scores']:.2f} |",
         f"| kenlm `Model.score` (per sentence) | {ken['score_per_sentence_tokens_per_s']:,.0f} | "
         f"{ratios['score_vs_score_per_sentence']:.2f} |",
-        "", f"First `evaluate` call (builds the hash index): {ours['first_evaluate_call_s']:.3f} s "
+        "", f"Hash index build (once per fitted model): {ours['index_build_s']:.3f} s; first "
+        f"`evaluate` call after it: {ours['first_evaluate_call_s']:.3f} s "
         f"({ours['first_score_tokens_per_s']:,.0f} tokens/s scoring). Test perplexity: lmbench "
         f"{ours['test_perplexity']:.4f}, kenlm {ken['perplexity']:.4f}; largest per-token "
         f"|log10 p| difference {ken['max_abs_log10_diff']:.1e} (the ARPA file's 7 digits).",
         "", f"Fit (counting + smoothing, tokenization apart): lmbench {ours['fit_s']:.2f} s"
         + (f", KenLM lmplz {report['lmplz_fit_s']:.2f} s (lmplz / lmbench = "
-           f"{ratios['lmplz_fit_s_over_lmbench_fit_s']:.2f})." if "lmplz_fit_s" in report
+           f"{ratios['lmplz_fit_s_over_lmbench_fit_s']:.2f}; with the index build "
+           f"{ratios['lmplz_fit_s_over_lmbench_fit_and_index_s']:.2f})."
+           if "lmplz_fit_s" in report
            else "; lmplz not measured (no --lmplz and none on PATH)."),
     ]
     return "\n".join(lines) + "\n"
