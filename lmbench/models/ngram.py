@@ -6,8 +6,8 @@ distribution, save/load. Orders from 1 to any n; the tables are sorted numpy arr
 when scoring through a hash index built from them (``lmbench.models.ngram_index``), every lookup
 vectorized over all positions, so no Python loop runs per token; when the targets continue the
 inputs (the evaluator's windows), the n-gram found for a target is the next position's history,
-so an order-n model does n-1 lookups per token. The family computes
-on the CPU (``device`` stays ``cpu``; ids may come on any device).
+so an order-n model does n-1 lookups per token. The family computes on the CPU (``device``
+stays ``cpu``; ids may come on any device).
 
 Scoring is the ARPA backoff recursion (Katz 1987; the form every ARPA reader uses): with h_j the
 last j tokens of history and m the longest j+1 such that the n-gram (h_j, w) is stored,
@@ -173,7 +173,7 @@ class NGramLM(LanguageModel, SelectsStateRows):
         # longer matches overwrite shorter ones
         for n, context, found in self._matches(history, targets, safe_targets):
             hit = found >= 0
-            # backoff weights of histories longer than the match (row -1 reads 0)
+            # backoff weights of histories longer than the match (id -1 reads 0)
             backoff = scoring.log_backoff[n - 2][context]
             backoff_sum = np.where(hit, 0.0, backoff_sum + backoff)
             best = np.where(hit, found + scoring.offsets[n - 1], best)
