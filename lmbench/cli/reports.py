@@ -1,7 +1,8 @@
-"""The ``leaderboard`` and ``compare`` subcommands; ``lmbench.cli.main`` registers them with
-``add_commands(subparsers)``.
+"""The ``leaderboard``, ``ladder`` and ``compare`` subcommands; ``lmbench.cli.main`` registers
+them with ``add_commands(subparsers)``.
 
     lmbench leaderboard runs/quick --format html --out reports/leaderboard.html
+    lmbench ladder runs/ladder_brown --out reports/ladder_brown.md
     lmbench compare runs/quick/brown-kn5-... runs/quick/brown-unigram-...
     lmbench compare RUN_ID_A RUN_ID_B --results runs/quick --json
 
@@ -24,7 +25,8 @@ FORMATS = ("markdown", "csv", "html")
 
 
 def add_commands(subparsers) -> None:
-    """Register ``leaderboard`` and ``compare`` on an ``argparse`` subparsers object."""
+    """Register ``leaderboard``, ``ladder`` and ``compare`` on an ``argparse`` subparsers
+    object."""
     board = subparsers.add_parser(
         "leaderboard", help="rank the result records under a folder (Markdown, CSV or HTML)")
     board.add_argument("results", help="results folder (lmbench run --out), read recursively")
@@ -38,6 +40,21 @@ def add_commands(subparsers) -> None:
                        help="leave published reference rows out")
     board.add_argument("--title", default="lmbench leaderboard", help="page / document title")
     board.set_defaults(handler=_leaderboard)
+
+    ladder = subparsers.add_parser(
+        "ladder", help="test quality against training budget per model series (Markdown, with "
+                       "an SVG plot per corpus beside --out)")
+    ladder.add_argument("results", help="results folder of a ladder run file, read recursively")
+    ladder.add_argument("--split", default="test", help="split to show (default: test)")
+    ladder.add_argument("--out", help="write the Markdown here (atomically) and each corpus's "
+                                      "plot as <out stem>[-<corpus>].svg beside it; default: "
+                                      "the Markdown on stdout, no plot")
+    ladder.add_argument("--published", help="published reference figures (TOML; default: "
+                                            "the repository's baselines/published.toml)")
+    ladder.add_argument("--no-published", action="store_true",
+                        help="leave published reference rows out")
+    ladder.add_argument("--title", default="lmbench ladder", help="document title")
+    ladder.set_defaults(handler=_ladder)
 
     cmp = subparsers.add_parser(
         "compare", help="paired bootstrap of two runs: differences with 95%% intervals, p-value")
@@ -93,6 +110,42 @@ def _leaderboard(args: argparse.Namespace) -> None:
               file=sys.stderr)
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def _ladder(args: argparse.Namespace) -> None:
+    from lmbench.core.io import write_text_atomic
+    from lmbench.reports.ladder import ladder_markdown, ladder_points, ladder_svg
+    from lmbench.reports.published import load_references
+    from lmbench.reports.tables import published_table
+    from lmbench.storage.store import ResultStore
+
+    store = ResultStore(args.results)
+    records = store.records()
+    for problem in store.problems():
+        print(f"lmbench: warning: {problem}", file=sys.stderr)
+    points = ladder_points(records, args.split)
+    if not points:
+        raise LmbenchError(f"{args.results}: no record scored the {args.split!r} split")
+    references = [] if args.no_published else load_references(args.published)
+    plots = {}
+    if args.out:
+        out = Path(args.out)
+        corpora = sorted({p.corpus for p in points})
+        published = published_table(references, corpora)
+        for corpus in corpora:
+            svg = ladder_svg(points, published, corpus)
+            if svg:
+                name = f"{out.stem}.svg" if len(corpora) == 1 else f"{out.stem}-{corpus}.svg"
+                write_text_atomic(out.with_name(name), svg)
+                plots[corpus] = name
+    text = ladder_markdown(records, references, args.split, args.title, plots,
+                           command=" ".join(["lmbench", *sys.argv[1:]]) if args.out else None)
+    if args.out:
+        write_text_atomic(Path(args.out), text)
+        print(f"ladder of {len(points)} points written to {args.out}"
+              + (f" (plots: {', '.join(plots.values())})" if plots else ""), file=sys.stderr)
+    else:
+        sys.stdout.write(text)
 
 
 def _compare(args: argparse.Namespace) -> None:

@@ -2,9 +2,12 @@
 
 Estimation (counting and smoothing, with the formulas and their sources) is in
 ``lmbench.models.ngram_estimate``; this file holds the model: scoring, the next-token
-distribution, save/load. Orders from 1 to any n; the tables are numpy arrays and every lookup is a
-vectorized ``searchsorted``, so no Python loop runs per token when scoring. The family computes
-on the CPU (``device`` stays ``cpu``; ids may come on any device).
+distribution, save/load. Orders from 1 to any n; the tables are sorted numpy arrays, looked up
+when scoring through a hash index built from them (``lmbench.models.ngram_index``), every lookup
+vectorized over all positions, so no Python loop runs per token; when the targets continue the
+inputs (the evaluator's windows), the n-gram found for a target is the next position's history,
+so an order-n model does n-1 lookups per token. The family computes on the CPU (``device``
+stays ``cpu``; ids may come on any device).
 
 Scoring is the ARPA backoff recursion (Katz 1987; the form every ARPA reader uses): with h_j the
 last j tokens of history and m the longest j+1 such that the n-gram (h_j, w) is stored,
@@ -43,6 +46,7 @@ from lmbench.models.ngram_estimate import (
     count_ngrams,
     estimate,
 )
+from lmbench.models.ngram_index import ScoringTables
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,7 @@ class NGramLM(LanguageModel, SelectsStateRows):
         self.capabilities = Capabilities(exact_likelihood=True, max_context=order - 1)
         self.tables_: list[Level] | None = None
         self.discounts_: dict = {}
+        self._scoring: tuple[list[Level], ScoringTables] | None = None  # for these tables
 
     @classmethod
     def notes(cls) -> dict[str, str]:
@@ -119,12 +124,22 @@ class NGramLM(LanguageModel, SelectsStateRows):
             raise LmbenchError("the n-gram model is not fitted; call fit(corpus) first")
         return self.tables_
 
+    def scoring_tables(self) -> ScoringTables:
+        """The hash indexes and arrays scoring reads, built on the first call after the tables
+        change (``tables_`` is replaced by ``fit``, ``load`` and ``load_arpa``); scoring calls it,
+        so calling it first only moves that one-time cost (a benchmark can time it apart)."""
+        tables = self._tables()
+        if self._scoring is None or self._scoring[0] is not tables:
+            self._scoring = (tables, ScoringTables(tables))
+        return self._scoring[1]
+
     # ------------------------------------------------------------------------------- scoring
 
     def _history_rows(self, inputs: np.ndarray) -> list[np.ndarray]:
-        """For (B, T) inputs, the table row of the j-token history ending at each position,
-        j = 1..n-1 (-1 where it is not stored). Boundaries become <s> and cut the history."""
-        tables = self._tables()
+        """For (B, T) inputs, the id (``ScoringTables``: order 1 the token, above it the slot in
+        the order's hash index) of the j-token history ending at each position, j = 1..n-1 (-1
+        where it is not stored). Boundaries become <s> and cut the history."""
+        tables, indexes = self._tables(), self.scoring_tables().indexes
         V = self.tokenizer.vocab_size
         width = V + 1
         tokens = np.where(inputs == self.tokenizer.boundary_id, V, inputs)  # </s> -> <s>
@@ -141,33 +156,71 @@ class NGramLM(LanguageModel, SelectsStateRows):
             previous = np.full((B, T), -1, np.int64)
             previous[:, 1:] = rows[-1][:, :-1]
             ok = (reach >= j) & (previous >= 0) & (tokens >= 0)
-            rows.append(_lookup(tables[j - 1].keys, previous * width + tokens, ok))
+            rows.append(indexes[j - 1].find_slots(np.where(ok, previous * width + tokens, -1)))
         return rows
 
     def token_logprobs(self, input_ids, target_ids, state=None):
         """Backoff scoring of every (B, T) target at once; see the module docstring.
 
         ``state`` is the (B, n-1) tail of earlier inputs, so windows can continue a stream."""
-        tables = self._tables()
+        tables, scoring = self._tables(), self.scoring_tables()
         inputs, targets = _as_numpy(input_ids), _as_numpy(target_ids)
         history = _prepend_state(inputs, state, len(tables) - 1)
-        offset = history.shape[1] - inputs.shape[1]
-        rows = [r[:, offset:] for r in self._history_rows(history)]
-        width = self.tokenizer.vocab_size + 1
         valid = targets >= 0
         safe_targets = np.where(valid, targets, 0)
-        log_prob = tables[0].log_prob[safe_targets]
+        best = safe_targets  # index in scoring.log_prob of the longest match (unigrams first)
         backoff_sum = np.zeros(targets.shape)
-        for n in range(2, len(tables) + 1):  # longer matches overwrite shorter ones
-            context = rows[n - 2]
-            found = _lookup(tables[n - 1].keys, context * width + safe_targets, context >= 0)
+        # longer matches overwrite shorter ones
+        for n, context, found in self._matches(history, targets, safe_targets):
             hit = found >= 0
-            # backoff weights of histories longer than the match
-            backoff = _gather(tables[n - 2].log_backoff, context)
+            # backoff weights of histories longer than the match (id -1 reads 0)
+            backoff = scoring.log_backoff[n - 2][context]
             backoff_sum = np.where(hit, 0.0, backoff_sum + backoff)
-            log_prob = np.where(hit, tables[n - 1].log_prob[np.maximum(found, 0)], log_prob)
-        scores = np.where(valid, log_prob + backoff_sum, 0.0)
+            best = np.where(hit, found + scoring.offsets[n - 1], best)
+        scores = np.where(valid, scoring.log_prob[best] + backoff_sum, 0.0)
         return torch.from_numpy(scores), _tail_state(history, len(tables) - 1)
+
+    def _matches(self, history: np.ndarray, targets: np.ndarray, safe_targets: np.ndarray):
+        """For n = 2..order, ``(n, context, found)``, both (B, T): the id (``ScoringTables``) of
+        the (n-1)-token history before each target (-1 where not stored) and the id of the
+        n-gram (that history, target) in order n (-1 where not stored).
+
+        When the targets continue the inputs (target t is input t+1 wherever it is scored, as in
+        the evaluator's windows), the n-gram ending at a target is the n-token history of the
+        next position, so one hash lookup per order serves both: n-1 lookups instead of 2n-3.
+        Otherwise the histories are looked up from the inputs alone (``_history_rows``)."""
+        tables, indexes = self._tables(), self.scoring_tables().indexes
+        V, boundary = self.tokenizer.vocab_size, self.tokenizer.boundary_id
+        width = V + 1
+        B, T = targets.shape
+        offset = history.shape[1] - T
+        follows = targets[:, :-1]  # (B, T-1)
+        if T and np.all((follows < 0) | (follows == history[:, offset + 1:])):
+            # (B, L) the token after each history position; the last one is the last target
+            after = np.concatenate([history[:, 1:], targets[:, -1:]], axis=1)
+            unknown = np.flatnonzero(after < 0)  # (few,) no n-gram ends there
+            # a history continues into the next position unless that input is a boundary
+            # (the context restarts at <s>) or unknown (-1, cut)
+            stops = np.flatnonzero((history[:, 1:] < 0) | (history[:, 1:] == boundary))
+            stops += stops // max(history.shape[1] - 1, 1) + 1  # flat (B, L) index of it
+            context = np.where(history < 0, -1, np.where(history == boundary, V, history))
+            for n in range(2, len(tables) + 1):
+                # a context of -1 gives a negative key, which is never stored
+                keys = context * width + after
+                keys.flat[unknown] = -1
+                found = indexes[n - 1].find_slots(keys)  # (B, L)
+                yield n, context[:, offset:], found[:, offset:]
+                context = np.empty_like(found)
+                context[:, 0] = -1
+                context[:, 1:] = found[:, :-1]
+                context.flat[stops] = -1
+            return
+        rows = [r[:, offset:] for r in self._history_rows(history)]
+        for n in range(2, len(tables) + 1):
+            context = rows[n - 2]
+            found = indexes[n - 1].find_slots(
+                np.where(context >= 0, context * width + safe_targets, -1))
+            yield n, context, found
 
     def logits(self, input_ids, state=None):
         """(B, T, V) log-probabilities: the unigram distribution, then for each stored history
@@ -176,7 +229,9 @@ class NGramLM(LanguageModel, SelectsStateRows):
         inputs = _as_numpy(input_ids)
         history = _prepend_state(inputs, state, len(tables) - 1)
         offset = history.shape[1] - inputs.shape[1]
-        rows = [r[:, offset:] for r in self._history_rows(history)]
+        scoring = self.scoring_tables()
+        rows = [scoring.rows(j, ids[:, offset:])  # rows of the sorted tables
+                for j, ids in enumerate(self._history_rows(history), start=1)]
         V = self.tokenizer.vocab_size
         width = V + 1
         B, T = inputs.shape
@@ -285,20 +340,6 @@ def _as_numpy(ids) -> np.ndarray:
     if array.ndim != 2:
         raise LmbenchError(f"expected (B, T) token ids, got shape {array.shape}")
     return array
-
-
-def _lookup(keys: np.ndarray, queries: np.ndarray, ok: np.ndarray) -> np.ndarray:
-    """Row of each query key in the sorted ``keys`` (-1 where absent or not ``ok``)."""
-    found = np.full(queries.shape, -1, np.int64)
-    wanted = queries[ok]
-    if wanted.size:
-        where = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
-        found[ok] = np.where(keys[where] == wanted, where, -1)
-    return found
-
-
-def _gather(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    return np.where(rows >= 0, values[np.maximum(rows, 0)], 0.0)
 
 
 def _prepend_state(inputs: np.ndarray, state, width: int) -> np.ndarray:

@@ -229,6 +229,15 @@ class RNNLM(NeuralLM, SelectsStateRows, ComputesHidden, AdaptsLayers):
         check_cutoffs(self.config_.adaptive_cutoffs, vocab_size)
         return RNNNetwork(self.name, self.config_, vocab_size)
 
+    def estimated_n_params(self, vocab_size: int | None = None) -> int:
+        """As ``NeuralLM.estimated_n_params``; before the tokenizer is fitted, a model with an
+        adaptive softmax is estimated at the smallest vocabulary its cutoffs allow (the last
+        cutoff + 1), not at 2, which its cutoffs refuse (run files are checked unfitted)."""
+        cutoffs = self.config_.adaptive_cutoffs
+        if vocab_size is None and not self.tokenizer.is_fitted and cutoffs:
+            vocab_size = max(cutoffs) + 1
+        return super().estimated_n_params(vocab_size)
+
     def default_objective(self) -> Objective:
         """Next-token cross-entropy; with an adaptive softmax its cheaper exact loss."""
         return AdaptiveNextToken() if self.config_.adaptive_cutoffs else next_token

@@ -1,0 +1,239 @@
+"""The ladder view: test quality against training budget, per model series, each point the
+selected trial of a sweep (``baselines/ladder_*.toml``; issue 16's equal-budget ladders).
+
+A ladder run file gives every family the same budgets ("rungs": ``train.max_seconds`` of 60,
+300 and 1,200 s) and the same kind of sweep at each (``lmbench.runs.sweep``: selection on the
+valid split only, test scored once, for the selected trial). The view reads a results folder:
+
+- one point per record that scored the split and is not a sweep trial (a sweep's selected record,
+  or a model without a sweep), at x = its rung (``train.max_seconds``), or at its measured
+  training seconds (``training_seconds``) where it has no time budget (n-grams; step budgets),
+  with the number of trials behind it (1 without a sweep);
+- a point's series is its label with the rung suffix ``-<seconds>s`` removed (``gpt-300s`` ->
+  ``gpt``), so a family's rungs join into one line (the ladder files' naming convention);
+- y = test perplexity on the closed-vocabulary word track, bits per byte on the open track;
+  pseudo-likelihood rows (``bert``) are listed apart and not drawn: they share no scale;
+- the published figures (``lmbench.reports.published``) beside them: dashed lines on the plot
+  (the best of each source), their own table;
+- the ladder's cost: wall seconds of training and scoring summed over every record, trials
+  included (what finishing the ladder took, across sittings).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from lmbench.core.results import RunResult
+from lmbench.reports.plots import QUALITY, TRACK_LABELS, _pyplot, _reference_lines, _to_svg
+from lmbench.reports.published import Reference
+from lmbench.reports.tables import (
+    OPEN,
+    PUBLISHED_COLUMNS,
+    PUBLISHED_FORMATS,
+    WORD,
+    _markdown,
+    published_table,
+    track_of,
+)
+
+RUNG_SUFFIX = re.compile(r"-\d+(?:\.\d+)?s$")  # "gpt-300s" -> series "gpt"
+
+
+@dataclass(frozen=True)
+class LadderPoint:
+    """One selected model on the ladder."""
+
+    corpus: str
+    track: str  # tables.WORD | tables.OPEN
+    series: str  # the label without its rung suffix
+    family: str
+    model: str  # the record's label
+    budget_s: float | None  # train.max_seconds; None: no time budget
+    train_s: float  # measured training seconds (training_seconds)
+    value: float  # test perplexity (word track) or bits per byte (open track)
+    pseudo: bool  # a pseudo-likelihood figure (bert): not comparable, not drawn
+    n_trials: int  # trials of its sweep (1 without one)
+    params: dict[str, Any] = field(default_factory=dict)  # the selected trial's values
+    undertrained: str | None = None
+
+    @property
+    def x_s(self) -> float:
+        """Where the point sits on the time axis: its budget, else its measured seconds."""
+        return self.budget_s if self.budget_s is not None else self.train_s
+
+
+def series_of(label: str) -> str:
+    """The series of a record label: the label without a trailing rung ``-<seconds>s``."""
+    return RUNG_SUFFIX.sub("", label) or label
+
+
+def ladder_points(records: list[RunResult], split: str = "test") -> list[LadderPoint]:
+    """The ladder's points (module docstring), sorted by corpus, track, series and x."""
+    points = []
+    for record in records:
+        metric = record.metrics.get(split)
+        if metric is None or (record.sweep is not None and not record.sweep.selected):
+            continue
+        track = track_of(record)
+        train = record.config.get("train")
+        budget = train.get("max_seconds") if isinstance(train, dict) else None
+        points.append(LadderPoint(
+            corpus=record.corpus, track=track, series=series_of(record.model),
+            family=str(record.config.get("family", "?")), model=record.model,
+            budget_s=float(budget) if budget is not None else None,
+            train_s=training_seconds(record),
+            value=metric.perplexity if track == WORD else metric.bits_per_byte,
+            pseudo=not metric.exact_likelihood,
+            n_trials=1 if record.sweep is None else record.sweep.n_trials,
+            params={} if record.sweep is None else dict(record.sweep.params),
+            undertrained=record.undertrained))
+    return sorted(points, key=lambda p: (p.corpus, p.track, p.series, p.x_s))
+
+
+def training_seconds(record: RunResult) -> float:
+    """A record's training seconds: its ``fit_s``, or its training log's cumulative seconds
+    where those are more (a run resumed from a checkpoint times only its last sitting in
+    ``fit_s``; the trainer's log counts the earlier ones too)."""
+    logged = (record.train_log or {}).get("seconds")
+    if isinstance(logged, (int, float)) and math.isfinite(logged):
+        return max(record.fit_s, float(logged))
+    return record.fit_s
+
+
+def total_seconds(records: list[RunResult]) -> float:
+    """Wall seconds of training and scoring over every record (sweep trials included)."""
+    return float(sum(training_seconds(r) + sum(m.wall_s for m in r.metrics.values())
+                     for r in records))
+
+
+def ladder_table(points: list[LadderPoint]) -> pd.DataFrame:
+    """One row per (corpus, track, series, pseudo): a column per time budget ("60 s", ...) and
+    "no budget" (fitted without a clock: its training seconds shown), each cell the quality and
+    the trials behind it ("146.74 (best of 6)")."""
+    rows: dict[tuple, dict[str, Any]] = {}
+    budgets = sorted({p.budget_s for p in points if p.budget_s is not None})
+    for p in points:
+        key = (p.corpus, p.track, p.series, p.pseudo)
+        row = rows.setdefault(key, {"corpus": p.corpus, "track": p.track, "series": p.series,
+                                    "family": p.family, "pseudo": p.pseudo, "_best": math.inf})
+        cell = _format_value(p) + (f" (best of {p.n_trials})" if p.n_trials > 1 else "")
+        if p.undertrained:
+            cell += " *"
+        if p.budget_s is None:
+            row["no budget"] = f"{cell}, {p.train_s:.1f} s"
+        else:
+            row[_budget_column(p.budget_s)] = cell
+        row["_best"] = min(row["_best"], p.value)
+    table = pd.DataFrame(list(rows.values()))
+    if table.empty:
+        return table
+    columns = ["corpus", "track", "series", "family", "pseudo",
+               *[_budget_column(b) for b in budgets]]
+    if "no budget" in table.columns:
+        columns.append("no budget")
+    table = table.sort_values(["corpus", "track", "pseudo", "_best"], kind="stable")
+    return table[columns].fillna("").reset_index(drop=True)
+
+
+def _budget_column(seconds: float) -> str:
+    return f"{seconds:g} s"
+
+
+def _format_value(point: LadderPoint) -> str:
+    return f"{point.value:.2f}" if point.track == WORD else f"{point.value:.4f}"
+
+
+def ladder_svg(points: list[LadderPoint], published: pd.DataFrame, corpus: str) -> str:
+    """The corpus's ladder plot as SVG text ("" when nothing can be drawn): one panel per
+    track, quality against training seconds (log x; log y for perplexity), one line per series
+    through its budgets, each point labelled with its trials (x6), published figures dashed."""
+    drawn = [p for p in points if p.corpus == corpus and not p.pseudo and p.value > 0
+             and math.isfinite(p.value) and p.x_s > 0]
+    tracks = [t for t in (WORD, OPEN) if any(p.track == t for p in drawn)]
+    if not tracks:
+        return ""
+    refs = published[published["corpus"] == corpus] if not published.empty else published
+    plt = _pyplot()
+    with plt.rc_context({"svg.hashsalt": f"ladder-{corpus}", "font.size": 8}):
+        fig, axes = plt.subplots(1, len(tracks), figsize=(7.2 * len(tracks), 4.8), squeeze=False)
+        for ax, track in zip(axes[0], tracks, strict=True):
+            y, ylabel = QUALITY[track]
+            series = sorted({p.series for p in drawn if p.track == track})
+            for number, name in enumerate(series):
+                line = sorted((p for p in drawn if p.track == track and p.series == name),
+                              key=lambda p: p.x_s)
+                xs, ys = [p.x_s for p in line], [p.value for p in line]
+                style = "-" if any(p.budget_s is not None for p in line) else "none"
+                ax.plot(xs, ys, ls=style, marker="o", ms=4, lw=1.2, color=f"C{number % 10}",
+                        label=name, zorder=3)
+                for p in line:
+                    ax.annotate(f"x{p.n_trials}", (p.x_s, p.value), textcoords="offset points",
+                                xytext=(4, 3), fontsize=6, color=f"C{number % 10}")
+            _reference_lines(ax, refs, track, y)
+            ax.set_xscale("log")
+            if track == WORD:
+                ax.set_yscale("log")
+            ax.set_xlabel("training seconds (the rung's budget; no budget: as measured)")
+            ax.set_ylabel(ylabel)
+            ax.set_title(f"{corpus}: {TRACK_LABELS[track]}; xN = best of N trials", fontsize=8)
+            ax.grid(True, which="both", alpha=0.25)
+            ax.legend(fontsize=6.5, loc="upper right", ncol=2)
+        return _to_svg(plt, fig)
+
+
+def ladder_markdown(records: list[RunResult], references: list[Reference], split: str = "test",
+                    title: str = "lmbench ladder", plot_names: dict[str, str] | None = None,
+                    command: str | None = None) -> str:
+    """The ladder report: per corpus the budget table, the plot (``plot_names``: corpus -> the
+    SVG file's name beside the report, when written), the selected settings, the published
+    figures, and the ladder's total seconds."""
+    points = ladder_points(records, split)
+    n_trials = sum(1 for r in records if r.sweep is not None and not r.sweep.selected)
+    total = total_seconds(records)
+    lines = [f"# {title}", ""]
+    if command:
+        lines += [f"Command: `{command}`", ""]
+    lines += [f"Split: `{split}`. {len(points)} ladder points from {len(records)} records "
+              f"({n_trials} sweep trials). Total wall time of training and scoring, every "
+              f"trial included: {total:,.0f} s ({total / 3600:.2f} h).", "",
+              "Each cell is the selected trial of its rung's sweep (chosen on the valid split "
+              "alone; only it was scored on test), with the trials behind it; `*` marks an "
+              "undertrained run. Columns are training budgets (`train.max_seconds`); "
+              "\"no budget\" rows were fitted without a clock (their seconds shown).", ""]
+    table = ladder_table(points)
+    corpora = sorted({p.corpus for p in points})
+    published = published_table(references, corpora)
+    for corpus in corpora:
+        rows = table[table["corpus"] == corpus]
+        for track in (WORD, OPEN):
+            for pseudo in (False, True):
+                part = rows[(rows["track"] == track) & (rows["pseudo"] == pseudo)]
+                if part.empty:
+                    continue
+                what = {(WORD, False): "test perplexity", (OPEN, False): "test bits per byte",
+                        (WORD, True): "test pseudo-perplexity",
+                        (OPEN, True): "test pseudo bits per byte"}[track, pseudo]
+                if pseudo:
+                    what += " (pseudo-likelihood: not comparable with the rows above)"
+                lines += [f"## {corpus}: {TRACK_LABELS[track]}, {what}", "",
+                          _markdown(part.drop(columns=["corpus", "track", "pseudo"])), ""]
+        if plot_names and corpus in plot_names:
+            lines += [f"![{corpus} ladder]({plot_names[corpus]})", ""]
+        chosen = [p for p in points if p.corpus == corpus and p.params]
+        if chosen:
+            lines += ["Selected settings:", ""]
+            lines += [f"- {p.model}: " + ", ".join(f"{k} = {v!r}" for k, v in p.params.items())
+                      + f" (of {p.n_trials} trials)" for p in chosen]
+            lines.append("")
+        refs = published[published["corpus"] == corpus] if not published.empty else published
+        if not refs.empty:
+            shown = [c for c in PUBLISHED_COLUMNS if c in refs.columns and
+                     refs[c].notna().any() and (refs[c] != "").any()]
+            lines += ["Published references (not measured by lmbench run; not ranked):", "",
+                      _markdown(refs[shown], PUBLISHED_FORMATS), ""]
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,131 @@
+"""The ladder view (lmbench.reports.ladder, ``lmbench ladder``) on synthetic sweep records."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+
+from lmbench.cli.main import main
+from lmbench.core.results import SweepResult
+from lmbench.reports.ladder import (
+    ladder_markdown,
+    ladder_points,
+    ladder_svg,
+    ladder_table,
+    series_of,
+    total_seconds,
+)
+from lmbench.reports.published import Reference
+from lmbench.reports.tables import published_table
+from lmbench.storage.store import ResultStore
+from tests.run_factory import fake_run
+
+
+def _record(run_id, label, family, nats, *, seconds=None, fit_s=1.0, trial=None, n_trials=1,
+            selected=True, exact=True, tokenizer="word", corpus="brown", params=None):
+    record = fake_run(run_id, model=label, corpus=corpus, nats_per_token=nats, fit_s=fit_s,
+                      exact=exact, tokenizer=tokenizer)
+    config = {"family": family, "tokenizer": tokenizer}
+    if seconds is not None:
+        config["train"] = {"max_seconds": seconds, "max_steps": 100000, "warmup_steps": 0}
+    sweep = None
+    if trial is not None:
+        sweep = SweepResult(label=label.split("-trial-")[0], trial=trial, n_trials=n_trials,
+                            params=params or {"train.learning_rate": 1e-3}, selected=selected)
+    return replace(record, config=config, sweep=sweep)
+
+
+@pytest.fixture
+def records():
+    """gpt at 60 s (6 trials; the best, trial 2, selected) and 300 s (3 trials), an lstm at
+    60 s, an n-gram without a budget, a bert (pseudo-likelihood) at 60 s."""
+    out = [_record(f"g60-{t}", f"gpt-60s-trial-{t}", "gpt", 5.6 - 0.1 * (t == 2), seconds=60,
+                   fit_s=61, trial=t, n_trials=6, selected=False) for t in range(6)]
+    out.append(_record("g60", "gpt-60s", "gpt", 5.5, seconds=60, fit_s=61, trial=2, n_trials=6,
+                       params={"train.learning_rate": 3e-3, "n_embd": 128}))
+    out += [_record(f"g300-{t}", f"gpt-300s-trial-{t}", "gpt", 5.2, seconds=300, fit_s=301,
+                    trial=t, n_trials=3, selected=False) for t in range(3)]
+    out.append(_record("g300", "gpt-300s", "gpt", 5.1, seconds=300, fit_s=301, trial=0,
+                       n_trials=3))
+    out.append(_record("l60", "lstm-60s", "lstm", 5.3, seconds=60, fit_s=62))
+    out.append(_record("kn5", "kn5", "ngram", 5.0, fit_s=1.5))
+    out.append(_record("b60", "bert-60s", "bert", 3.0, seconds=60, fit_s=60, exact=False))
+    return out
+
+
+def test_series_drop_the_rung_suffix():
+    assert series_of("gpt-300s") == series_of("gpt-1200s") == "gpt"
+    assert series_of("lstm-2x512-60.5s") == "lstm-2x512"
+    assert series_of("kn5") == "kn5" and series_of("ngram-mkn") == "ngram-mkn"
+
+
+def test_points_are_selected_trials_at_their_budgets(records):
+    points = {p.model: p for p in ladder_points(records)}
+    assert set(points) == {"gpt-60s", "gpt-300s", "lstm-60s", "kn5", "bert-60s"}
+    gpt = points["gpt-60s"]
+    assert (gpt.series, gpt.budget_s, gpt.x_s, gpt.n_trials) == ("gpt", 60.0, 60.0, 6)
+    assert gpt.value == pytest.approx(records[6].metrics["test"].perplexity)
+    assert gpt.params == {"train.learning_rate": 3e-3, "n_embd": 128}
+    assert points["kn5"].budget_s is None and points["kn5"].x_s == 1.5
+    assert points["lstm-60s"].n_trials == 1 and points["bert-60s"].pseudo
+
+
+def test_total_seconds_count_every_trial(records):
+    # fit_s plus 0.5 s of scoring per record (fake_run's wall_s)
+    expected = sum(r.fit_s for r in records) + 0.5 * len(records)
+    assert total_seconds(records) == pytest.approx(expected)
+
+
+def test_a_resumed_run_counts_its_logged_training_seconds(records):
+    resumed = replace(records[0], fit_s=0.4, train_log={"seconds": 62.9, "steps": 35})
+    assert total_seconds([resumed]) == pytest.approx(62.9 + 0.5)
+    assert total_seconds([replace(resumed, train_log={"seconds": 0.1})]) == pytest.approx(0.9)
+
+
+def test_table_has_a_column_per_budget_with_the_trials(records):
+    table = ladder_table(ladder_points(records))
+    assert list(table.columns) == ["corpus", "track", "series", "family", "pseudo", "60 s",
+                                   "300 s", "no budget"]
+    gpt = table[table["series"] == "gpt"].iloc[0]
+    assert gpt["60 s"] == f"{math.exp(records[6].metrics['test'].nll_nats / 4096):.2f} (best of 6)"
+    assert gpt["300 s"].endswith("(best of 3)")
+    assert table[table["series"] == "kn5"].iloc[0]["no budget"].endswith(", 1.5 s")
+    assert table[table["series"] == "lstm"].iloc[0]["300 s"] == ""
+    assert list(table["pseudo"]) == [False, False, False, True]  # bert last, apart
+
+
+def test_plot_draws_series_trials_and_references(records):
+    references = [Reference(corpus="brown", track="word", model="word_language_model LSTM",
+                            source="pytorch examples", perplexity=101.8)]
+    svg = ladder_svg(ladder_points(records), published_table(references), "brown")
+    assert svg.startswith("<svg")
+    for text in ("gpt", "lstm", "kn5", "x6", "x3", "published: word_language_model LSTM"):
+        assert text in svg
+    assert "bert" not in svg  # pseudo-likelihood is not drawn
+    assert ladder_svg(ladder_points(records), published_table([]), "other") == ""
+
+
+def test_markdown_report_and_command(records, tmp_path, capsys):
+    text = ladder_markdown(records, [], plot_names={"brown": "ladder.svg"})
+    assert "(6 sweep trials)" not in text and "(9 sweep trials)" in text
+    assert "![brown ladder](ladder.svg)" in text
+    assert "- gpt-60s: train.learning_rate = 0.003, n_embd = 128 (of 6 trials)" in text
+    assert "test pseudo-perplexity (pseudo-likelihood" in text
+
+    store = ResultStore(tmp_path / "runs")
+    for record in records:
+        store.put(record)
+    out = tmp_path / "reports" / "ladder_brown.md"
+    out.parent.mkdir()
+    assert main(["ladder", str(tmp_path / "runs"), "--out", str(out)]) == 0
+    report = out.read_text()
+    assert "![brown ladder](ladder_brown.svg)" in report
+    assert (out.parent / "ladder_brown.svg").read_text().startswith("<svg")
+    assert "Published references" in report  # the repository's published.toml, Brown rows
+    assert "Command: `lmbench " in report  # (sys.argv, as the leaderboard writes it)
+
+    (tmp_path / "empty").mkdir()
+    assert main(["ladder", str(tmp_path / "empty")]) == 2
+    assert "no record scored the 'test' split" in capsys.readouterr().err
