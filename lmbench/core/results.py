@@ -6,7 +6,8 @@ what ``lmbench run`` writes to ``<out>/<run_id>/result.json``; ``lmbench.storage
 folder of them immutable and indexed. Beside a record, results measured later on its saved model:
 ``ThroughputResult`` (``lmbench bench``, ``throughput.json``) and ``GenerationResult`` (the
 generation benchmark, ``generation.json``; schema in ``lmbench.evaluation.generation_results``),
-which the store merges into ``RunResult.throughput`` and ``RunResult.generation``.
+which the store merges into ``RunResult.throughput`` and ``RunResult.generation``, and
+``TaskResults`` (``lmbench eval-tasks``, ``tasks.json``) into ``RunResult.tasks``.
 
 Every ``from_dict`` checks types and raises ``ValueError`` naming the field (``"metrics['test'].
 n_tokens must be an integer >= 1"``), so one malformed file is reported and skipped rather than

@@ -21,8 +21,9 @@ Sidecars. A record never changes, but its saved model may be measured later; tho
 beside it, one file per kind (``SIDECAR_KINDS``), replaced atomically when measured again
 (``write_sidecar``). Every read merges them into the loaded ``RunResult``: ``generation.json``
 (a ``GenerationResult``) into ``generation``, ``throughput.json`` (a ``ThroughputResult``) into
-``throughput``, ``tasks.json`` (a ``TaskResults``) into ``tasks``. The record's own values win: a sidecar only fills the fields the record lacks
-(for ``generation``, also inside its ``metrics``). A sidecar joins the
+``throughput``, ``tasks.json`` (a ``TaskResults``) into ``tasks``. The record's own values
+win: a sidecar only fills the fields the record lacks (for ``generation``, also inside its
+``metrics``; for ``tasks``, the scores of other keys). A sidecar joins the
 ``result.json`` of its folder and must carry the record's ``run_id`` (and, when it names one,
 the record's corpus); one that does not, or that cannot be read, is reported by path and
 skipped, and the record loads without it. A sidecar with no ``result.json`` beside it (``lmbench
