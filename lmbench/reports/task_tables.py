@@ -9,6 +9,8 @@ by corpus and model label; nothing is ranked (tasks differ in difficulty and met
 
 from __future__ import annotations
 
+from html import escape
+
 import pandas as pd
 
 from lmbench.core.results import RunResult, TaskScore
@@ -54,3 +56,16 @@ def tasks_markdown(records: list[RunResult]) -> str:
     cells = table.fillna("").map(lambda v: markdown_text(str(v)))
     return "\n".join(["## Tasks", "", cells.to_markdown(index=False, disable_numparse=True), "",
                       markdown_text(TASKS_NOTE), ""])
+
+
+def tasks_html(records: list[RunResult]) -> str:
+    """The tasks section of the HTML page (every cell escaped), or "" when there is none."""
+    table = tasks_table(records)
+    if table.empty:
+        return ""
+    head = "".join(f"<th>{escape(str(c))}</th>" for c in table.columns)
+    body = "".join("<tr>" + "".join(f"<td>{escape('' if pd.isna(v) else str(v))}</td>"
+                                    for v in row) + "</tr>"
+                   for row in table.itertuples(index=False))
+    return (f"<section id='tasks'><h2>Tasks</h2><table><thead><tr>{head}</tr></thead>"
+            f"<tbody>{body}</tbody></table><p class='note'>{escape(TASKS_NOTE)}</p></section>")

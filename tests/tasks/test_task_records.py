@@ -14,6 +14,7 @@ import lmbench
 from lmbench.core.results import TaskResults
 from lmbench.evaluation.significance import compare
 from lmbench.evaluation.task_significance import mcnemar_p_value, paired_task_difference
+from lmbench.reports.html import render_html
 from lmbench.reports.task_tables import tasks_markdown, tasks_table
 from lmbench.storage.store import ResultStore
 from lmbench.tasks.evaluator import evaluate_task
@@ -108,3 +109,11 @@ def test_mcnemar_exact_values(evaluations):
     score = evaluations[0][0].score
     same = paired_task_difference(score, score)
     assert same.delta == 0.0 and same.p_value == 1.0 and same.delta_ci95 == (0.0, 0.0)
+
+
+def test_html_page_has_an_escaped_tasks_section(tmp_path, evaluations):
+    ResultStore(tmp_path).put(fake_run("run-a", model="<b>knows</b>"))
+    write_task_results(tmp_path, "run-a", "<b>knows</b>", evaluations[0])
+    page = render_html(ResultStore(tmp_path).records(), [], [])
+    assert "<h2>Tasks</h2>" in page and "addition 2-shot direct" in page
+    assert "&lt;b&gt;knows&lt;/b&gt;" in page and "<b>knows</b>" not in page
