@@ -2,7 +2,7 @@
 
     python benchmarks/fewshot_cache.py [--shots 8] [--questions 40] [--out reports/fewshot_cache]
 
-Trains a small char gpt (4 layers, 4 heads, 192 wide, block_size 512) for a fixed step budget
+Trains a small char gpt (4 layers, 4 heads, 128 wide, block_size 512) for a fixed step budget
 on 3-digit addition text (``Q: What is 48 plus 76?\\nA: 124``, the train split of the shipped
 ``addition`` task), then evaluates the task's first ``--questions`` test questions at k =
 ``--shots`` with ``lmbench.tasks.evaluator.evaluate_task`` twice: with the preamble read once
@@ -39,9 +39,9 @@ def train_gpt(task, quick: bool):
     text = "".join(task.prompt(d) + task.target_text(d) + "\n\n" for d in docs)
     corpus = Corpus("addition", {s: _lines_split(s, text) for s in ("train", "valid", "test")})
     shape = (dict(n_layer=1, n_head=2, n_embd=32) if quick
-             else dict(n_layer=4, n_head=4, n_embd=192))
-    train = {"max_steps": 5 if quick else 300, "batch_size": 4 if quick else 16,
-             "seq_len": 64 if quick else 256, "warmup_steps": 2 if quick else 30,
+             else dict(n_layer=4, n_head=4, n_embd=128))
+    train = {"max_steps": 5 if quick else 120, "batch_size": 4 if quick else 8,
+             "seq_len": 64 if quick else 256, "warmup_steps": 2 if quick else 12,
              "learning_rate": 3e-3, "progress": False, "bf16": False, "seed": 0}
     model = build_model("gpt", block_size=512, tokenizer="char", train=train, **shape)
     return model.fit(corpus, valid=False)

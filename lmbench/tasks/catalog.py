@@ -20,7 +20,8 @@ a ``.toml`` path         a user task (``lmbench.tasks.user_task``).
 =======================  ======================================================================
 
 Synthetic tasks take ``n_train`` (200), ``n_test`` (100), ``seed`` (0) and the generator's own
-options (``n_digits=4`` for a longer, out-of-distribution addition). The train split is
+options (``n_digits=4`` for a longer, out-of-distribution addition; the task is then named
+``addition[n_digits=4]``, so its results are kept apart). The train split is
 drawn with seed ``2 * seed``, the test split with ``2 * seed + 1``, and a test problem whose
 question is also in the train split is dropped (so the test split can hold fewer than
 ``n_test`` problems when the problem space is small). Corpus tasks take ``corpus`` (``brown``),
@@ -85,7 +86,7 @@ def synthetic_task(generator: str, *, name: str | None = None, n_train: int = 20
         splits={"train": _problems_to_docs(train), "test": _problems_to_docs(test)},
         template=QA_TEMPLATE, target="answer", chain_field="chain",
         chain_of_thought=scratchpad, flexible_regex=_FLEXIBLE[generator],
-        description=_DESCRIPTIONS.get(name or generator, generator),
+        description=_DESCRIPTIONS.get((name or generator).split("[")[0], generator),
         max_new_tokens=32, cot_max_new_tokens=320,
         options={"generator": generator, "n_train": n_train, "n_test": n_test, "seed": seed,
                  **{k: v for k, v in options.items() if k != "words"}})
@@ -93,9 +94,14 @@ def synthetic_task(generator: str, *, name: str | None = None, n_train: int = 20
 
 def _register_synthetic(name: str, generator: str, scratchpad: bool = False) -> None:
     def build(data_dir: str | os.PathLike | None = None, **options) -> Task:
+        shape = {k: v for k, v in sorted(options.items())
+                 if k not in ("n_train", "n_test", "seed", "words")}
+        # other problems, other name: "addition[n_digits=4]" keeps its own results
+        label = name + ("[" + ",".join(f"{k}={v}" for k, v in shape.items()) + "]"
+                        if shape else "")
         if generator in ("last-letter", "coin-flip") and "words" not in options:
             options["words"] = synthetic.name_list(data_dir)
-        return synthetic_task(generator, name=name, scratchpad=scratchpad, **options)
+        return synthetic_task(generator, name=label, scratchpad=scratchpad, **options)
 
     build.__doc__ = _DESCRIPTIONS[name]
     TASKS.register(name)(build)

@@ -100,9 +100,9 @@ def evaluate_task(model: LanguageModel, task: Task, config: PromptConfig | None 
         per-example records.
     """
     config = PromptConfig() if config is None else config
-    docs = task.split(split)[: limit if limit is not None else None]
     if limit is not None and limit < 1:
         raise LmbenchError(f"limit must be >= 1, got {limit}")
+    docs = task.split(split)[: limit if limit is not None else None]
     if task.kind == "rolling":
         config = PromptConfig(seed=config.seed)  # scored as text: no prompt, no exemplars
     start = time.perf_counter()

@@ -96,6 +96,8 @@ def test_multiple_choice_and_rolling_user_tasks(tmp_path):
 
 def test_shipped_tasks_and_their_options(data_dir):
     longer = load_task("addition", n_digits=4, n_train=5, n_test=5)
+    assert longer.name == "addition[n_digits=4]"
+    assert load_task("addition", n_train=5, n_test=5).name == "addition"
     assert all(len(d["question"].split()[2]) == 4 for d in longer.splits["test"])
     train_questions = {d["question"] for d in longer.splits["train"]}
     assert not train_questions & {d["question"] for d in longer.splits["test"]}
