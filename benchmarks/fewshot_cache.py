@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
     model = train_gpt(task, args.quick)
     train_s = time.perf_counter() - started
+    print(f"trained in {train_s:.1f} s; evaluating", file=sys.stderr)
     config = PromptConfig(num_fewshot=args.shots)
     evaluate_task(model, task, config, limit=1)  # warm-up: allocator, kernels
     evaluate_task(model, task, config, limit=1, use_prefix_cache=False)
