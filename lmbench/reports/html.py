@@ -40,6 +40,7 @@ from lmbench.reports.tables import (
     shown_columns,
     table_notes,
 )
+from lmbench.reports.task_tables import tasks_html
 
 MAX_SAMPLES = 6  # generation samples shown per run
 TITLE_CHARS = 70  # the longest <title> / <h1>; a longer title is cut and shown whole below
@@ -153,6 +154,8 @@ def render_html(records: list[RunResult], references: list[Reference], problems:
         parts.append("<p>No measured runs for this split.</p>")
     for corpus in corpora:
         parts.append(_corpus_section(corpus, table, published, records, split))
+    if tasks_html(records):
+        parts.append(tasks_html(records))
     if problems:
         parts.append("<h2>Skipped files</h2><ul class='problems'>"
                      + "".join(f"<li>{_e(p)}</li>" for p in problems) + "</ul>")
