@@ -87,6 +87,11 @@ def _leaderboard(args: argparse.Namespace) -> None:
         published = published_table(references, corpora)
         text = (csv_report(table, published) if fmt == "csv" else
                 markdown_report(table, published, store.problems(), args.split, args.title))
+        if fmt == "markdown":
+            from lmbench.reports.task_tables import tasks_markdown
+
+            sections = tasks_markdown(records)
+            text = text.rstrip("\n") + "\n\n" + sections if sections else text
     if args.out:
         write_text_atomic(Path(args.out), text)
         print(f"{fmt} leaderboard of {len(records)} records written to {args.out}",

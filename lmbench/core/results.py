@@ -517,6 +517,126 @@ class GenerationResult:
         return _filled(self, other)
 
 
+# ---------------------------------------------------------------------------------- tasks
+
+
+TASK_RESULTS_KIND = "lmbench task results"
+_TASK_TEXT = ("task", "kind", "metric", "mode", "split", "fingerprint")
+
+
+@dataclass(frozen=True)
+class TaskScore:
+    """One task evaluated one way (``lmbench.tasks.evaluator``): its metrics with 95%
+    intervals, and per example whether the headline metric was met (the pairing of
+    ``compare``). ``fingerprint`` hashes the prompts and targets: two scores with the same
+    fingerprint asked the same questions the same way."""
+
+    task: str
+    kind: str  # "generate", "multiple_choice", "rolling"
+    metric: str  # the headline metric: "exact_match", "acc", "perplexity"
+    mode: str  # "direct", "cot", "self-consistency"
+    num_fewshot: int
+    split: str
+    n_examples: int
+    metrics: dict[str, float]  # exact_match, exact_match_flexible / acc, acc_norm / perplexity
+    ci95: dict[str, tuple[float, float]]  # 95% interval of each metric that has one
+    fingerprint: str
+    prompt: dict[str, Any] = field(default_factory=dict)  # PromptConfig.to_dict()
+    correct: tuple[bool, ...] = ()  # per example, the headline metric (empty: rolling)
+    prefill_tokens: int = 0  # tokens read to reach every question (the preamble once if cached)
+    prefill_tokens_uncached: int = 0  # what reading each prompt whole would have read
+    wall_s: float = 0.0
+    examples_file: str | None = None  # the per-example JSONL, relative to the sidecar
+
+    @property
+    def key(self) -> str:
+        """What identifies the score within a model's results: ``addition 8-shot cot``."""
+        return f"{self.task} {self.num_fewshot}-shot {self.mode}"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ci95"] = {k: list(v) for k, v in self.ci95.items()}
+        data["correct"] = [int(c) for c in self.correct]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> TaskScore:
+        data = _object(data, where)
+        values: dict[str, Any] = {k: _text(_required(data, k, f"{where}: "), f"{where}.{k}",
+                                           optional=False) for k in _TASK_TEXT}
+        for key in ("num_fewshot", "n_examples", "prefill_tokens", "prefill_tokens_uncached"):
+            values[key] = _integer(data.get(key, 0), f"{where}.{key}")
+        values["metrics"] = {k: check_number(v, f"{where}.metrics[{k!r}]", optional=False)
+                             for k, v in _object(data.get("metrics"), f"{where}.metrics").items()}
+        intervals = {}
+        for k, v in _object(data.get("ci95", {}), f"{where}.ci95").items():
+            if not isinstance(v, list) or len(v) != 2:
+                raise ValueError(f"{where}.ci95[{k!r}] is not [low, high]")
+            intervals[k] = (check_number(v[0], f"{where}.ci95[{k!r}]", optional=False),
+                            check_number(v[1], f"{where}.ci95[{k!r}]", optional=False))
+        values["ci95"] = intervals
+        values["prompt"] = _object(data.get("prompt", {}), f"{where}.prompt")
+        correct = _list(data.get("correct", []), f"{where}.correct")
+        if not all(c in (0, 1) and not isinstance(c, float) for c in correct):
+            raise ValueError(f"{where}.correct is not a list of 0 / 1")
+        values["correct"] = tuple(bool(c) for c in correct)
+        values["wall_s"] = check_number(data.get("wall_s", 0.0), f"{where}.wall_s",
+                                        optional=False)
+        values["examples_file"] = _text(data.get("examples_file"), f"{where}.examples_file")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class TaskResults:
+    """A run's task evaluations: ``<run_id>/tasks.json``, the sidecar ``lmbench eval-tasks``
+    writes beside a record (merged into ``RunResult.tasks`` on reading), one ``TaskScore`` per
+    (task, shots, mode)."""
+
+    run_id: str
+    model: str
+    family: str | None = None
+    created: str | None = None
+    git_commit: str | None = None
+    device: str | None = None
+    scores: tuple[TaskScore, ...] = ()
+    kind: str = TASK_RESULTS_KIND
+    schema: int = 1
+
+    def score(self, key: str) -> TaskScore | None:
+        return next((s for s in self.scores if s.key == key), None)
+
+    def merged(self, newer: TaskResults) -> TaskResults:
+        """These scores with ``newer``'s added, a newer score replacing one of the same key."""
+        keys = {s.key for s in newer.scores}
+        kept = tuple(s for s in self.scores if s.key not in keys)
+        return replace(newer, scores=kept + newer.scores)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(replace(self, scores=()))
+        data["scores"] = [s.to_dict() for s in self.scores]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "tasks") -> TaskResults:
+        data = _object(data, where or "tasks")
+        prefix = f"{where}." if where else ""
+        if data.get("kind") != TASK_RESULTS_KIND:
+            raise ValueError(f"{prefix}kind is not {TASK_RESULTS_KIND!r}")
+        values: dict[str, Any] = {k: _text(data.get(k), prefix + k)
+                                  for k in ("family", "created", "git_commit", "device")}
+        for key in ("run_id", "model"):
+            values[key] = _text(_required(data, key, prefix), prefix + key, optional=False)
+        values["schema"] = _integer(data.get("schema"), prefix + "schema", minimum=1)
+        scores = _list(data.get("scores", []), prefix + "scores")
+        values["scores"] = tuple(TaskScore.from_dict(s, f"{prefix}scores[{i}]")
+                                 for i, s in enumerate(scores))
+        return cls(**values)
+
+    def filled_from(self, other: TaskResults) -> TaskResults:
+        """A record's own results over a sidecar's: the sidecar's scores of other keys added."""
+        return other.merged(self)
+
+
 # ------------------------------------------------------------------------------ run records
 
 
@@ -546,6 +666,8 @@ class RunResult:
     # where the model trained and was scored: "cpu", "cuda:0 (NVIDIA H200)"
     # (lmbench.core.device.describe_device); None in records written before it existed
     device: str | None = None
+    # task evaluations (lmbench eval-tasks), from a tasks.json sidecar merged in on reading
+    tasks: TaskResults | None = None
 
     @property
     def undertrained(self) -> str | None:
@@ -554,12 +676,16 @@ class RunResult:
         return undertrained_reason(self.train_log, self.config.get("train"))
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(replace(self, metrics={}, throughput=None, generation=None))
+        data = asdict(replace(self, metrics={}, throughput=None, generation=None, tasks=None))
         data["metrics"] = {split: r.to_dict() for split, r in self.metrics.items()}
         data["throughput"] = None if self.throughput is None else self.throughput.to_dict()
         data["generation"] = None if self.generation is None else self.generation.to_dict()
         if self.device is None:  # records from before devices were recorded write back unchanged
             del data["device"]
+        if self.tasks is None:  # records without task results write back unchanged
+            del data["tasks"]
+        else:
+            data["tasks"] = self.tasks.to_dict()
         if self.undertrained is not None:  # derived from train_log and config, for JSON readers
             data["undertrained"] = self.undertrained
         return data
@@ -605,7 +731,8 @@ class RunResult:
         device = data.get("device")
         if device is not None and not isinstance(device, str):
             raise ValueError(f"'device' is not a string ({type(device).__name__})")
-        return cls(**values, device=device)
+        tasks = None if data.get("tasks") is None else TaskResults.from_dict(data["tasks"])
+        return cls(**values, device=device, tasks=tasks)
 
 
 # Beside max_seconds, a max_steps this large is the run files' "no step limit" (TOML has no null):

@@ -20,7 +20,11 @@ hard the text is cancels out, only the models' difference varies), giving Δ*_1.
   generation benchmark, from a ``generation.json`` sidecar: MAUVE, judge PPL, distinct-n,
   seq-rep-4, ..., decode tokens/s), each value with its run's own 95% interval over its
   prompts. The difference gets no interval (the per-prompt values are not kept); a note says
-  when the two were measured with different decodings, prompts or judges.
+  when the two were measured with different decodings, prompts or judges;
+- tasks: for every task score both runs have (``tasks.json`` sidecars of ``lmbench
+  eval-tasks``) that asked the same questions, the accuracy difference A - B with a paired
+  bootstrap interval over the questions and McNemar's exact p-value
+  (``lmbench.evaluation.task_significance``).
 
 Resampling whole blocks (a block bootstrap, Künsch 1989) keeps the dependence between
 neighbouring tokens, as the evaluator's own intervals do.
@@ -43,6 +47,7 @@ import numpy as np
 from lmbench.core.errors import LmbenchError
 from lmbench.core.limits import MAX_COMPARE_BOOTSTRAP, check_at_most
 from lmbench.core.results import EvalResult, GenerationResult, RunResult
+from lmbench.evaluation.task_significance import TaskDifference, task_differences
 from lmbench.storage.references import resolve_run
 
 LN2 = math.log(2.0)
@@ -92,6 +97,7 @@ class Comparison:
     # the decoding both runs' generation metrics come from (None: not one, or not recorded)
     generation_strategy: str | None = None
     generation: tuple[GenerationDifference, ...] = ()  # generation_deltas with the values
+    tasks: tuple[TaskDifference, ...] = ()  # task accuracies, paired per question
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -127,6 +133,13 @@ class Comparison:
             lines += [f"{d.metric:20s}  {_with_interval(d.a, d.a_ci95):>30s}  "
                       f"{_with_interval(d.b, d.b_ci95):>30s}  {d.delta:+11.4g}"
                       for d in self.generation]
+        if self.tasks:
+            lines += ["", "tasks (accuracy; A - B with a paired bootstrap 95% interval over the "
+                      "questions; McNemar's exact p-value)",
+                      f"{'':36s}{'A':>8s}{'B':>8s}{'A - B':>9s}   95% interval      p"]
+            lines += [f"{d.key:36s}{d.a:8.3f}{d.b:8.3f}{d.delta:+9.3f}   "
+                      f"[{d.delta_ci95[0]:+.3f}, {d.delta_ci95[1]:+.3f}]  {d.p_value:.3g}"
+                      for d in self.tasks]
         lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
 
@@ -196,7 +209,8 @@ def compare(a: RunResult | str | Path, b: RunResult | str | Path, split: str = "
         stats = _unpaired(ma, mb, n_bootstrap, rng)
         notes.append("unpaired: blocks resampled independently; the interval is conservative")
     strategy, generation, generation_notes = _generation(run_a, run_b)
-    notes += generation_notes + skipped_a + skipped_b
+    tasks, task_notes = task_differences(run_a, run_b, seed=seed)
+    notes += generation_notes + task_notes + skipped_a + skipped_b
     return Comparison(
         run_a=run_a.run_id, run_b=run_b.run_id, corpus=run_a.corpus, split=split,
         paired=same and not unpaired, exact_likelihood=ma.exact_likelihood,
@@ -205,7 +219,7 @@ def compare(a: RunResult | str | Path, b: RunResult | str | Path, split: str = "
         bits_per_byte_a=ma.bits_per_byte, bits_per_byte_b=mb.bits_per_byte,
         throughput_ratios=_throughput_ratios(run_a, run_b, ma, mb),
         generation_deltas={d.metric: d.delta for d in generation}, notes=tuple(notes),
-        generation_strategy=strategy, generation=generation, **stats)
+        generation_strategy=strategy, generation=generation, tasks=tasks, **stats)
 
 
 def _split_metrics(run: RunResult, split: str) -> EvalResult:

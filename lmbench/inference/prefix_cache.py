@@ -6,6 +6,8 @@ after that only pays for its own suffix:
 
     cache = cache_prefix(model, preamble_ids)            # one pass over [boundary, *preamble]
     logits, state = extend(model, cache, suffix_ids)     # (1, T, V): only T new positions
+    question = extend_cache(model, cache, question_ids)  # the cache of preamble + question
+    drawn = sample_after(model, question, 20, sampler=SamplingConfig(temperature=0))
 
 This relies on the interface's two promises (``lmbench.core.interface``): ``logits(x[:, :k])``
 followed by ``logits(x[:, k:], state)`` equals ``logits(x)``, and a call never modifies the
@@ -28,6 +30,15 @@ import torch
 
 from lmbench.core.errors import LmbenchError
 from lmbench.core.interface import LanguageModel, State
+from lmbench.core.limits import MAX_NEW_TOKENS, check_at_most
+from lmbench.inference.sampling import (
+    Sample,
+    Sampler,
+    SamplingConfig,
+    StopStrings,
+    as_sampler,
+    next_logits,
+)
 
 
 @dataclass(frozen=True)
@@ -73,3 +84,48 @@ def suffix_logprobs(model: LanguageModel, cache: PrefixCache, suffix_ids: Sequen
     targets = torch.tensor(suffix_ids[1:], device=logprobs.device)  # (T-1,)
     rest = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     return torch.cat((first, rest))
+
+
+def extend_cache(model: LanguageModel, cache: PrefixCache, suffix_ids: Sequence[int]
+                 ) -> PrefixCache:
+    """The cache of ``prefix + suffix_ids``, reading only the suffix (``cache`` is unchanged):
+    a few-shot preamble cached once, then each question read after it."""
+    if not suffix_ids:
+        return cache
+    logits, state = extend(model, cache, suffix_ids)  # (1, T, V)
+    return PrefixCache((*cache.prefix_ids, *map(int, suffix_ids)), state, logits[0, -1])
+
+
+def sample_after(model: LanguageModel, cache: PrefixCache, max_new_tokens: int, *,
+                 sampler: Sampler | SamplingConfig | None = None, seed: int = 0,
+                 stop_strings: Sequence[str] = ()) -> Sample:
+    """Continue the cached prefix: what ``sample(model, cache.prefix_ids, ...)`` draws, without
+    reading the prefix again (one call per new token; none for the prefix).
+
+    The loop is ``sample_batch``'s for one row: the processors see the boundary, the prefix and
+    the tokens drawn so far; a ``torch.Generator`` seeded from ``seed`` draws; the text is cut
+    before the first stop string. Equal to the uncached ``sample`` up to float rounding of the
+    split reads (exact for n-grams), while the prefix and continuation fit the model's window.
+    """
+    if max_new_tokens < 0:
+        raise LmbenchError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    check_at_most(max_new_tokens, MAX_NEW_TOKENS, "max_new_tokens")
+    sampler, stop = as_sampler(sampler), StopStrings(stop_strings)
+    generator = torch.Generator().manual_seed(int(seed))
+    read = [model.tokenizer.boundary_id, *cache.prefix_ids]
+    logits, state = cache.next_logits.cpu()[None], cache.state  # (1, V)
+    ids: list[int] = []
+    logprobs: list[float] = []
+    with torch.inference_mode():
+        for step in range(max_new_tokens):
+            history = torch.tensor([read], dtype=torch.long)  # (1, T)
+            token = int(sampler.draw_rows(history, logits, [generator])[0])
+            ids.append(token)
+            logprobs.append(float(torch.log_softmax(logits[0].double(), -1)[token]))
+            read.append(token)
+            if (stop.strings and stop.found(model.tokenizer.decode(ids))
+                    or step == max_new_tokens - 1):
+                break
+            logits, state = next_logits(model, torch.tensor([read], dtype=torch.long), 1, state,
+                                        use_cache=True)
+    return Sample(ids, logprobs, stop.cut(model.tokenizer.decode(ids)))

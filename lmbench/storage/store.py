@@ -9,6 +9,8 @@ Layout (``root`` is the folder ``lmbench run --out`` names)::
                                    model (``benchmarks/generation_report.py --attach-to-runs``;
                                    the schema is ``lmbench.evaluation.generation_results``'s)
     root/<run_id>/throughput.json  sidecar, optional: ``lmbench bench`` of the run's saved model
+    root/<run_id>/tasks.json       sidecar, optional: ``lmbench eval-tasks`` of the run's saved
+                                   model (``TaskResults``; per-example JSONL in ``tasks/``)
     root/index.sqlite              the index: one row per record, per (record, split), per sidecar
 
 The JSON files are the truth. The index is a cache of them, brought up to date on every read
@@ -19,7 +21,7 @@ Sidecars. A record never changes, but its saved model may be measured later; tho
 beside it, one file per kind (``SIDECAR_KINDS``), replaced atomically when measured again
 (``write_sidecar``). Every read merges them into the loaded ``RunResult``: ``generation.json``
 (a ``GenerationResult``) into ``generation``, ``throughput.json`` (a ``ThroughputResult``) into
-``throughput``. The record's own values win: a sidecar only fills the fields the record lacks
+``throughput``, ``tasks.json`` (a ``TaskResults``) into ``tasks``. The record's own values win: a sidecar only fills the fields the record lacks
 (for ``generation``, also inside its ``metrics``). A sidecar joins the
 ``result.json`` of its folder and must carry the record's ``run_id`` (and, when it names one,
 the record's corpus); one that does not, or that cannot be read, is reported by path and
@@ -59,11 +61,12 @@ from typing import Any
 
 from lmbench.core.errors import LmbenchError, did_you_mean
 from lmbench.core.io import write_text_atomic
-from lmbench.core.results import GenerationResult, RunResult, ThroughputResult
+from lmbench.core.results import GenerationResult, RunResult, TaskResults, ThroughputResult
 
 INDEX_NAME = "index.sqlite"
 RECORD_NAME = "result.json"
-SIDECAR_KINDS = ("generation", "throughput")  # <kind>.json beside a record fills RunResult.<kind>
+# <kind>.json beside a record fills RunResult.<kind>
+SIDECAR_KINDS = ("generation", "throughput", "tasks")
 SIDECAR_NAMES = {f"{kind}.json": kind for kind in SIDECAR_KINDS}
 SCHEMA_VERSION = "3"  # 3: sidecar content is the whole typed record
 _SAFE_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=+-]*")
@@ -118,7 +121,7 @@ class Sidecar:
     kind: str  # one of SIDECAR_KINDS: the RunResult field it fills
     run_id: str
     corpus: str | None  # when given, it must be the record's corpus
-    content: ThroughputResult | GenerationResult  # merged into RunResult.<kind>
+    content: ThroughputResult | GenerationResult | TaskResults  # merged into RunResult.<kind>
 
 
 def parse_sidecar(kind: str, payload: Any) -> Sidecar:
@@ -126,7 +129,8 @@ def parse_sidecar(kind: str, payload: Any) -> Sidecar:
 
     ``generation``: a ``GenerationResult`` (the object ``generation_results.run_sidecar``
     builds), which must name its run and have ``metrics``; ``throughput``: a
-    ``ThroughputResult`` (``lmbench bench``) with at least one figure.
+    ``ThroughputResult`` (``lmbench bench``) with at least one figure; ``tasks``: a
+    ``TaskResults`` (``lmbench eval-tasks``).
     """
     if kind not in SIDECAR_KINDS:
         raise ValueError(f"unknown sidecar kind {kind!r} (known: {', '.join(SIDECAR_KINDS)})")
@@ -137,32 +141,40 @@ def parse_sidecar(kind: str, payload: Any) -> Sidecar:
         raise ValueError("no 'run_id' string")
     if kind == "throughput":
         return Sidecar(kind, run_id, None, ThroughputResult.from_dict(payload, where=""))
+    if kind == "tasks":
+        return Sidecar(kind, run_id, None, TaskResults.from_dict(payload, where=""))
     if not isinstance(payload.get("metrics"), dict):
         raise ValueError("'metrics' is not an object")
     content = GenerationResult.from_dict(payload, where="")
     return Sidecar(kind, run_id, content.corpus, content)
 
 
-def _content(kind: str, data: dict[str, Any]) -> ThroughputResult | GenerationResult:
+def _content(kind: str, data: dict[str, Any]
+             ) -> ThroughputResult | GenerationResult | TaskResults:
     """A sidecar's content from the JSON the index keeps of it."""
     if kind == "throughput":
         return ThroughputResult.from_dict(data, where="")
+    if kind == "tasks":
+        return TaskResults.from_dict(data, where="")
     return GenerationResult.from_dict(data, where="")
 
 
 def merge_sidecars(record: RunResult, sidecars: Iterable[Sidecar]) -> RunResult:
     """``record`` with its sidecars' content added; the record's own values win (a field it
     lacks, and for ``generation`` each metric it lacks, comes from the sidecar)."""
-    throughput, generation = record.throughput, record.generation
+    throughput, generation, tasks = record.throughput, record.generation, record.tasks
     for sidecar in sidecars:
         content = sidecar.content
         if isinstance(content, ThroughputResult):
             throughput = content if throughput is None else throughput.filled_from(content)
+        elif isinstance(content, TaskResults):
+            tasks = content if tasks is None else tasks.filled_from(content)
         else:
             generation = content if generation is None else generation.filled_from(content)
-    if throughput is record.throughput and generation is record.generation:
+    if (throughput is record.throughput and generation is record.generation
+            and tasks is record.tasks):
         return record
-    return dataclasses.replace(record, throughput=throughput, generation=generation)
+    return dataclasses.replace(record, throughput=throughput, generation=generation, tasks=tasks)
 
 
 def _mismatch(sidecar: Sidecar, run_id: str, corpus: str) -> str | None:
