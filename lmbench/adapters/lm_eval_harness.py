@@ -48,6 +48,9 @@ from lmbench.models.catalog import load_model
 from lmbench.storage.references import resolve_model
 
 try:
+    # lm-eval fills its registry with its own models (lazily) only when the registry is empty at
+    # the first lookup; importing lm_eval.models first keeps them (``hf``, ...) beside ours.
+    import lm_eval.models  # noqa: F401
     from lm_eval.__main__ import cli_evaluate
     from lm_eval.api.model import TemplateLM
     from lm_eval.api.registry import register_model

@@ -103,6 +103,13 @@ def test_generate_until_is_lmbench_sampling_cut_at_the_stop_string(char_gpt):
         for i in range(2)])  # seeded by the request's index
 
 
+def test_lm_evals_own_models_stay_registered_beside_lmbench():
+    from lm_eval.api.registry import get_model
+
+    assert get_model("lmbench") is harness.LmbenchLM
+    assert get_model("hf").__name__ == "HFLM"  # its registry fills itself only when empty
+
+
 def test_mistakes_name_the_argument(char_gpt):
     model, path = char_gpt
     with pytest.raises(LmbenchError, match="exactly one of model"):
