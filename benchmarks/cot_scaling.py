@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import random
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -431,8 +432,23 @@ def write_report(settings: Settings, cells: list[dict], logs: dict, out: Path,
     summary = []
     for size, splits in best.items():
         for split, modes in splits.items():
+            direct, chain = modes["direct"][0], max(modes["cot"][0], modes["self-consistency"][0])
+            verdict = ("chain of thought helps" if chain > direct else
+                       "chain of thought hurts" if chain < direct else "no difference")
             summary.append(f"- {size}, {split}: " + ", ".join(
-                f"{mode} {100 * em:.0f}% (k={k})" for mode, (em, k) in modes.items()))
+                f"{mode} {100 * em:.0f}% (k={k})" for mode, (em, k) in modes.items())
+                + f": {verdict} ({100 * (chain - direct):+.0f} points, best chain mode "
+                "against best direct)")
+    formed = []
+    for size in best:
+        rates = []
+        for mode in MODES:
+            outputs = [o for c in cells if c["model"] == size and c["mode"] == mode
+                       for e in c["examples"] for o in e["outputs"]]
+            ok = [o for o in outputs if (re.search(r"The answer is \d+\.$", o) if mode != "direct"
+                                         else re.fullmatch(r" \d+", o))]
+            rates.append(f"{mode} {100 * len(ok) / max(1, len(outputs)):.0f}%")
+        formed.append(f"- {size}: " + ", ".join(rates))
     md = [
         "# Chain of thought against model size (addition, character GPTs)",
         "",
@@ -449,7 +465,9 @@ def write_report(settings: Settings, cells: list[dict], logs: dict, out: Path,
         "| model | parameters | steps | tokens | seconds | best valid nats/char |",
         "|---|---|---|---|---|---|",
         *[f"| {name} | {log['n_params']:,} | {log['steps']} | {log['tokens']:,} | "
-          f"{log['seconds']:.0f} | {log['best_valid_nats']:.3f} |" for name, log in logs.items()],
+          f"{log['seconds']:.0f} | "
+          + ("n/a" if log["best_valid_nats"] is None else f"{log['best_valid_nats']:.3f}") + " |"
+          for name, log in logs.items()],
         "",
         "Exact match, % [95% Wilson interval], strict extraction (direct: the answer line; "
         "chain: `The answer is N.`; self-consistency: majority of the sampled chains' last "
@@ -466,6 +484,11 @@ def write_report(settings: Settings, cells: list[dict], logs: dict, out: Path,
         "## Best prompting mode per size",
         "",
         *summary,
+        "",
+        "Outputs in the trained format (direct: one number; chain: steps ending `The answer is "
+        "N.`), over every cell:",
+        "",
+        *formed,
         "",
         f"![exact match against size]({out.name}.png)",
         "",
