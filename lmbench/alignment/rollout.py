@@ -134,6 +134,15 @@ def rollout(policy: LanguageModel, prompts: Sequence[str], reward: RewardFunctio
                    score(completions, reward), group_size)
 
 
+def target_logprobs(logits: torch.Tensor, batch: ExampleBatch) -> torch.Tensor:
+    """(B, T, V) logits -> (B, T) float32 log-probabilities of the batch's masked targets (0
+    outside the loss mask), keeping the graph."""
+    targets = batch.masked_targets().to(logits.device)  # (B, T)
+    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    picked = logprobs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, T)
+    return torch.where(targets != IGNORE_INDEX, picked, 0.0)
+
+
 def policy_logprobs(policy: Trainable, batch: ExampleBatch) -> tuple[torch.Tensor, torch.Tensor]:
     """log pi of the batch's masked targets with the autograd graph, and the logits.
 
@@ -142,7 +151,4 @@ def policy_logprobs(policy: Trainable, batch: ExampleBatch) -> tuple[torch.Tenso
         both on the policy's device.
     """
     logits, _ = policy.forward_logits(batch.input_ids)  # (B, T, V)
-    targets = batch.masked_targets().to(logits.device)  # (B, T)
-    logprobs = torch.log_softmax(logits.float(), dim=-1)
-    picked = logprobs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, T)
-    return torch.where(targets != IGNORE_INDEX, picked, 0.0), logits
+    return target_logprobs(logits, batch), logits
