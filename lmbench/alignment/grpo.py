@@ -14,7 +14,7 @@ one minibatch the ratio is 1 and the loss is the plain policy gradient of eq. 3.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from lmbench.alignment.loop import (
     Optimise,
@@ -76,8 +76,8 @@ def train_grpo(policy: LanguageModel, prompts: Sequence[str], reward: RewardFunc
         total, count = 0.0, 0
         for _ in range(config.epochs):
             for rows in minibatches(len(rewards), config.minibatch_size):
-                part = type(batch)(batch.input_ids[rows], batch.target_ids[rows],
-                                   batch.loss_mask[rows])
+                part = replace(batch, input_ids=batch.input_ids[rows],
+                               target_ids=batch.target_ids[rows], loss_mask=batch.loss_mask[rows])
                 with autocast(device, config.bf16):
                     logprobs, _ = policy_logprobs(policy, part)
                 loss = grpo_loss(logprobs, scores.old_logprobs[rows], advantages[rows],

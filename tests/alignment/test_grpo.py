@@ -32,12 +32,12 @@ def _mean_reward(policy, seed: int) -> float:
 
 def test_grpo_raises_the_mean_reward_of_a_verifier(policy):
     before = _mean_reward(policy, 10_000)
-    config = GRPOConfig(steps=12, prompts_per_step=4, group_size=6, max_new_tokens=4,
-                        learning_rate=1e-2, kl_coef=0.0, seed=1)
+    config = GRPOConfig(steps=5, prompts_per_step=4, group_size=4, max_new_tokens=4,
+                        learning_rate=2e-2, kl_coef=0.0, seed=1)
     log = train_grpo(policy, PROMPTS, REWARD, config)
     after = _mean_reward(policy, 10_000)
-    assert after > before + 0.2, (before, after)
-    assert log.steps == 12 and log.stopped_by == "max_steps"
+    assert after > before + 0.3, (before, after)  # about 0.1 -> 0.95
+    assert log.steps == 5 and log.stopped_by == "max_steps"
     first = log.curve[0]["metrics"]
     assert first["kl_nats"] == pytest.approx(0.0, abs=1e-4)  # pi = pi_ref at step 0
     assert {"reward", "kl_nats", "entropy_nats", "advantage_abs",

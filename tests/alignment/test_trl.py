@@ -21,7 +21,7 @@ import torch
 
 from lmbench.alignment import losses
 
-trl = pytest.importorskip("trl")
+trl = pytest.importorskip("trl", minversion="1.16")  # the trainer internals read here
 from trl.trainer.dpo_trainer import DPOTrainer  # noqa: E402
 from trl.trainer.grpo_trainer import GRPOTrainer  # noqa: E402
 from trl.trainer.reward_trainer import RewardTrainer  # noqa: E402
