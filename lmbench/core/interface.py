@@ -26,8 +26,9 @@ The ``Capabilities`` tell the evaluator how to window a long stream without aski
 family it holds; see ``lmbench.evaluation.scoring.plan_windows``.
 
 Optional abilities are classes a family inherits (end of this module): ``Trainable`` (one torch
-network), ``SelectsStateRows`` (batched beam search), ``Embeds``, ``CountsFlops`` and
-``RollsBackState`` (speculative decoding). Generic code asks ``isinstance(model, Embeds)``.
+network), ``SelectsStateRows`` (batched beam search), ``Embeds``, ``CountsFlops``,
+``RollsBackState`` (speculative decoding), ``EstimatesSize`` and ``ComputesHidden`` (the forward
+pass split at the final hidden states). Generic code asks ``isinstance(model, Embeds)``.
 
 Devices. A model computes on one ``device`` (a ``torch.device``: the CPU unless ``to(device)``
 moved it; names as in ``lmbench.core.device``). Ids, targets and the ``rows`` of
@@ -265,3 +266,23 @@ class EstimatesSize(ABC):
     def estimated_n_params(self, vocab_size: int | None = None) -> int:
         """Parameters of the network for ``vocab_size`` tokens (None: the fitted tokenizer's
         vocabulary, or a lower bound before the tokenizer is fitted); allocates no weights."""
+
+
+class ComputesHidden(ABC):
+    """The forward pass in two declared stages: ids -> final hidden states -> logits, so heads
+    (a reward model's scalar, PPO's value) and PEFT methods can work on the hidden states."""
+
+    @property
+    @abstractmethod
+    def hidden_size(self) -> int: ...
+
+    @abstractmethod
+    def forward_hidden(self, input_ids: torch.Tensor, state: State = None
+                       ) -> tuple[torch.Tensor, State]:
+        """(B, T) ids -> (B, T, H) final hidden states (after the final norm, what the output
+        layer reads), with gradients and the network's current mode, and the new state."""
+
+    @abstractmethod
+    def logits_from_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(B, T, H) -> (B, T, V); logits_from_hidden(forward_hidden(x, s)[0]) equals
+        forward_logits(x, s)[0]."""

@@ -52,6 +52,7 @@ from lmbench.core.interface import (
 )
 from lmbench.models.base import NeuralLM
 from lmbench.models.gpt import (
+    DecoderHidden,
     GPTConfig,
     GPTNetwork,
     KVCache,
@@ -188,7 +189,7 @@ class MoENetwork(GPTNetwork):
         return [block.mlp for block in self.blocks]
 
 
-class MoELM(NeuralLM, SelectsStateRows, RollsBackState, Embeds, CountsFlops):
+class MoELM(NeuralLM, SelectsStateRows, RollsBackState, Embeds, CountsFlops, DecoderHidden):
     """GPT decoder with top-k routed mixture-of-experts MLPs (Switch / Mixtral)."""
 
     name = "moe"
