@@ -60,9 +60,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmbench.core.errors import LmbenchError
-from lmbench.core.interface import Capabilities, ComputesHidden, SelectsStateRows
+from lmbench.core.interface import AdaptsLayers, Capabilities, ComputesHidden, SelectsStateRows
 from lmbench.models.base import NeuralLM
-from lmbench.models.layers import Block, init_gpt_weights
+from lmbench.models.layers import (
+    Block,
+    init_gpt_weights,
+    join_roles,
+    mlp_weights,
+    self_attention_weights,
+)
 from lmbench.training.objectives import MaskedLM as MaskedLMObjective
 from lmbench.training.objectives import corrupt  # noqa: F401  (BERT's masking, with its objective)
 from lmbench.training.trainer import TrainConfig
@@ -135,7 +141,7 @@ class BertNetwork(nn.Module):
         return self.ln_final(x)
 
 
-class MaskedLM(NeuralLM, SelectsStateRows, ComputesHidden):
+class MaskedLM(NeuralLM, SelectsStateRows, ComputesHidden, AdaptsLayers):
     """Encoder-only masked LM (BERT), scored by pseudo-log-likelihood; see the module docstring."""
 
     name = "bert"
@@ -172,6 +178,21 @@ class MaskedLM(NeuralLM, SelectsStateRows, ComputesHidden):
     def logits_from_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
         """(B, T, C) -> (B, T, V) through the output layer tied to the embedding."""
         return self._network().scores(hidden)
+
+    def adaptable_weights(self):
+        """Every block's bidirectional attention (q, k, v, attn_out) and MLP."""
+        c = self.config_
+        return join_roles(*(join_roles(self_attention_weights(f"blocks.{i}.attn", c.n_embd),
+                                       mlp_weights(f"blocks.{i}.mlp"))
+                            for i in range(c.n_layer)))
+
+    def default_adapted_roles(self) -> tuple[str, ...]:
+        return ("q", "v")
+
+    def adapter_sublayers(self) -> dict[str, int]:
+        c = self.config_
+        return {f"blocks.{i}.{part}": c.n_embd
+                for i in range(c.n_layer) for part in ("attn", "mlp")}
 
     def forward_logits(self, input_ids, state=None):
         """``logits_from_hidden(forward_hidden(...))``: (B, T, V) logits of the unmasked ids

@@ -24,6 +24,7 @@ from torch import nn
 
 from lmbench.core.errors import LmbenchError
 from lmbench.core.interface import (
+    AdaptsLayers,
     Capabilities,
     ComputesHidden,
     CountsFlops,
@@ -32,7 +33,13 @@ from lmbench.core.interface import (
     SelectsStateRows,
 )
 from lmbench.models.base import NeuralLM
-from lmbench.models.layers import Block, init_gpt_weights
+from lmbench.models.layers import (
+    Block,
+    init_gpt_weights,
+    join_roles,
+    mlp_weights,
+    self_attention_weights,
+)
 from lmbench.training.trainer import TrainConfig
 
 
@@ -165,7 +172,32 @@ class DecoderHidden(ComputesHidden):
         return self._network().head(hidden)
 
 
-class GPTLM(NeuralLM, SelectsStateRows, RollsBackState, Embeds, CountsFlops, DecoderHidden):
+class DecoderLayers(AdaptsLayers):
+    """``AdaptsLayers`` for a ``GPTNetwork`` (gpt; moe replaces the ``mlp`` role): every
+    block's attention (q, k, v, attn_out) and MLP; adapters after each block's attention and
+    feed-forward sublayer."""
+
+    def adaptable_weights(self):
+        c = self.config_
+        return join_roles(*(join_roles(self_attention_weights(f"blocks.{i}.attn", c.n_embd),
+                                       self.feed_forward_weights(f"blocks.{i}.mlp"))
+                            for i in range(c.n_layer)))
+
+    def feed_forward_weights(self, path: str):
+        """The roles of one block's feed-forward module at ``path``."""
+        return mlp_weights(path)
+
+    def default_adapted_roles(self) -> tuple[str, ...]:
+        return ("q", "v")
+
+    def adapter_sublayers(self) -> dict[str, int]:
+        c = self.config_
+        return {f"blocks.{i}.{part}": c.n_embd
+                for i in range(c.n_layer) for part in ("attn", "mlp")}
+
+
+class GPTLM(NeuralLM, SelectsStateRows, RollsBackState, Embeds, CountsFlops, DecoderHidden,
+            DecoderLayers):
     """Decoder-only Transformer (GPT) with learned or rotary positions and a KV cache."""
 
     name = "gpt"

@@ -24,7 +24,13 @@ import torch
 from torch import nn
 
 from lmbench.core.errors import LmbenchError
-from lmbench.core.interface import Capabilities, ComputesHidden, SelectsStateRows
+from lmbench.core.interface import (
+    AdaptableWeight,
+    AdaptsLayers,
+    Capabilities,
+    ComputesHidden,
+    SelectsStateRows,
+)
 from lmbench.models.base import NeuralLM
 from lmbench.models.ngram import NGramConfig, NGramLM, tables_from_arrays, tables_to_arrays
 from lmbench.training.trainer import TrainConfig
@@ -59,6 +65,7 @@ class NPLMNetwork(nn.Module):
     def __init__(self, config: NPLMConfig, vocab_size: int) -> None:
         super().__init__()
         self.context, self.pad_id = config.context, vocab_size
+        self.n_hidden = config.hidden_dim  # h, where features splits
         features = config.context * config.embed_dim
         self.embedding = nn.Embedding(vocab_size + 1, config.embed_dim)  # C, plus padding row
         self.hidden = nn.Linear(features, config.hidden_dim) if config.hidden_dim else None  # H, d
@@ -93,16 +100,15 @@ class NPLMNetwork(nn.Module):
 
     def scores(self, features: torch.Tensor) -> torch.Tensor:
         """``features``' (B, T, h + (n-1) m) -> (B, T, V) logits, b + W x + U tanh(d + H x)."""
-        n_hidden = 0 if self.hidden is None else self.hidden.out_features
         logits = 0.0
         if self.hidden is not None:
-            logits = self.output(features[..., :n_hidden])  # (B, T, V)
+            logits = self.output(features[..., : self.n_hidden])  # (B, T, V)
         if self.direct is not None:
-            logits = logits + self.direct(features[..., n_hidden:])
+            logits = logits + self.direct(features[..., self.n_hidden :])
         return logits
 
 
-class NPLMLM(NeuralLM, SelectsStateRows, ComputesHidden):
+class NPLMLM(NeuralLM, SelectsStateRows, ComputesHidden, AdaptsLayers):
     """Bengio et al. 2003's neural probabilistic LM (MLP over n-1 word features)."""
 
     name = "nplm"
@@ -124,6 +130,22 @@ class NPLMLM(NeuralLM, SelectsStateRows, ComputesHidden):
     def logits_from_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
         """(B, T, hidden_size) -> (B, T, V) logits of the network."""
         return self._network().scores(hidden)
+
+    def adaptable_weights(self):
+        """``hidden`` (H, d), ``output`` (U, b) and ``direct`` (W, b) of eq. 1, where present;
+        the feature table C is never adapted."""
+        c = self.config_
+        hidden = c.hidden_dim > 0
+        return {"hidden": (AdaptableWeight("hidden"),) if hidden else (),
+                "output": (AdaptableWeight("output"),) if hidden else (),
+                "direct": (AdaptableWeight("direct"),) if c.direct else ()}
+
+    def default_adapted_roles(self) -> tuple[str, ...]:
+        return ("hidden", "output") if self.config_.hidden_dim else ("direct",)
+
+    def adapter_sublayers(self) -> dict[str, int]:
+        """The hidden layer's output (before its tanh); none without hidden units."""
+        return {"hidden": self.config_.hidden_dim} if self.config_.hidden_dim else {}
 
     @property
     def capabilities(self) -> Capabilities:

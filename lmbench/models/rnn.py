@@ -37,7 +37,13 @@ import torch
 from torch import nn
 
 from lmbench.core.errors import LmbenchError
-from lmbench.core.interface import Capabilities, ComputesHidden, SelectsStateRows
+from lmbench.core.interface import (
+    AdaptableWeight,
+    AdaptsLayers,
+    Capabilities,
+    ComputesHidden,
+    SelectsStateRows,
+)
 from lmbench.models.adaptive_softmax import AdaptiveSoftmax, check_cutoffs
 from lmbench.models.base import NeuralLM
 from lmbench.training.batching import IGNORE_INDEX, StreamBatch
@@ -166,7 +172,7 @@ class RNNNetwork(nn.Module):
         return self.output_scores(output), state
 
 
-class RNNLM(NeuralLM, SelectsStateRows, ComputesHidden):
+class RNNLM(NeuralLM, SelectsStateRows, ComputesHidden, AdaptsLayers):
     """Elman RNN language model (tanh cells)."""
 
     name = "rnn"
@@ -191,6 +197,29 @@ class RNNLM(NeuralLM, SelectsStateRows, ComputesHidden):
     def logits_from_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
         """(B, T, hidden_size) -> (B, T, V) (log-probabilities with an adaptive softmax)."""
         return self._network().scores_from_head_input(hidden)
+
+    def adaptable_weights(self):
+        """``input`` and ``recurrent``: every layer's input-to-hidden and hidden-to-hidden
+        matrices of the fused cell (biases stay frozen); ``projection``: the hidden-to-embedding
+        projection in front of the tied output layer, where there is one. The embedding and the
+        output layer are never adapted."""
+        c = self.config_
+        layers = range(c.n_layer)
+        roles = {"input": tuple(AdaptableWeight("cell", "matrix", f"weight_ih_l{i}")
+                                for i in layers),
+                 "recurrent": tuple(AdaptableWeight("cell", "matrix", f"weight_hh_l{i}")
+                                    for i in layers),
+                 "projection": ()}
+        if self.hidden_size != c.hidden_dim:  # the tied projection exists
+            roles["projection"] = (AdaptableWeight("projection"),)
+        return roles
+
+    def default_adapted_roles(self) -> tuple[str, ...]:
+        return ("input", "recurrent")
+
+    def adapter_sublayers(self) -> dict[str, int]:
+        """The fused cell (all layers in one call): one adapter on the top layer's output."""
+        return {"cell": self.config_.hidden_dim}
 
     @property
     def capabilities(self) -> Capabilities:

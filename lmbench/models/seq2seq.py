@@ -55,13 +55,17 @@ from torch import nn
 from torch.utils._pytree import register_pytree_node
 
 from lmbench.core.errors import LmbenchError
-from lmbench.core.interface import Capabilities, ComputesHidden, SelectsStateRows
+from lmbench.core.interface import AdaptsLayers, Capabilities, ComputesHidden, SelectsStateRows
 from lmbench.models.base import NeuralLM
 from lmbench.models.layers import (
     MLP,
     CausalSelfAttention,
     CrossAttention,
+    cross_attention_weights,
     init_gpt_weights,
+    join_roles,
+    mlp_weights,
+    self_attention_weights,
     sinusoidal_positions,
 )
 from lmbench.training.objectives import EncoderDecoder
@@ -296,7 +300,7 @@ class Seq2SeqNetwork(nn.Module):
                                     [(last(k, n_last), last(v, n_last)) for k, v in caches])
 
 
-class Seq2SeqLM(NeuralLM, SelectsStateRows, ComputesHidden):
+class Seq2SeqLM(NeuralLM, SelectsStateRows, ComputesHidden, AdaptsLayers):
     """Encoder-decoder Transformer: each segment decoded from the encoded previous segment."""
 
     name = "seq2seq"
@@ -313,6 +317,30 @@ class Seq2SeqLM(NeuralLM, SelectsStateRows, ComputesHidden):
     def logits_from_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
         """(B, T, C) -> (B, T, V) through the output layer (tied to the embedding)."""
         return self._network().head(hidden)
+
+    def adaptable_weights(self):
+        """q, k, v, attn_out of every attention (the encoder's self-attention, the decoder's
+        causal self-attention and its cross-attention) and every MLP."""
+        c = self.config_
+        parts = []
+        for i in range(c.n_layer):
+            parts += [cross_attention_weights(f"encoder.{i}.attn", c.n_embd),
+                      mlp_weights(f"encoder.{i}.mlp"),
+                      self_attention_weights(f"decoder.{i}.self_attn", c.n_embd),
+                      cross_attention_weights(f"decoder.{i}.cross_attn", c.n_embd),
+                      mlp_weights(f"decoder.{i}.mlp")]
+        return join_roles(*parts)
+
+    def default_adapted_roles(self) -> tuple[str, ...]:
+        return ("q", "v")
+
+    def adapter_sublayers(self) -> dict[str, int]:
+        """After every attention and feed-forward sublayer of the encoder and the decoder."""
+        c = self.config_
+        names = [f"encoder.{i}.{part}" for i in range(c.n_layer) for part in ("attn", "mlp")]
+        names += [f"decoder.{i}.{part}" for i in range(c.n_layer)
+                  for part in ("self_attn", "cross_attn", "mlp")]
+        return dict.fromkeys(names, c.n_embd)
 
     @property
     def capabilities(self) -> Capabilities:
