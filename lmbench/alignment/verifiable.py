@@ -94,14 +94,19 @@ def length_splits(task: str, *, n_train: int, n_held_out: int, train_lengths: Se
     return LengthSplits(task, tuple(train), held_out)
 
 
-def task_corpus(problems: Sequence[Problem], name: str = "verifiable") -> Corpus:
-    """The problems' examples as text (prompt + response, one example a line pair) for
-    pretraining a base model and fitting its tokenizer; ``valid`` is the last tenth."""
+def task_corpus(problems: Sequence[Problem], name: str = "verifiable", *,
+                held_out: bool = False) -> Corpus:
+    """The problems' examples as text (prompt + response, each example two lines) for
+    pretraining a base model and fitting its tokenizer (``train``, and the last tenth as
+    ``valid``), or, with ``held_out``, as one ``test`` split (the records' corpus)."""
     text = "".join(e.prompt + e.response + "\n" for e in map(example_of, problems))
     lines = text.splitlines(keepends=True)
-    cut = max(1, len(lines) - len(lines) // 10)
-    cut += cut % 2  # keep each Q/A line pair in one split
-    parts = {"train": "".join(lines[:cut]), "valid": "".join(lines[cut:]) or lines[-1]}
+    if held_out:
+        parts = {"test": text}
+    else:
+        cut = max(1, len(lines) - len(lines) // 10)
+        cut += cut % 2  # keep each Q/A line pair in one split
+        parts = {"train": "".join(lines[:cut]), "valid": "".join(lines[cut:]) or lines[-1]}
     return Corpus(name, {s: Split(s, t, tuple(tuple(line.split()) for line in t.splitlines()))
                          for s, t in parts.items()}, f"{len(problems)} {name} problems as text")
 
