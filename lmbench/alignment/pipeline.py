@@ -41,10 +41,10 @@ samples as its generation results) and its model (``DIR/<run-id>/model.npz``), s
 ``lmbench leaderboard DIR``, ``compare`` and ``generate`` work on every stage;
 ``DIR/.align/<name>/<stage>.json`` holds the stage's metrics, settings and training log, and
 ``DIR/.align/<name>/pipeline.json`` all of them (a hidden folder, which the leaderboard does
-not read as records); sampled preference pairs go to ``DIR/.align/<name>/<stage>.pairs.jsonl``. A stage whose ``<stage>.json`` exists with the same
-settings is not run again (its saved model is loaded). Everything in the file is checked before
-anything trains: keys and types, methods, stage references, data files; a bad value is one
-``LmbenchError`` line naming the file and key.
+not read as records); sampled preference pairs go to ``DIR/.align/<name>/<stage>.pairs.jsonl``.
+A stage whose ``<stage>.json`` exists with the same settings is not run again (its saved model
+is loaded). Everything in the file is checked before anything trains: keys and types, methods,
+stage references, data files; a bad value is one ``LmbenchError`` line naming the file and key.
 """
 
 from __future__ import annotations
@@ -57,6 +57,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser as a package
+    import tomli as tomllib
 
 import tomllib
 

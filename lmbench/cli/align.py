@@ -26,7 +26,8 @@ def _align(args: argparse.Namespace) -> None:
         shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float))
         where = summary.get("run_id", "(no model)")
         print(f"{name:>12} {summary['method']:<10} {where}  {shown}")
-    print(f"\nresults written under {args.out} (stage summaries in {args.out}/.align/{config.name}/)")
+    print(f"\nresults written under {args.out} (stage summaries in "
+          f"{args.out}/.align/{config.name}/)")
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
