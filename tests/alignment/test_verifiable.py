@@ -7,8 +7,8 @@ import pytest
 import lmbench
 from lmbench.alignment.verifiable import (
     answers,
-    example_of,
     exact_match,
+    example_of,
     length_splits,
     prompt_of,
     task_corpus,
