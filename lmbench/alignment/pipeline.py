@@ -65,6 +65,8 @@ except ModuleNotFoundError:  # Python 3.10: the same parser as a package
 
 import tomllib
 
+from lmbench.alignment.dpo import DPO_TRAIN, DPOConfig, train_dpo
+from lmbench.alignment.grpo import GRPOConfig, train_grpo
 from lmbench.alignment.judges import (
     GoldJudge,
     PairJudge,
@@ -74,12 +76,16 @@ from lmbench.alignment.judges import (
     label_pairs,
 )
 from lmbench.alignment.preferences import load_preferences, make_pairs, write_preferences
+from lmbench.alignment.reference import frozen_copy
+from lmbench.alignment.rollout import Completion
+from lmbench.alignment.sft import SFT_TRAIN, train_sft
 from lmbench.alignment.task_eval import (
     best_of_n_metrics,
     policy_metrics,
     sample_continuations,
 )
 from lmbench.alignment.verifiable import (
+    LENGTH_OPTION,
     LengthSplits,
     answers,
     example_of,
@@ -99,9 +105,8 @@ from lmbench.data.reviews import review_corpus, review_demonstrations, review_pr
 from lmbench.evaluation.scoring import EvalConfig
 from lmbench.models.catalog import MODELS, build_model, load_model
 from lmbench.runs.runner import record_run, seed_everything
-from lmbench.training.batching import ExampleBatches
-from lmbench.training.objectives import sft
-from lmbench.training.trainer import TrainConfig, train
+from lmbench.tasks.synthetic import generate
+from lmbench.training.trainer import TrainConfig
 
 KINDS = ("verifiable", "sentiment")
 MODEL_METHODS = ("sft", "dpo", "ipo", "ppo", "grpo")  # stages that produce a policy
@@ -122,7 +127,8 @@ class TaskConfig:
     n_held_out: int = 300
     train_lengths: list[int] = field(default_factory=lambda: [1, 2, 3])
     held_out_lengths: list[int] = field(default_factory=lambda: [3, 4])
-    n_rl_prompts: int = 2_000  # verifiable RL: train problems of the longest held-out length
+    n_rl_prompts: int = 2_000  # RL prompts (verifiable: per length of rl_lengths)
+    rl_lengths: list[int] = field(default_factory=lambda: [3, 4])  # verifiable RL problems
     # sentiment
     prompt_words: int = 5
     n_eval_prompts: int = 256  # test-review prompts every stage is measured on
@@ -335,6 +341,7 @@ class _Context:
     rewards: dict[str, Any] = field(default_factory=dict)  # reward stage -> reward model
     summaries: dict[str, dict] = field(default_factory=dict)
     ai_judge: PairJudge | None = None
+    rl_problems: list = field(default_factory=list)  # verifiable RL prompts' problems
 
 
 def run_pipeline(config: PipelineConfig, out_dir: str | Path, *,
@@ -440,7 +447,7 @@ def _run_stage(context: _Context, stage: StageConfig, start: str) -> None:
     context.log(f"{stage.name}: {stage.method} from {start} ...")
     started = time.perf_counter()
     policy = load_model(context.models[start])
-    reference = load_model(context.models[start])
+    reference = frozen_copy(policy)  # pi_ref: the stage's start model, frozen
     runner = _METHODS[stage.method]
     model, extra = runner(context, stage, policy, reference)
     seconds = time.perf_counter() - started
@@ -510,14 +517,10 @@ def _measure(context: _Context, model: LanguageModel, reference: LanguageModel, 
 # ------------------------------------------------------------------------------------ methods
 
 
-def _train_config(stage: StageConfig) -> TrainConfig:
-    defaults = {"warmup_steps": 10, "eval_every": 10**9, "progress": False, "bf16": False,
-                "max_steps": 100}
-    return build_config(TrainConfig, {**defaults, **stage.train}, f"stage {stage.name!r} train")
-
-
-def _max_len(model: LanguageModel) -> int | None:
-    return model.capabilities.max_window or model.capabilities.max_context
+def _train_config(stage: StageConfig, defaults: TrainConfig) -> TrainConfig:
+    """The stage's ``train`` table over the method's defaults (no validation passes)."""
+    base = {**asdict(defaults), "eval_every": 10**9, "progress": False, "bf16": False}
+    return build_config(TrainConfig, {**base, **stage.train}, f"stage {stage.name!r} train")
 
 
 def _sft_examples(context: _Context, stage: StageConfig) -> list[Example]:
@@ -540,14 +543,67 @@ def _trainable(model: LanguageModel, stage: StageConfig) -> LanguageModel:
 
 def _run_sft(context: _Context, stage: StageConfig, policy: LanguageModel,
              reference: LanguageModel) -> tuple[LanguageModel, dict]:
-    """Supervised fine-tuning: the response-only loss (``lmbench.training.objectives.sft``)."""
+    """Supervised fine-tuning, the response-only loss (``lmbench.alignment.sft``)."""
     policy = _trainable(policy, stage)
-    config = _train_config(stage)
     examples = _sft_examples(context, stage)
-    batches = ExampleBatches(examples, policy.tokenizer, config.batch_size, seed=config.seed,
-                             max_len=_max_len(policy))
-    log = train(policy, batches, sft, config)
+    log = train_sft(policy, examples, _train_config(stage, SFT_TRAIN))
     return policy, {"n_examples": len(examples), "train_log": log.to_dict()}
+
+
+def _run_dpo(context: _Context, stage: StageConfig, policy: LanguageModel,
+             reference: LanguageModel) -> tuple[LanguageModel, dict]:
+    """DPO (or IPO) on the stage's pairs against the frozen start model."""
+    policy = _trainable(policy, stage)
+    options = {**stage.options, **({"loss": "ipo"} if stage.method == "ipo" else {})}
+    config = build_config(DPOConfig, options, f"stage {stage.name!r} options")
+    pairs, info = sample_pairs(context, stage, policy)
+    log = train_dpo(policy, pairs, config, reference=reference,
+                    train_config=_train_config(stage, DPO_TRAIN),
+                    checkpoint_dir=_folder(context) / f"{stage.name}.checkpoint")
+    return policy, {**info, "options": asdict(config), "train_log": log.to_dict()}
+
+
+def _rl_prompts(context: _Context, stage: StageConfig, n: int) -> list[str]:
+    """RL prompts: valid-review prompts (sentiment), or train problems of ``task.rl_lengths``
+    (verifiable; none of them a held-out question)."""
+    task = context.config.task
+    if context.splits is None:
+        return review_prompts("valid", task.prompt_words, data_dir=context.config.data_dir,
+                              limit=n)
+    held = {p.question for ps in context.splits.held_out.values() for p in ps}
+    problems = []
+    for length in task.rl_lengths:
+        drawn = generate(task.task, n, context.config.seed * 1_000 + 500 + length,
+                         **{LENGTH_OPTION[task.task]: length})
+        problems += [p for p in drawn if p.question not in held]
+    context.rl_problems = problems
+    order = sorted(range(len(problems)), key=lambda i: (i % n, i))  # interleave the lengths
+    return [prompt_of(problems[i]) for i in order]
+
+
+def _completion_reward(context: _Context, name: str):
+    """``Sequence[Completion] -> rewards`` for the RL trainers, from ``_reward_function``."""
+    reward = _reward_function(context, name)
+
+    def score(completions: Sequence[Completion]) -> list[float]:
+        return [float(r) for r in reward([c.prompt for c in completions],
+                                         [c.text for c in completions])]
+
+    return score
+
+
+def _run_grpo(context: _Context, stage: StageConfig, policy: LanguageModel,
+              reference: LanguageModel) -> tuple[LanguageModel, dict]:
+    """GRPO from the stage's reward (the verifier, the gold judge or a reward model)."""
+    policy = _trainable(policy, stage)
+    options = {"max_new_tokens": context.config.task.max_new_tokens, **stage.options}
+    config = build_config(GRPOConfig, options, f"stage {stage.name!r} options")
+    prompts = _rl_prompts(context, stage, context.config.task.n_rl_prompts)
+    reward = _completion_reward(context, stage.reward)
+    log = train_grpo(policy, prompts, reward, config, reference=reference,
+                     checkpoint_dir=_folder(context) / f"{stage.name}.checkpoint")
+    return policy, {"reward": stage.reward, "n_prompts": len(prompts),
+                    "options": asdict(config), "train_log": log.to_dict()}
 
 
 def _reward_function(context: _Context, name: str):
@@ -556,7 +612,8 @@ def _reward_function(context: _Context, name: str):
         return lambda prompts, texts: context.gold.positive_probability(list(texts))
     if name == "verifier":
         splits = context.splits
-        problems = [*splits.train, *[p for ps in splits.held_out.values() for p in ps]]
+        problems = [*splits.train, *[p for ps in splits.held_out.values() for p in ps],
+                    *context.rl_problems]
         verify = verifier_reward(problems)
         return lambda prompts, texts: [verify(p, t) for p, t in zip(prompts, texts)]
     raise LmbenchError(f"reward {name!r}: reward-model stages are not available in this build")
@@ -617,7 +674,8 @@ def sample_pairs(context: _Context, stage: StageConfig, policy: LanguageModel
     return list(labelled.pairs), info
 
 
-_METHODS: dict[str, Callable] = {"sft": _run_sft, "best-of-n": _run_best_of_n}
+_METHODS: dict[str, Callable] = {"sft": _run_sft, "dpo": _run_dpo, "ipo": _run_dpo,
+                                 "grpo": _run_grpo, "best-of-n": _run_best_of_n}
 
 
 def available_methods() -> tuple[str, ...]:
