@@ -31,7 +31,9 @@ exact verifier, metric = greedy exact match on each held-out length. ``sentiment
 review's line: its first words the prompt, the next words the response); preference pairs are
 sampled from the stage's start model on valid-review prompts and labelled by ``labeller`` =
 ``gold`` (RLHF: the gold classifier stands in for people) or ``ai`` (RLAIF: the
-likelihood-ratio judge of ``lmbench.alignment.judges``); metrics
+likelihood-ratio judge of ``lmbench.alignment.judges``); an RL or best-of-N ``reward`` is
+``gold`` (P(positive)), ``ai`` (the AI judge's log-odds of the continuation: RLAIF with the
+judge scoring directly, Lee et al. 2023's d-RLAIF) or a reward stage; metrics
 (``lmbench.alignment.task_eval``) on test-review prompts: gold score, gold-positive rate,
 proxy reward, KL to the stage's start model, its perplexity of the samples, distinct-n.
 
@@ -69,7 +71,7 @@ from lmbench.alignment.dpo import DPO_TRAIN, DPOConfig, train_dpo
 from lmbench.alignment.grpo import GRPOConfig, train_grpo
 from lmbench.alignment.judges import (
     GoldJudge,
-    PairJudge,
+    LikelihoodRatioJudge,
     agreement,
     fit_gold_judge,
     fit_likelihood_ratio_judge,
@@ -297,7 +299,7 @@ def _check_stages(config: PipelineConfig) -> None:
             raise LmbenchError(f"{where}: start {stage.start!r} is a {seen[stage.start]} stage, "
                                "not a policy")
         if stage.method in ("ppo", "grpo", "best-of-n"):
-            allowed = ["gold"] if kind == "sentiment" else ["verifier"]
+            allowed = ["gold", "ai"] if kind == "sentiment" else ["verifier"]
             allowed += [n for n, m in seen.items() if m == "reward"]
             if stage.reward not in allowed:
                 raise LmbenchError(f"{where}: reward must be one of {', '.join(allowed)}, got "
@@ -321,7 +323,22 @@ def _check_stages(config: PipelineConfig) -> None:
             if not isinstance(examples[0], Example):
                 raise LmbenchError(f"{where}: data {stage.data} holds preference pairs; an sft "
                                    "stage reads prompt/response examples")
+        _check_options(stage, config.task)
         seen[stage.name] = stage.method
+
+
+def _check_options(stage: StageConfig, task: TaskConfig) -> None:
+    """Build the method's config from ``options`` now, so a bad value (kl_coef < 0,
+    group_size < 2, an unknown key) fails before anything trains."""
+    where = f"stage {stage.name!r} options"
+    if stage.method in ("dpo", "ipo"):
+        options = {**stage.options, **({"loss": "ipo"} if stage.method == "ipo" else {})}
+        build_config(DPOConfig, options, where)
+    elif stage.method == "grpo":
+        build_config(GRPOConfig, {"max_new_tokens": task.max_new_tokens, **stage.options}, where)
+    elif stage.options:
+        raise LmbenchError(f"{where}: a {stage.method} stage takes no options (got "
+                           f"{', '.join(stage.options)})")
 
 
 # ------------------------------------------------------------------------------------ running
@@ -340,7 +357,7 @@ class _Context:
     models: dict[str, Path] = field(default_factory=dict)  # stage -> model.npz
     rewards: dict[str, Any] = field(default_factory=dict)  # reward stage -> reward model
     summaries: dict[str, dict] = field(default_factory=dict)
-    ai_judge: PairJudge | None = None
+    ai_judge: LikelihoodRatioJudge | None = None
     rl_problems: list = field(default_factory=list)  # verifiable RL prompts' problems
 
 
@@ -616,7 +633,18 @@ def _reward_function(context: _Context, name: str):
                     *context.rl_problems]
         verify = verifier_reward(problems)
         return lambda prompts, texts: [verify(p, t) for p, t in zip(prompts, texts)]
+    if name == "ai":  # the AI judge's log-odds of the continuation (direct RLAIF)
+        judge = _ai_judge(context)
+        return lambda prompts, texts: [float(judge.log_odds(p, [t])[0])
+                                       for p, t in zip(prompts, texts)]
     raise LmbenchError(f"reward {name!r}: reward-model stages are not available in this build")
+
+
+def _ai_judge(context: _Context) -> LikelihoodRatioJudge:
+    if context.ai_judge is None:
+        context.log("fitting the AI judge (likelihood ratio of sentence_polarity n-grams) ...")
+        context.ai_judge = fit_likelihood_ratio_judge(context.config.data_dir)
+    return context.ai_judge
 
 
 def _run_best_of_n(context: _Context, stage: StageConfig, policy: LanguageModel,
@@ -629,11 +657,10 @@ def _run_best_of_n(context: _Context, stage: StageConfig, policy: LanguageModel,
     prompts = review_prompts("test", task.prompt_words, data_dir=context.config.data_dir,
                              limit=task.n_eval_prompts)
     points = []
-    for n in stage.n:
-        measured, drawn = best_of_n_metrics(policy, prompts, n, reward,
-                                            max_new_tokens=task.max_new_tokens,
-                                            gold=context.gold.positive_probability,
-                                            seed=context.config.seed)
+    swept = best_of_n_metrics(policy, prompts, stage.n, reward,
+                              max_new_tokens=task.max_new_tokens,
+                              gold=context.gold.positive_probability, seed=context.config.seed)
+    for n, (measured, drawn) in zip(stage.n, swept):
         points.append({"n": n, **measured.to_dict(),
                        "samples": [{"prompt": p, "text": t} for p, t in
                                    list(zip(drawn.prompts, drawn.texts))[:4]]})
@@ -655,10 +682,7 @@ def sample_pairs(context: _Context, stage: StageConfig, policy: LanguageModel
     grouped = [list(drawn.texts[2 * i:2 * i + 2]) for i in range(len(prompts))]
     judge = context.gold
     if pairs_config.labeller == "ai":
-        if context.ai_judge is None:
-            context.log("fitting the AI judge (likelihood ratio of sentence_polarity n-grams) ...")
-            context.ai_judge = fit_likelihood_ratio_judge(context.config.data_dir)
-        judge = context.ai_judge
+        judge = _ai_judge(context)
     labelled = make_pairs(prompts, grouped, judge)
     info: dict[str, Any] = {"labeller": pairs_config.labeller, "n_pairs": len(labelled.pairs),
                             "skipped": labelled.skipped,

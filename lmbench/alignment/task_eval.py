@@ -179,21 +179,28 @@ def best_of_n_kl(n: int) -> float:
     return math.log(n) - (n - 1) / n
 
 
-def best_of_n_metrics(policy: LanguageModel, prompts: Sequence[str], n: int, reward:
-                      RewardFunction, *, max_new_tokens: int,
+def best_of_n_metrics(policy: LanguageModel, prompts: Sequence[str], n: int | Sequence[int],
+                      reward: RewardFunction, *, max_new_tokens: int,
                       gold: Callable[[Sequence[str]], np.ndarray] | None = None, seed: int = 0
-                      ) -> tuple[PolicyMetrics, Continuations]:
-    """Best-of-``n`` against ``reward`` (module docstring); the reference is ``policy``.
+                      ) -> list[tuple[PolicyMetrics, Continuations]]:
+    """Best-of-n against ``reward`` (module docstring) for each n of ``n``, the reference being
+    ``policy``: max(n) continuations of each prompt are drawn once, and best-of-k reads the
+    first k of them (the same draws best-of-k alone would make, by the seeds' layout).
 
     Returns:
-        The metrics of the chosen continuations (KL: the analytic bound) and those.
+        For each n, the metrics of the chosen continuations (KL: the analytic bound) and those.
     """
-    if n < 1:
-        raise LmbenchError(f"best-of-N needs n >= 1, got {n}")
+    sizes = [n] if isinstance(n, int) else list(n)
+    if not sizes or min(sizes) < 1:
+        raise LmbenchError(f"best-of-N needs sizes n >= 1, got {n}")
+    N = max(sizes)
     drawn = sample_continuations(policy, prompts, max_new_tokens=max_new_tokens,
-                                 n_per_prompt=n, seed=seed)
-    scores = np.asarray(reward(drawn.prompts, drawn.texts), dtype=float).reshape(len(prompts), n)
-    picked = [i * n + int(np.argmax(scores[i])) for i in range(len(prompts))]
-    chosen = Continuations(*(tuple(field[k] for k in picked) for field in (
-        drawn.prompts, drawn.prompt_ids, drawn.ids, drawn.logprobs, drawn.texts)))
-    return _metrics(chosen, policy, best_of_n_kl(n), gold, reward), chosen
+                                 n_per_prompt=N, seed=seed)
+    scores = np.asarray(reward(drawn.prompts, drawn.texts), dtype=float).reshape(len(prompts), N)
+    results = []
+    for k in sizes:
+        picked = [i * N + int(np.argmax(scores[i, :k])) for i in range(len(prompts))]
+        chosen = Continuations(*(tuple(field[j] for j in picked) for field in (
+            drawn.prompts, drawn.prompt_ids, drawn.ids, drawn.logprobs, drawn.texts)))
+        results.append((_metrics(chosen, policy, best_of_n_kl(k), gold, reward), chosen))
+    return results

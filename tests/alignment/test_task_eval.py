@@ -48,8 +48,10 @@ def test_best_of_n_picks_the_best_and_reports_the_analytic_kl(two_gpts):
     assert best_of_n_kl(1) == 0.0
     assert best_of_n_kl(4) == pytest.approx(math.log(4) - 0.75)
     count_a = lambda prompts, texts: [t.count("a") for t in texts]  # noqa: E731
-    one, _ = best_of_n_metrics(policy, ["the"] * 8, 1, count_a, max_new_tokens=10)
-    eight, chosen = best_of_n_metrics(policy, ["the"] * 8, 8, count_a, max_new_tokens=10)
+    (one, _), (eight, chosen) = best_of_n_metrics(policy, ["the"] * 8, [1, 8], count_a,
+                                                  max_new_tokens=10)
+    (alone, _), = best_of_n_metrics(policy, ["the"] * 8, 1, count_a, max_new_tokens=10)
+    assert alone == one  # best-of-1 from the sweep's first draws equals best-of-1 alone
     assert eight.kl_nats == pytest.approx(best_of_n_kl(8))
     assert eight.proxy_reward_mean >= one.proxy_reward_mean
     assert len(chosen.texts) == 8

@@ -1,0 +1,87 @@
+"""``lmbench align``: pipeline files checked before anything trains (one line, exit 2, nothing
+written), and a tiny pipeline on real data whose every stage is an ordinary record."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from lmbench.cli.main import main
+
+BASE = ('[base]\nfamily = "gpt"\noptions = { n_layer = 1, n_head = 2, n_embd = 16, '
+        'block_size = 48, tokenizer = "char", train = { batch_size = 8, seq_len = 48, '
+        'max_steps = 3, warmup_steps = 1, progress = false, bf16 = false } }\n')
+TASK = ('[task]\nkind = "verifiable"\nn_train = 40\nn_held_out = 5\ntrain_lengths = [1]\n'
+        'held_out_lengths = [1, 2]\nmax_new_tokens = 4\nn_rl_prompts = 4\nrl_lengths = [1]\n')
+
+
+def _write(tmp_path, stages: str, head: str = 'name = "p"\n', task: str = TASK,
+           base: str = BASE):
+    path = tmp_path / "pipeline.toml"
+    path.write_text(head + task + base + stages, encoding="utf-8")
+    return path
+
+
+def _pairs(tmp_path, *records):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+SFT = '[[stages]]\nname = "sft"\nmethod = "sft"\ntrain = { max_steps = 2 }\n'
+
+
+@pytest.mark.parametrize("stages, message", [
+    ('[[stages]]\nname = "x"\nmethod = "rlhf"\n', "method must be one of sft, dpo"),
+    ('[[stages]]\nname = "x"\nmethod = "sft"\nstart = "later"\n',
+     "start 'later' is no earlier stage"),
+    ('[[stages]]\nname = "x"\nmethod = "grpo"\n', "reward must be one of verifier"),
+    ('[[stages]]\nname = "x"\nmethod = "grpo"\nreward = "verifier"\n'
+     'options = { group_size = 1 }\n', "group_size must be >= 2"),
+    ('[[stages]]\nname = "x"\nmethod = "grpo"\nreward = "verifier"\n'
+     'options = { group_size = 2, kl_coef = -0.1 }\n', "kl_coef must be >= 0"),
+    ('[[stages]]\nname = "x"\nmethod = "dpo"\n', "a dpo stage needs a pairs table"),
+    ('[[stages]]\nname = "x"\nmethod = "dpo"\npairs = { path = "pairs.jsonl" }\n'
+     'options = { beta = -1.0 }\n', "dpo.beta must be > 0"),
+    ('[[stages]]\nname = "x"\nmethod = "sft"\ntrain = { max_step = 3 }\n',
+     "stages\\[0\\].train: unknown key 'max_step'"),
+    ('[[stages]]\nname = "x"\nmethod = "sft"\nlearning_rate = 0.1\n',
+     "stages\\[0\\]: unknown key 'learning_rate'"),
+    (SFT + '[[stages]]\nname = "sft"\nmethod = "sft"\n', "already has this name"),
+    ('[[stages]]\nname = "x"\nmethod = "sft"\ndata = "pairs.jsonl"\n',
+     "holds preference pairs; an sft stage reads prompt/response examples"),
+])
+def test_bad_pipelines_are_refused_before_training(tmp_path, capsys, stages, message):
+    _pairs(tmp_path, {"prompt": "p", "chosen": "a", "rejected": "b"})
+    path = _write(tmp_path, stages)
+    out = tmp_path / "out"
+    assert main(["align", str(path), "--out", str(out)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("lmbench: error: ") and "\n" not in error
+    assert str(path) in error
+    assert re.search(message, error), error
+    assert not out.exists()
+
+
+def test_bad_preference_file_names_the_file_line_and_field(tmp_path, capsys):
+    pairs = _pairs(tmp_path, {"prompt": "p", "chosen": "a", "rejected": "b"},
+                   {"prompt": "p", "chosen": "same", "rejected": "same"})
+    path = _write(tmp_path, '[[stages]]\nname = "x"\nmethod = "dpo"\n'
+                            'pairs = { path = "pairs.jsonl" }\n')
+    assert main(["align", str(path), "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert f"{pairs}:2: field 'rejected' equals 'chosen'" in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_keys_and_files(tmp_path, capsys):
+    assert main(["align", str(tmp_path / "none.toml")]) == 2
+    assert "pipeline file not found" in capsys.readouterr().err
+    path = _write(tmp_path, "", base="")
+    assert main(["align", str(path), "--out", str(tmp_path / "out")]) == 2
+    assert "missing key 'base'" in capsys.readouterr().err
+    path = _write(tmp_path, SFT, base='[base]\npath = "nope.npz"\n')
+    assert main(["align", str(path), "--out", str(tmp_path / "out")]) == 2
+    assert "model file not found" in capsys.readouterr().err
