@@ -12,6 +12,7 @@ import torch
 import lmbench
 from lmbench.core.errors import LmbenchError
 from lmbench.core.interface import (
+    ComputesHidden,
     CountsFlops,
     Embeds,
     LanguageModel,
@@ -240,9 +241,9 @@ def test_batched_beam_search_equals_sequential_beam_search(fitted, tiny_corpus):
 # ------------------------------------------------------------------------ declared abilities
 
 ABILITIES = {  # what each family declares (lmbench.core.interface), and nothing more
-    "gpt": {Trainable, SelectsStateRows, RollsBackState, Embeds, CountsFlops},
-    "moe": {Trainable, SelectsStateRows, RollsBackState, Embeds, CountsFlops},
-    **{name: {Trainable, SelectsStateRows}
+    "gpt": {Trainable, SelectsStateRows, RollsBackState, Embeds, CountsFlops, ComputesHidden},
+    "moe": {Trainable, SelectsStateRows, RollsBackState, Embeds, CountsFlops, ComputesHidden},
+    **{name: {Trainable, SelectsStateRows, ComputesHidden}
        for name in ("nplm", "rnn", "lstm", "gru", "bert", "seq2seq")},
     "ngram": {SelectsStateRows},
     "interpolation": {SelectsStateRows},
@@ -253,7 +254,8 @@ def test_each_family_declares_its_abilities():
     assert set(ABILITIES) == set(MODELS)
     for family, declared in ABILITIES.items():
         model_class = MODELS.get(family)
-        found = {a for a in (Trainable, SelectsStateRows, RollsBackState, Embeds, CountsFlops)
+        found = {a for a in (Trainable, SelectsStateRows, RollsBackState, Embeds, CountsFlops,
+                             ComputesHidden)
                  if issubclass(model_class, a)}
         assert found == declared, family
 
@@ -306,3 +308,24 @@ def test_trainable_gives_its_network_and_a_model_to_train_again(fitted):
     one_step = replace(fitted.train_config(), max_steps=1)
     assert fitted.with_train_config(one_step).train_config() == one_step
     assert fitted.train_config().max_steps != 1  # the model itself is unchanged
+
+
+def test_computes_hidden_splits_forward_logits_and_keeps_gradients(fitted, tiny_corpus):
+    if not isinstance(fitted, ComputesHidden):
+        pytest.skip(f"{fitted.name} does not expose its hidden states")
+    inputs, _ = _stream(fitted, tiny_corpus)
+    ids = inputs[:, :12].repeat(2, 1)  # (2, 12)
+    network = fitted.network().eval()
+    hidden, state = fitted.forward_hidden(ids[:, :7])
+    assert hidden.shape == (2, 7, fitted.hidden_size) and hidden.requires_grad
+    logits, logits_state = fitted.forward_logits(ids[:, :7])
+    assert torch.allclose(fitted.logits_from_hidden(hidden), logits, atol=1e-5)
+    # Continuing from the state returned with the hidden states agrees as well.
+    more, _ = fitted.forward_hidden(ids[:, 7:], state)
+    more_logits, _ = fitted.forward_logits(ids[:, 7:], logits_state)
+    assert torch.allclose(fitted.logits_from_hidden(more), more_logits, atol=1e-5)
+    network.zero_grad()
+    fitted.logits_from_hidden(hidden).float().logsumexp(-1).sum().backward()
+    grads = [p.grad for p in network.parameters() if p.grad is not None]
+    assert grads and any(g.abs().sum() > 0 for g in grads)
+    network.zero_grad()

@@ -49,6 +49,12 @@ trainer's ``TrainLog``; ``train_config`` is a ``lmbench.training.trainer.TrainCo
     result = best_of_n(policy, prompts, reward, 16, max_new_tokens=20, seed=0)
     result.best, result.rewards, result.kl_nats, result.at(4), result.best_rewards(4)
 
+    # a policy on fresh samples: mean rewards and Monte-Carlo KL to pi_ref (Gao et al.'s axes)
+    from lmbench.alignment.measure import measure
+    m = measure(policy, prompts, {"proxy": rm.reward_function(policy), "gold": gold},
+                reference, group_size=4, max_new_tokens=20, seed=0)
+    m.rewards["gold"], m.kl_nats, m.kl_stderr_nats, m.mean_length, m.completions
+
     # the loss functions themselves: lmbench.alignment.losses (monte_carlo_kl, best_of_n_kl,
     # bradley_terry_loss, dpo_loss, ipo_loss, ppo_*_loss, gae, grpo_advantages, grpo_loss, ...)
 

@@ -26,8 +26,10 @@ The ``Capabilities`` tell the evaluator how to window a long stream without aski
 family it holds; see ``lmbench.evaluation.scoring.plan_windows``.
 
 Optional abilities are classes a family inherits (end of this module): ``Trainable`` (one torch
-network), ``SelectsStateRows`` (batched beam search), ``Embeds``, ``CountsFlops`` and
-``RollsBackState`` (speculative decoding). Generic code asks ``isinstance(model, Embeds)``.
+network), ``SelectsStateRows`` (batched beam search), ``Embeds``, ``CountsFlops``,
+``RollsBackState`` (speculative decoding), ``EstimatesSize``, ``ComputesHidden`` (the forward
+pass split at the final hidden states) and ``AdaptsLayers`` (what ``lmbench.peft`` adapts).
+Generic code asks ``isinstance(model, Embeds)``.
 
 Devices. A model computes on one ``device`` (a ``torch.device``: the CPU unless ``to(device)``
 moved it; names as in ``lmbench.core.device``). Ids, targets and the ``rows`` of
@@ -57,7 +59,8 @@ from lmbench.core.device import resolve_device
 from lmbench.core.errors import LmbenchError
 from lmbench.core.tokenizers import Tokenizer
 
-if TYPE_CHECKING:  # the trainer imports this module
+if TYPE_CHECKING:  # the trainer and the objectives import this module
+    from lmbench.training.objectives import Objective
     from lmbench.training.trainer import TrainConfig
 
 State = Any  # opaque per-family incremental state; None means "start of a stream"
@@ -265,3 +268,63 @@ class EstimatesSize(ABC):
     def estimated_n_params(self, vocab_size: int | None = None) -> int:
         """Parameters of the network for ``vocab_size`` tokens (None: the fitted tokenizer's
         vocabulary, or a lower bound before the tokenizer is fitted); allocates no weights."""
+
+
+class ComputesHidden(ABC):
+    """The forward pass in two declared stages: ids -> final hidden states -> logits, so heads
+    (a reward model's scalar, PPO's value) and PEFT methods can work on the hidden states."""
+
+    @property
+    @abstractmethod
+    def hidden_size(self) -> int: ...
+
+    @abstractmethod
+    def forward_hidden(self, input_ids: torch.Tensor, state: State = None
+                       ) -> tuple[torch.Tensor, State]:
+        """(B, T) ids -> (B, T, H) final hidden states (after the final norm, what the output
+        layer reads), with gradients and the network's current mode, and the new state."""
+
+    @abstractmethod
+    def logits_from_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(B, T, H) -> (B, T, V); logits_from_hidden(forward_hidden(x, s)[0]) equals
+        forward_logits(x, s)[0]."""
+
+
+@dataclass(frozen=True)
+class AdaptableWeight:
+    """One weight a PEFT method (``lmbench.peft``) may adapt, named by where it is in
+    ``network()``. ``kind``: ``"linear"``, the ``weight`` (d_out, d_in) of the ``nn.Linear``
+    ``module``, of which only the output ``rows`` [start, stop) are adapted when given (one
+    projection of a fused q/k/v layer); ``"matrix"``, a 2-D (d_out, d_in) parameter
+    ``parameter`` of ``module`` used as W x inside it (a fused recurrent cell's
+    ``weight_hh_l0``); ``"experts"``, a 3-D (E, d_in, d_out) parameter used as bmm(x, W)."""
+
+    module: str
+    kind: str = "linear"
+    parameter: str = "weight"
+    rows: tuple[int, int] | None = None
+
+
+class AdaptsLayers(ABC):
+    """What parameter-efficient fine-tuning (``lmbench.peft``) adapts, as the family names it:
+    its weights by role (LoRA), the sublayers adapters follow, and the objective fine-tuning
+    optimises. Names are paths in ``network()``, known from the config alone."""
+
+    @abstractmethod
+    def adaptable_weights(self) -> dict[str, tuple[AdaptableWeight, ...]]:
+        """Role (``"q"``, ``"v"``, ``"mlp"``, ``"recurrent"``, ...) -> the weights of that role,
+        every layer's. A tied embedding or output layer is never among them."""
+
+    @abstractmethod
+    def default_adapted_roles(self) -> tuple[str, ...]:
+        """The roles adapted when none are named (Hu et al. 2021: the attention's q and v)."""
+
+    @abstractmethod
+    def adapter_sublayers(self) -> dict[str, int]:
+        """Module path -> the width of its output, for each sublayer an adapter follows (Houlsby
+        et al. 2019: each attention and feed-forward sublayer, before its residual sum). The
+        module returns a (..., width) tensor, or a tuple whose first element is one."""
+
+    @abstractmethod
+    def default_objective(self) -> Objective:
+        """What fine-tuning optimises: the family's own training objective."""

@@ -60,9 +60,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmbench.core.errors import LmbenchError
-from lmbench.core.interface import Capabilities, SelectsStateRows
+from lmbench.core.interface import AdaptsLayers, Capabilities, ComputesHidden, SelectsStateRows
 from lmbench.models.base import NeuralLM
-from lmbench.models.layers import Block, init_gpt_weights
+from lmbench.models.layers import (
+    Block,
+    init_gpt_weights,
+    join_roles,
+    mlp_weights,
+    self_attention_weights,
+)
 from lmbench.training.objectives import MaskedLM as MaskedLMObjective
 from lmbench.training.objectives import corrupt  # noqa: F401  (BERT's masking, with its objective)
 from lmbench.training.trainer import TrainConfig
@@ -111,6 +117,18 @@ class BertNetwork(nn.Module):
                 read: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T) ids (``mask_id`` allowed) -> (B, T, V) logits, or (N, V) at the N positions
         where ``read`` (B, T) is True, in row-major order. ``key_mask`` (B, T): False = padding."""
+        x = self.hidden(input_ids, key_mask)  # (B, T, C)
+        if read is not None:
+            x = x[read]  # (N, C): only the predicted positions pay for the output layer
+        return self.scores(x)
+
+    def scores(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(..., C) final hidden states -> (..., V) logits (tied; no [MASK] logit)."""
+        return F.linear(hidden, self.token_embedding.weight[: self.vocab_size])
+
+    def hidden(self, input_ids: torch.Tensor, key_mask: torch.Tensor | None = None
+               ) -> torch.Tensor:
+        """(B, T) ids -> (B, T, C) the encoder's final LayerNorm outputs."""
         B, T = input_ids.shape
         if T > self.config.block_size:
             raise LmbenchError(f"bert reads at most block_size = {self.config.block_size} tokens "
@@ -120,13 +138,10 @@ class BertNetwork(nn.Module):
         x = self.dropout(x)
         for block in self.blocks:
             x, _ = block(x, positions, None, key_mask)
-        x = self.ln_final(x)
-        if read is not None:
-            x = x[read]  # (N, C): only the predicted positions pay for the output layer
-        return F.linear(x, self.token_embedding.weight[: self.vocab_size])  # tied; no [MASK] logit
+        return self.ln_final(x)
 
 
-class MaskedLM(NeuralLM, SelectsStateRows):
+class MaskedLM(NeuralLM, SelectsStateRows, ComputesHidden, AdaptsLayers):
     """Encoder-only masked LM (BERT), scored by pseudo-log-likelihood; see the module docstring."""
 
     name = "bert"
@@ -140,6 +155,50 @@ class MaskedLM(NeuralLM, SelectsStateRows):
 
     def build_network(self, vocab_size: int) -> BertNetwork:
         return BertNetwork(self.config_, vocab_size)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.config_.n_embd
+
+    def forward_hidden(self, input_ids, state=None):
+        """(B, T) ids -> (B, T, C) the encoder's final LayerNorm outputs, every position read
+        unmasked with gradients; ``state`` (B, S) ids read before (as ``logits`` returns them)
+        come first in the window, which keeps the last ``block_size`` ids. The new state is
+        the window's last ``block_size - 1`` ids."""
+        ids = self._device_ids(input_ids)
+        T = ids.shape[1]
+        seen = ids if state is None else torch.cat((self._device_ids(state), ids), dim=1)
+        window = seen[:, -self.config_.block_size:]
+        if T > window.shape[1]:
+            raise LmbenchError(f"bert reads at most block_size = {self.config_.block_size} "
+                               f"tokens per call, got {T}")
+        hidden = self._network().hidden(window)[:, -T:]  # (B, T, C)
+        return hidden, seen[:, -(self.config_.block_size - 1):]
+
+    def logits_from_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) -> (B, T, V) through the output layer tied to the embedding."""
+        return self._network().scores(hidden)
+
+    def adaptable_weights(self):
+        """Every block's bidirectional attention (q, k, v, attn_out) and MLP."""
+        c = self.config_
+        return join_roles(*(join_roles(self_attention_weights(f"blocks.{i}.attn", c.n_embd),
+                                       mlp_weights(f"blocks.{i}.mlp"))
+                            for i in range(c.n_layer)))
+
+    def default_adapted_roles(self) -> tuple[str, ...]:
+        return ("q", "v")
+
+    def adapter_sublayers(self) -> dict[str, int]:
+        c = self.config_
+        return {f"blocks.{i}.{part}": c.n_embd
+                for i in range(c.n_layer) for part in ("attn", "mlp")}
+
+    def forward_logits(self, input_ids, state=None):
+        """``logits_from_hidden(forward_hidden(...))``: (B, T, V) logits of the unmasked ids
+        with gradients and the new state (``forward_hidden``)."""
+        hidden, state = self.forward_hidden(input_ids, state)
+        return self.logits_from_hidden(hidden), state
 
     def default_objective(self) -> MaskedLMObjective:
         """Masked-LM cross-entropy over the window ``inputs[:, 0]`` + ``targets`` (module doc),

@@ -24,14 +24,22 @@ from torch import nn
 
 from lmbench.core.errors import LmbenchError
 from lmbench.core.interface import (
+    AdaptsLayers,
     Capabilities,
+    ComputesHidden,
     CountsFlops,
     Embeds,
     RollsBackState,
     SelectsStateRows,
 )
 from lmbench.models.base import NeuralLM
-from lmbench.models.layers import Block, init_gpt_weights
+from lmbench.models.layers import (
+    Block,
+    init_gpt_weights,
+    join_roles,
+    mlp_weights,
+    self_attention_weights,
+)
 from lmbench.training.trainer import TrainConfig
 
 
@@ -111,6 +119,14 @@ class GPTNetwork(nn.Module):
                 ) -> tuple[torch.Tensor, KVCache | None]:
         """(B, T) ids after ``state`` -> (B, T, V) logits and the extended cache; with
         ``n_logits``, the logits of the last ``n_logits`` positions only (B, n_logits, V)."""
+        hidden, state = self.hidden(input_ids, state, want_state, n_logits)
+        return self.head(hidden), state  # (B, T or n_logits, V)
+
+    def hidden(self, input_ids: torch.Tensor, state: KVCache | None = None,
+               want_state: bool = True, n_last: int | None = None
+               ) -> tuple[torch.Tensor, KVCache | None]:
+        """(B, T) ids after ``state`` -> (B, T, C) final LayerNorm outputs (what ``head``
+        reads) and the extended cache; with ``n_last``, the last ``n_last`` positions only."""
         B, T = input_ids.shape
         block = self.config.block_size
         if T > block:
@@ -118,8 +134,8 @@ class GPTNetwork(nn.Module):
         if state is not None and state.length + T > block:
             # Sliding window: recompute the last `block` tokens without the cache.
             history = torch.cat((state.tokens, input_ids), dim=1)[:, -block:]
-            # Only the new positions' logits: the output layer is most of the cost.
-            return self.forward(history, None, want_state, n_logits=T)
+            # Only the new positions' outputs: the output layer is most of the cost.
+            return self.hidden(history, None, want_state, n_last=T)
         past = 0 if state is None else state.length
         positions = torch.arange(past, past + T, device=input_ids.device)
         x = self.token_embedding(input_ids)  # (B, T, C)
@@ -130,16 +146,58 @@ class GPTNetwork(nn.Module):
         for i, block_module in enumerate(self.blocks):
             x, cache = block_module(x, positions, None if state is None else state.layers[i])
             caches.append(cache)
-        if n_logits is not None:
-            x = x[:, -n_logits:]
-        logits = self.head(self.ln_final(x))  # (B, T or n_logits, V)
+        if n_last is not None:
+            x = x[:, -n_last:]
+        hidden = self.ln_final(x)  # (B, T or n_last, C)
         if not want_state:
-            return logits, None
+            return hidden, None
         tokens = input_ids if state is None else torch.cat((state.tokens, input_ids), dim=1)
-        return logits, KVCache(caches, tokens)
+        return hidden, KVCache(caches, tokens)
 
 
-class GPTLM(NeuralLM, SelectsStateRows, RollsBackState, Embeds, CountsFlops):
+class DecoderHidden(ComputesHidden):
+    """``ComputesHidden`` for a ``GPTNetwork`` (gpt and moe): the final LayerNorm's output,
+    (B, T, n_embd), and the tied output layer on it."""
+
+    @property
+    def hidden_size(self) -> int:
+        return self.config_.n_embd
+
+    def forward_hidden(self, input_ids, state=None):
+        """(B, T) ids -> (B, T, C) final hidden states with gradients, and the new cache."""
+        return self._network().hidden(self._device_ids(input_ids), state)
+
+    def logits_from_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) -> (B, T, V) through the output layer (tied to the embedding)."""
+        return self._network().head(hidden)
+
+
+class DecoderLayers(AdaptsLayers):
+    """``AdaptsLayers`` for a ``GPTNetwork`` (gpt; moe replaces the ``mlp`` role): every
+    block's attention (q, k, v, attn_out) and MLP; adapters after each block's attention and
+    feed-forward sublayer."""
+
+    def adaptable_weights(self):
+        c = self.config_
+        return join_roles(*(join_roles(self_attention_weights(f"blocks.{i}.attn", c.n_embd),
+                                       self.feed_forward_weights(f"blocks.{i}.mlp"))
+                            for i in range(c.n_layer)))
+
+    def feed_forward_weights(self, path: str):
+        """The roles of one block's feed-forward module at ``path``."""
+        return mlp_weights(path)
+
+    def default_adapted_roles(self) -> tuple[str, ...]:
+        return ("q", "v")
+
+    def adapter_sublayers(self) -> dict[str, int]:
+        c = self.config_
+        return {f"blocks.{i}.{part}": c.n_embd
+                for i in range(c.n_layer) for part in ("attn", "mlp")}
+
+
+class GPTLM(NeuralLM, SelectsStateRows, RollsBackState, Embeds, CountsFlops, DecoderHidden,
+            DecoderLayers):
     """Decoder-only Transformer (GPT) with learned or rotary positions and a KV cache."""
 
     name = "gpt"

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lmbench.core.interface import AdaptableWeight
+
 ATTENTION_BACKENDS = ("sdpa", "explicit")
 _attention_backend = "sdpa"  # module-level switch; change it with attention_backend(...)
 
@@ -229,3 +231,42 @@ class CrossAttention(nn.Module):
                       dropout_p=dropout)  # (B, H, T, D)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.resid_dropout(self.proj(y))
+
+
+# Where PEFT adapts these layers (``lmbench.core.interface.AdaptsLayers``), by role ------------
+
+Roles = dict[str, tuple[AdaptableWeight, ...]]
+
+
+def self_attention_weights(path: str, n_embd: int) -> Roles:
+    """A ``CausalSelfAttention`` at ``path``: q, k, v as the three row blocks of the fused
+    ``qkv`` layer, ``attn_out`` its output projection."""
+    qkv = f"{path}.qkv"
+    return {"q": (AdaptableWeight(qkv, rows=(0, n_embd)),),
+            "k": (AdaptableWeight(qkv, rows=(n_embd, 2 * n_embd)),),
+            "v": (AdaptableWeight(qkv, rows=(2 * n_embd, 3 * n_embd)),),
+            "attn_out": (AdaptableWeight(f"{path}.proj"),)}
+
+
+def cross_attention_weights(path: str, n_embd: int) -> Roles:
+    """A ``CrossAttention`` at ``path``: q its ``query`` layer, k and v the row blocks of the
+    fused ``key_value`` layer, ``attn_out`` its output projection."""
+    key_value = f"{path}.key_value"
+    return {"q": (AdaptableWeight(f"{path}.query"),),
+            "k": (AdaptableWeight(key_value, rows=(0, n_embd)),),
+            "v": (AdaptableWeight(key_value, rows=(n_embd, 2 * n_embd)),),
+            "attn_out": (AdaptableWeight(f"{path}.proj"),)}
+
+
+def mlp_weights(path: str) -> Roles:
+    """An ``MLP`` at ``path``: both of its layers are the ``mlp`` role."""
+    return {"mlp": (AdaptableWeight(f"{path}.up"), AdaptableWeight(f"{path}.down"))}
+
+
+def join_roles(*parts: Roles) -> Roles:
+    """The union of several layers' roles, role by role, in order."""
+    joined: dict[str, tuple[AdaptableWeight, ...]] = {}
+    for part in parts:
+        for role, weights in part.items():
+            joined[role] = joined.get(role, ()) + weights
+    return joined

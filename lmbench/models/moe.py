@@ -44,6 +44,7 @@ from torch import nn
 
 from lmbench.core.errors import LmbenchError
 from lmbench.core.interface import (
+    AdaptableWeight,
     Capabilities,
     CountsFlops,
     Embeds,
@@ -52,6 +53,8 @@ from lmbench.core.interface import (
 )
 from lmbench.models.base import NeuralLM
 from lmbench.models.gpt import (
+    DecoderHidden,
+    DecoderLayers,
     GPTConfig,
     GPTNetwork,
     KVCache,
@@ -188,7 +191,8 @@ class MoENetwork(GPTNetwork):
         return [block.mlp for block in self.blocks]
 
 
-class MoELM(NeuralLM, SelectsStateRows, RollsBackState, Embeds, CountsFlops):
+class MoELM(NeuralLM, SelectsStateRows, RollsBackState, Embeds, CountsFlops, DecoderHidden,
+            DecoderLayers):
     """GPT decoder with top-k routed mixture-of-experts MLPs (Switch / Mixtral)."""
 
     name = "moe"
@@ -214,6 +218,11 @@ class MoELM(NeuralLM, SelectsStateRows, RollsBackState, Embeds, CountsFlops):
         """The cache cut to its first ``length`` tokens, as ``gpt``'s (routing at inference
         depends on the token alone, so the cut cache is what reading the prefix gives)."""
         return None if state is None or length == 0 else state.prefix(length)
+
+    def feed_forward_weights(self, path: str):
+        """The ``experts`` role: every expert's two stacked weights (the router stays frozen)."""
+        return {"experts": (AdaptableWeight(f"{path}.up", kind="experts"),
+                            AdaptableWeight(f"{path}.down", kind="experts"))}
 
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
         """The final LayerNorm's output averaged over positions, as ``gpt``'s

@@ -24,7 +24,13 @@ import torch
 from torch import nn
 
 from lmbench.core.errors import LmbenchError
-from lmbench.core.interface import Capabilities, SelectsStateRows
+from lmbench.core.interface import (
+    AdaptableWeight,
+    AdaptsLayers,
+    Capabilities,
+    ComputesHidden,
+    SelectsStateRows,
+)
 from lmbench.models.base import NeuralLM
 from lmbench.models.ngram import NGramConfig, NGramLM, tables_from_arrays, tables_to_arrays
 from lmbench.training.trainer import TrainConfig
@@ -59,6 +65,7 @@ class NPLMNetwork(nn.Module):
     def __init__(self, config: NPLMConfig, vocab_size: int) -> None:
         super().__init__()
         self.context, self.pad_id = config.context, vocab_size
+        self.n_hidden = config.hidden_dim  # h, where features splits
         features = config.context * config.embed_dim
         self.embedding = nn.Embedding(vocab_size + 1, config.embed_dim)  # C, plus padding row
         self.hidden = nn.Linear(features, config.hidden_dim) if config.hidden_dim else None  # H, d
@@ -70,6 +77,13 @@ class NPLMNetwork(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, state=None, want_state: bool = True):
         """(B, T) ids after ``state`` (B, n-2) -> (B, T, V) logits and the last n-2 ids."""
+        features, state = self.features(input_ids, state)
+        return self.scores(features), state
+
+    def features(self, input_ids: torch.Tensor, state=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T) ids after ``state`` -> (B, T, h + (n-1) m) what the output layers read:
+        tanh(d + H x) (after dropout; h = 0 without hidden units) followed by x (only with
+        direct connections), and the last n-2 ids."""
         B, T = input_ids.shape
         past = self.context - 1
         if state is None:
@@ -77,20 +91,61 @@ class NPLMNetwork(nn.Module):
         ids = torch.cat((state, input_ids), dim=1)  # (B, past + T)
         windows = ids.unfold(1, self.context, 1)  # (B, T, n-1): the n-1 ids ending at each t
         x = self.dropout(self.embedding(windows).flatten(2))  # (B, T, (n-1) m)
+        parts = []
+        if self.hidden is not None:
+            parts.append(self.dropout(torch.tanh(self.hidden(x))))  # (B, T, h)
+        if self.direct is not None:
+            parts.append(x)
+        return torch.cat(parts, dim=-1), ids[:, ids.shape[1] - past:]
+
+    def scores(self, features: torch.Tensor) -> torch.Tensor:
+        """``features``' (B, T, h + (n-1) m) -> (B, T, V) logits, b + W x + U tanh(d + H x)."""
         logits = 0.0
         if self.hidden is not None:
-            logits = self.output(self.dropout(torch.tanh(self.hidden(x))))  # (B, T, V)
+            logits = self.output(features[..., : self.n_hidden])  # (B, T, V)
         if self.direct is not None:
-            logits = logits + self.direct(x)
-        return logits, ids[:, ids.shape[1] - past:]
+            logits = logits + self.direct(features[..., self.n_hidden :])
+        return logits
 
 
-class NPLMLM(NeuralLM, SelectsStateRows):
+class NPLMLM(NeuralLM, SelectsStateRows, ComputesHidden, AdaptsLayers):
     """Bengio et al. 2003's neural probabilistic LM (MLP over n-1 word features)."""
 
     name = "nplm"
     config_class = NPLMConfig
     trigram_: NGramLM | None = None
+
+    @property
+    def hidden_size(self) -> int:
+        """h hidden units, plus the (n-1) m features with direct connections."""
+        c = self.config_
+        return c.hidden_dim + (c.context * c.embed_dim if c.direct else 0)
+
+    def forward_hidden(self, input_ids, state=None):
+        """(B, T) ids -> (B, T, hidden_size) what the output layers read (``features``: the
+        tanh layer's output, then the word features the direct connections read), and the
+        last n-2 ids. Like ``forward_logits`` it leaves the mixed-in trigram out."""
+        return self._network().features(self._device_ids(input_ids), state)
+
+    def logits_from_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(B, T, hidden_size) -> (B, T, V) logits of the network."""
+        return self._network().scores(hidden)
+
+    def adaptable_weights(self):
+        """``hidden`` (H, d), ``output`` (U, b) and ``direct`` (W, b) of eq. 1, where present;
+        the feature table C is never adapted."""
+        c = self.config_
+        hidden = c.hidden_dim > 0
+        return {"hidden": (AdaptableWeight("hidden"),) if hidden else (),
+                "output": (AdaptableWeight("output"),) if hidden else (),
+                "direct": (AdaptableWeight("direct"),) if c.direct else ()}
+
+    def default_adapted_roles(self) -> tuple[str, ...]:
+        return ("hidden", "output") if self.config_.hidden_dim else ("direct",)
+
+    def adapter_sublayers(self) -> dict[str, int]:
+        """The hidden layer's output (before its tanh); none without hidden units."""
+        return {"hidden": self.config_.hidden_dim} if self.config_.hidden_dim else {}
 
     @property
     def capabilities(self) -> Capabilities:

@@ -37,7 +37,13 @@ import torch
 from torch import nn
 
 from lmbench.core.errors import LmbenchError
-from lmbench.core.interface import Capabilities, SelectsStateRows
+from lmbench.core.interface import (
+    AdaptableWeight,
+    AdaptsLayers,
+    Capabilities,
+    ComputesHidden,
+    SelectsStateRows,
+)
 from lmbench.models.adaptive_softmax import AdaptiveSoftmax, check_cutoffs
 from lmbench.models.base import NeuralLM
 from lmbench.training.batching import IGNORE_INDEX, StreamBatch
@@ -147,11 +153,18 @@ class RNNNetwork(nn.Module):
     def output_scores(self, output: torch.Tensor) -> torch.Tensor:
         """(B, T, H) top-layer outputs -> (B, T, V) logits (log-probabilities with an
         adaptive softmax)."""
+        return self.scores_from_head_input(self.head_input(output))
+
+    def head_input(self, output: torch.Tensor) -> torch.Tensor:
+        """(B, T, H) top-layer outputs -> what the output layer reads: the projection's
+        (B, T, E) output where there is one, else the outputs themselves."""
+        return output if self.projection is None else self.projection(output)
+
+    def scores_from_head_input(self, features: torch.Tensor) -> torch.Tensor:
+        """``head_input``'s (B, T, D) -> (B, T, V) logits (adaptive: log-probabilities)."""
         if self.adaptive is not None:
-            return self.adaptive.log_prob(output)
-        if self.projection is not None:
-            output = self.projection(output)  # (B, T, E)
-        return self.head(output)
+            return self.adaptive.log_prob(features)
+        return self.head(features)
 
     def forward(self, input_ids: torch.Tensor, state=None, want_state: bool = True):
         """(B, T) ids after hidden ``state`` -> (B, T, V) logits and the new hidden state."""
@@ -159,11 +172,54 @@ class RNNNetwork(nn.Module):
         return self.output_scores(output), state
 
 
-class RNNLM(NeuralLM, SelectsStateRows):
+class RNNLM(NeuralLM, SelectsStateRows, ComputesHidden, AdaptsLayers):
     """Elman RNN language model (tanh cells)."""
 
     name = "rnn"
     config_class = RNNConfig
+
+    @property
+    def hidden_size(self) -> int:
+        """The width the output layer reads: ``embed_dim`` behind the tied projection,
+        else ``hidden_dim`` (the top recurrent layer's output)."""
+        c = self.config_
+        projected = not c.adaptive_cutoffs and c.tie_weights and c.hidden_dim != c.embed_dim
+        return c.embed_dim if projected else c.hidden_dim
+
+    def forward_hidden(self, input_ids, state=None):
+        """(B, T) ids -> (B, T, hidden_size) what the output layer reads (the top layer's
+        output after dropout, projected where there is a projection), and the cell's state.
+        Like ``forward_logits`` it leaves the continuous cache out."""
+        net = self._network()
+        output, state = net.hidden(self._device_ids(input_ids), state)
+        return net.head_input(output), state
+
+    def logits_from_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(B, T, hidden_size) -> (B, T, V) (log-probabilities with an adaptive softmax)."""
+        return self._network().scores_from_head_input(hidden)
+
+    def adaptable_weights(self):
+        """``input`` and ``recurrent``: every layer's input-to-hidden and hidden-to-hidden
+        matrices of the fused cell (biases stay frozen); ``projection``: the hidden-to-embedding
+        projection in front of the tied output layer, where there is one. The embedding and the
+        output layer are never adapted."""
+        c = self.config_
+        layers = range(c.n_layer)
+        roles = {"input": tuple(AdaptableWeight("cell", "matrix", f"weight_ih_l{i}")
+                                for i in layers),
+                 "recurrent": tuple(AdaptableWeight("cell", "matrix", f"weight_hh_l{i}")
+                                    for i in layers),
+                 "projection": ()}
+        if self.hidden_size != c.hidden_dim:  # the tied projection exists
+            roles["projection"] = (AdaptableWeight("projection"),)
+        return roles
+
+    def default_adapted_roles(self) -> tuple[str, ...]:
+        return ("input", "recurrent")
+
+    def adapter_sublayers(self) -> dict[str, int]:
+        """The fused cell (all layers in one call): one adapter on the top layer's output."""
+        return {"cell": self.config_.hidden_dim}
 
     @property
     def capabilities(self) -> Capabilities:

@@ -55,13 +55,17 @@ from torch import nn
 from torch.utils._pytree import register_pytree_node
 
 from lmbench.core.errors import LmbenchError
-from lmbench.core.interface import Capabilities, SelectsStateRows
+from lmbench.core.interface import AdaptsLayers, Capabilities, ComputesHidden, SelectsStateRows
 from lmbench.models.base import NeuralLM
 from lmbench.models.layers import (
     MLP,
     CausalSelfAttention,
     CrossAttention,
+    cross_attention_weights,
     init_gpt_weights,
+    join_roles,
+    mlp_weights,
+    self_attention_weights,
     sinusoidal_positions,
 )
 from lmbench.training.objectives import EncoderDecoder
@@ -214,45 +218,63 @@ class Seq2SeqNetwork(nn.Module):
                ) -> tuple[torch.Tensor, list[KeysValues]]:
         """(B, T) decoder inputs at segment positions start.. after the self-attention
         ``caches`` -> (B, T, V) logits and the extended caches."""
+        hidden, caches = self.decode_hidden(ids, memory, caches, start)
+        return self.head(hidden), caches  # (B, T, V)
+
+    def decode_hidden(self, ids: torch.Tensor, memory: list[KeysValues],
+                      caches: list[KeysValues] | None = None, start: int = 0
+                      ) -> tuple[torch.Tensor, list[KeysValues]]:
+        """``decode`` before the output layer: (B, T, C) final LayerNorm outputs and the
+        extended caches."""
         positions = torch.arange(start, start + ids.shape[1], device=ids.device)
         x = self._embed(ids, start)  # (B, T, C)
         new_caches = []
         for i, block in enumerate(self.decoder):
             x, cache = block(x, positions, memory[i], None if caches is None else caches[i])
             new_caches.append(cache)
-        return self.head(self.ln_final(x)), new_caches  # (B, T, V)
+        return self.ln_final(x), new_caches  # (B, T, C)
 
     def forward(self, input_ids: torch.Tensor, state: Seq2SeqState | None = None,
                 want_state: bool = True) -> tuple[torch.Tensor, Seq2SeqState | None]:
         """(B, T) inputs continuing the stream of ``state`` -> (B, T, V) logits and the state."""
+        hidden, state = self.hidden(input_ids, state, want_state)
+        return self.head(hidden), state  # (B, T, V)
+
+    def hidden(self, input_ids: torch.Tensor, state: Seq2SeqState | None = None,
+               want_state: bool = True) -> tuple[torch.Tensor, Seq2SeqState | None]:
+        """(B, T) inputs continuing the stream of ``state`` -> (B, T, C) the decoder's final
+        hidden states and the state."""
         B, T = input_ids.shape
         L = self.config.segment_len
         pieces = []
         if state is not None and state.position < L:  # finish the current segment, cached
             n = min(L - state.position, T)
-            logits, state = self._continue(input_ids[:, :n], state)
-            pieces.append(logits)
+            outputs, state = self._continue(input_ids[:, :n], state)
+            pieces.append(outputs)
             input_ids = input_ids[:, n:]
         if input_ids.shape[1] > 0:  # the rest starts new segments
             previous = (torch.full((B, L), self.boundary_id, device=input_ids.device)
                         if state is None else state.tokens)  # (B, L), a complete segment
-            logits, state = self._new_segments(input_ids, previous)
-            pieces.append(logits)
+            outputs, state = self._new_segments(input_ids, previous)
+            pieces.append(outputs)
         return torch.cat(pieces, dim=1), state if want_state else None
 
     def _continue(self, ids: torch.Tensor, state: Seq2SeqState
                   ) -> tuple[torch.Tensor, Seq2SeqState]:
-        """(B, n) more inputs of the current segment, n <= L - position."""
-        logits, caches = self.decode(ids, state.memory, state.layers, start=state.position)
+        """(B, n) more inputs of the current segment, n <= L - position -> (B, n, C) decoder
+        outputs and the state."""
+        outputs, caches = self.decode_hidden(ids, state.memory, state.layers,
+                                             start=state.position)
         tokens = torch.cat((state.tokens, ids), dim=1)
         if tokens.shape[1] == self.config.segment_len:
-            return logits, Seq2SeqState(tokens)  # complete: only its tokens matter now
-        return logits, Seq2SeqState(tokens, state.memory, caches)
+            return outputs, Seq2SeqState(tokens)  # complete: only its tokens matter now
+        return outputs, Seq2SeqState(tokens, state.memory, caches)
 
     def _new_segments(self, ids: torch.Tensor, previous: torch.Tensor
                       ) -> tuple[torch.Tensor, Seq2SeqState]:
         """(B, R) inputs starting a segment, after the complete segment ``previous`` (B, L):
-        all S = ceil(R / L) segments are encoded and decoded side by side, (B S, L) rows."""
+        all S = ceil(R / L) segments are encoded and decoded side by side, (B S, L) rows;
+        -> (B, R, C) decoder outputs and the state."""
         B, R = ids.shape
         L = self.config.segment_len
         S = -(-R // L)
@@ -262,8 +284,8 @@ class Seq2SeqNetwork(nn.Module):
         sources = torch.cat((previous, ids), dim=1)[:, 1 : 1 + S * L]  # (B, S L)
         memory = self.encode(sources.reshape(B * S, L))  # per layer (B S, H, L, D)
         rows = F.pad(ids, (0, S * W - R), value=self.boundary_id).view(B * S, W)  # (B S, W)
-        logits, caches = self.decode(rows, memory)  # (B S, W, V)
-        logits = logits.view(B, S * W, -1)[:, :R]  # (B, R, V)
+        outputs, caches = self.decode_hidden(rows, memory)  # (B S, W, C)
+        outputs = outputs.view(B, S * W, -1)[:, :R]  # (B, R, C)
         # The state: the last segment's rows, cut to its real length.
         n_last = R - (S - 1) * L
 
@@ -273,16 +295,52 @@ class Seq2SeqNetwork(nn.Module):
 
         tokens = rows.view(B, S, W)[:, -1, :n_last].contiguous()  # (B, n_last)
         if n_last == L:
-            return logits, Seq2SeqState(tokens)
-        return logits, Seq2SeqState(tokens, [(last(k), last(v)) for k, v in memory],
+            return outputs, Seq2SeqState(tokens)
+        return outputs, Seq2SeqState(tokens, [(last(k), last(v)) for k, v in memory],
                                     [(last(k, n_last), last(v, n_last)) for k, v in caches])
 
 
-class Seq2SeqLM(NeuralLM, SelectsStateRows):
+class Seq2SeqLM(NeuralLM, SelectsStateRows, ComputesHidden, AdaptsLayers):
     """Encoder-decoder Transformer: each segment decoded from the encoded previous segment."""
 
     name = "seq2seq"
     config_class = Seq2SeqConfig
+
+    @property
+    def hidden_size(self) -> int:
+        return self.config_.n_embd
+
+    def forward_hidden(self, input_ids, state=None):
+        """(B, T) ids -> (B, T, C) the decoder's final LayerNorm outputs, and the state."""
+        return self._network().hidden(self._device_ids(input_ids), state)
+
+    def logits_from_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) -> (B, T, V) through the output layer (tied to the embedding)."""
+        return self._network().head(hidden)
+
+    def adaptable_weights(self):
+        """q, k, v, attn_out of every attention (the encoder's self-attention, the decoder's
+        causal self-attention and its cross-attention) and every MLP."""
+        c = self.config_
+        parts = []
+        for i in range(c.n_layer):
+            parts += [cross_attention_weights(f"encoder.{i}.attn", c.n_embd),
+                      mlp_weights(f"encoder.{i}.mlp"),
+                      self_attention_weights(f"decoder.{i}.self_attn", c.n_embd),
+                      cross_attention_weights(f"decoder.{i}.cross_attn", c.n_embd),
+                      mlp_weights(f"decoder.{i}.mlp")]
+        return join_roles(*parts)
+
+    def default_adapted_roles(self) -> tuple[str, ...]:
+        return ("q", "v")
+
+    def adapter_sublayers(self) -> dict[str, int]:
+        """After every attention and feed-forward sublayer of the encoder and the decoder."""
+        c = self.config_
+        names = [f"encoder.{i}.{part}" for i in range(c.n_layer) for part in ("attn", "mlp")]
+        names += [f"decoder.{i}.{part}" for i in range(c.n_layer)
+                  for part in ("self_attn", "cross_attn", "mlp")]
+        return dict.fromkeys(names, c.n_embd)
 
     @property
     def capabilities(self) -> Capabilities:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
 import pytest
+import torch
 
 from lmbench.alignment.best_of_n import best_of_n
+from lmbench.alignment.measure import measure
 from lmbench.alignment.rollout import sample_completions, verifier_reward
 from lmbench.core.errors import LmbenchError
 from lmbench.inference.decoding import best_of_n_batch, text_scorer
@@ -59,3 +62,18 @@ def test_completions_are_grouped_by_prompt_and_seeded(gpt_target):
     assert all(c.text == gpt_target.tokenizer.decode(list(c.ids)) for c in completions)
     boundary = gpt_target.tokenizer.boundary_id
     assert all(c.finished == (c.ids[-1] == boundary) for c in completions)
+
+
+def test_measure_gives_zero_kl_for_the_reference_itself(gpt_target):
+    other = copy.deepcopy(gpt_target)
+    result = measure(gpt_target, PROMPTS, {"a": verifier_reward(_a_count)}, other,
+                     group_size=3, max_new_tokens=5)
+    assert result.kl_nats == pytest.approx(0.0, abs=1e-6)
+    assert len(result.completions) == 6 and result.mean_length > 0
+    assert result.rewards["a"] == pytest.approx(
+        sum(c.text.count("a") for c in result.completions) / 6)
+    with torch.no_grad():
+        for p in other.network().parameters():
+            p.mul_(0.5)
+    assert measure(gpt_target, PROMPTS, {}, other, group_size=3,
+                   max_new_tokens=5).kl_nats > 0.01
