@@ -77,8 +77,16 @@ from lmbench.alignment.judges import (
     fit_likelihood_ratio_judge,
     label_pairs,
 )
+from lmbench.alignment.ppo import PPOConfig, train_ppo
 from lmbench.alignment.preferences import load_preferences, make_pairs, write_preferences
 from lmbench.alignment.reference import frozen_copy
+from lmbench.alignment.reward import (
+    REWARD_TRAIN,
+    RewardConfig,
+    RewardModel,
+    pairwise_accuracy,
+    train_reward_model,
+)
 from lmbench.alignment.rollout import Completion
 from lmbench.alignment.sft import SFT_TRAIN, train_sft
 from lmbench.alignment.task_eval import (
@@ -195,6 +203,8 @@ class StageConfig:
     pairs: PairsConfig | None = None  # reward, dpo, ipo
     reward: str | None = None  # ppo, grpo, best-of-n: "gold", "verifier" or a reward stage
     n: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])  # best-of-n sizes
+    curve: list[int] = field(default_factory=list)  # reward: also train on the first k pairs
+    n_held_out_pairs: int = 256  # reward: gold-labelled pairs on test prompts for accuracy
     train: dict = field(default_factory=dict)  # TrainConfig keys
     options: dict = field(default_factory=dict)  # the method's own settings
 
@@ -203,8 +213,11 @@ class StageConfig:
         if self.method not in METHODS:
             raise LmbenchError(f"stage {self.name!r}: method must be one of "
                                f"{', '.join(METHODS)}, got {self.method!r}")
-        if any(n < 1 for n in self.n):
-            raise LmbenchError(f"stage {self.name!r}: n must list sizes >= 1, got {self.n}")
+        if any(n < 1 for n in self.n) or any(k < 1 for k in self.curve):
+            raise LmbenchError(f"stage {self.name!r}: n and curve must list sizes >= 1, got "
+                               f"{self.n} and {self.curve}")
+        if self.n_held_out_pairs < 1:
+            raise LmbenchError(f"stage {self.name!r}: n_held_out_pairs must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -334,8 +347,12 @@ def _check_options(stage: StageConfig, task: TaskConfig) -> None:
     if stage.method in ("dpo", "ipo"):
         options = {**stage.options, **({"loss": "ipo"} if stage.method == "ipo" else {})}
         build_config(DPOConfig, options, where)
-    elif stage.method == "grpo":
-        build_config(GRPOConfig, {"max_new_tokens": task.max_new_tokens, **stage.options}, where)
+    elif stage.method in ("grpo", "ppo"):
+        config_class = GRPOConfig if stage.method == "grpo" else PPOConfig
+        build_config(config_class, {"max_new_tokens": task.max_new_tokens, **stage.options},
+                     where)
+    elif stage.method == "reward":
+        build_config(RewardConfig, stage.options, where)
     elif stage.options:
         raise LmbenchError(f"{where}: a {stage.method} stage takes no options (got "
                            f"{', '.join(stage.options)})")
@@ -417,8 +434,9 @@ def _done(context: _Context, stage: str, digest: str) -> dict | None:
     if not path.is_file():
         return None
     summary = json.loads(path.read_text(encoding="utf-8"))
-    model = summary.get("model_path")
-    if summary.get("digest") != digest or (model is not None and not Path(model).is_file()):
+    files = [summary.get(key) for key in ("model_path", "reward_model_path")]
+    if summary.get("digest") != digest or any(f is not None and not Path(f).is_file()
+                                              for f in files):
         return None
     return summary
 
@@ -460,6 +478,8 @@ def _run_stage(context: _Context, stage: StageConfig, start: str) -> None:
         context.summaries[stage.name] = done
         if done.get("model_path"):
             context.models[stage.name] = Path(done["model_path"])
+        if done.get("reward_model_path"):
+            context.rewards[stage.name] = RewardModel.load(done["reward_model_path"])
         return
     context.log(f"{stage.name}: {stage.method} from {start} ...")
     started = time.perf_counter()
@@ -609,18 +629,62 @@ def _completion_reward(context: _Context, name: str):
     return score
 
 
-def _run_grpo(context: _Context, stage: StageConfig, policy: LanguageModel,
-              reference: LanguageModel) -> tuple[LanguageModel, dict]:
-    """GRPO from the stage's reward (the verifier, the gold judge or a reward model)."""
+def _run_policy_optimisation(context: _Context, stage: StageConfig, policy: LanguageModel,
+                             reference: LanguageModel) -> tuple[LanguageModel, dict]:
+    """GRPO or PPO from the stage's reward (the verifier, the gold or AI judge, a reward
+    model)."""
     policy = _trainable(policy, stage)
+    config_class, trainer = ((GRPOConfig, train_grpo) if stage.method == "grpo"
+                             else (PPOConfig, train_ppo))
     options = {"max_new_tokens": context.config.task.max_new_tokens, **stage.options}
-    config = build_config(GRPOConfig, options, f"stage {stage.name!r} options")
+    config = build_config(config_class, options, f"stage {stage.name!r} options")
     prompts = _rl_prompts(context, stage, context.config.task.n_rl_prompts)
-    reward = _completion_reward(context, stage.reward)
-    log = train_grpo(policy, prompts, reward, config, reference=reference,
-                     checkpoint_dir=_folder(context) / f"{stage.name}.checkpoint")
+    if stage.reward in context.rewards:
+        reward = context.rewards[stage.reward].reward_function(policy)
+    else:
+        reward = _completion_reward(context, stage.reward)
+    log = trainer(policy, prompts, reward, config, reference=reference,
+                  checkpoint_dir=_folder(context) / f"{stage.name}.checkpoint")
     return policy, {"reward": stage.reward, "n_prompts": len(prompts),
                     "options": asdict(config), "train_log": log.to_dict()}
+
+
+def _run_reward(context: _Context, stage: StageConfig, policy: LanguageModel,
+                reference: LanguageModel) -> tuple[None, dict]:
+    """A reward model on the start model (Bradley-Terry on the stage's pairs); its pairwise
+    accuracy on gold-labelled pairs of test prompts, also for the first k pairs of ``curve``."""
+    pairs, info = sample_pairs(context, stage, policy)
+    held_out = _held_out_pairs(context, stage, policy)
+    config = build_config(RewardConfig, stage.options, f"stage {stage.name!r} options")
+    train_config = _train_config(stage, REWARD_TRAIN)
+    curve = []
+    for k in sorted({*(k for k in stage.curve if k < len(pairs))}):
+        model = train_reward_model(policy, pairs[:k], config, train_config=train_config)
+        curve.append({"n_pairs": k, "accuracy": pairwise_accuracy(model, held_out)})
+        context.log(f"{stage.name}: {k} pairs: held-out pairwise accuracy "
+                    f"{curve[-1]['accuracy']:.3f}")
+    model = train_reward_model(policy, pairs, config, train_config=train_config)
+    accuracy = pairwise_accuracy(model, held_out)
+    curve.append({"n_pairs": len(pairs), "accuracy": accuracy})
+    context.log(f"{stage.name}: {len(pairs)} pairs: held-out pairwise accuracy {accuracy:.3f}")
+    path = _folder(context) / f"{stage.name}.reward.npz"
+    model.save(path)
+    context.rewards[stage.name] = model
+    return None, {**info, "reward_model_path": str(path), "held_out_pairs": len(held_out),
+                  "pairwise_accuracy": accuracy, "curve": curve,
+                  "train_log": model.train_log_.to_dict()}
+
+
+def _held_out_pairs(context: _Context, stage: StageConfig, policy: LanguageModel
+                    ) -> list[PreferencePair]:
+    """Pairs of the start model's continuations of test prompts, labelled by the gold judge."""
+    task = context.config.task
+    prompts = review_prompts("test", task.prompt_words, data_dir=context.config.data_dir)
+    prompts = prompts[-stage.n_held_out_pairs:]  # not the first ones, which measure stages
+    drawn = sample_continuations(policy, prompts, max_new_tokens=task.max_new_tokens,
+                                 n_per_prompt=2, seed=context.config.seed + 29)
+    grouped = [list(drawn.texts[2 * i:2 * i + 2]) for i in range(len(prompts))]
+    return list(make_pairs(prompts, grouped, context.gold).pairs)
 
 
 def _reward_function(context: _Context, name: str):
@@ -637,7 +701,8 @@ def _reward_function(context: _Context, name: str):
         judge = _ai_judge(context)
         return lambda prompts, texts: [float(judge.log_odds(p, [t])[0])
                                        for p, t in zip(prompts, texts)]
-    raise LmbenchError(f"reward {name!r}: reward-model stages are not available in this build")
+    model = context.rewards[name]  # a reward stage (checked when the file was read)
+    return lambda prompts, texts: model.score_texts(list(prompts), list(texts)).tolist()
 
 
 def _ai_judge(context: _Context) -> LikelihoodRatioJudge:
@@ -699,7 +764,9 @@ def sample_pairs(context: _Context, stage: StageConfig, policy: LanguageModel
 
 
 _METHODS: dict[str, Callable] = {"sft": _run_sft, "dpo": _run_dpo, "ipo": _run_dpo,
-                                 "grpo": _run_grpo, "best-of-n": _run_best_of_n}
+                                 "grpo": _run_policy_optimisation,
+                                 "ppo": _run_policy_optimisation, "reward": _run_reward,
+                                 "best-of-n": _run_best_of_n}
 
 
 def available_methods() -> tuple[str, ...]:

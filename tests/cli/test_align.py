@@ -85,3 +85,67 @@ def test_missing_keys_and_files(tmp_path, capsys):
     path = _write(tmp_path, SFT, base='[base]\npath = "nope.npz"\n')
     assert main(["align", str(path), "--out", str(tmp_path / "out")]) == 2
     assert "model file not found" in capsys.readouterr().err
+
+
+SENTIMENT = '''name = "tiny"
+[task]
+kind = "sentiment"
+n_eval_prompts = 6
+n_demonstrations = 16
+record_reviews = 1
+max_new_tokens = 6
+n_rl_prompts = 8
+[base]
+family = "gpt"
+options = { n_layer = 1, n_head = 2, n_embd = 16, block_size = 48, tokenizer = "char", train = { batch_size = 4, seq_len = 48, max_steps = 2, warmup_steps = 1, progress = false, bf16 = false } }
+[[stages]]
+name = "sft"
+method = "sft"
+train = { max_steps = 2, batch_size = 4 }
+[[stages]]
+name = "bon"
+method = "best-of-n"
+reward = "ai"
+n = [1, 2]
+[[stages]]
+name = "dpo-rlaif"
+method = "dpo"
+pairs = { labeller = "ai", n = 6 }
+train = { max_steps = 2, batch_size = 4 }
+[[stages]]
+name = "grpo"
+method = "grpo"
+start = "sft"
+reward = "gold"
+options = { steps = 2, prompts_per_step = 2, group_size = 2 }
+'''
+
+
+@pytest.mark.slow
+def test_a_tiny_sentiment_pipeline_on_real_data(tmp_path, data_dir, capsys):
+    from lmbench.alignment.preferences import load_preferences
+    from lmbench.storage.store import ResultStore
+
+    path = tmp_path / "tiny.toml"
+    path.write_text(SENTIMENT, encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["align", str(path), "--out", str(out), "--data-dir", str(data_dir)]) == 0
+    records = {r.model: r for r in ResultStore(out).records()}
+    assert set(records) == {"tiny-base", "tiny-sft", "tiny-dpo-rlaif", "tiny-grpo"}
+    summaries = json.loads((out / ".align/tiny/pipeline.json").read_text())["stages"]
+    assert list(summaries) == ["base", "sft", "bon", "dpo-rlaif", "grpo"]
+    assert summaries["dpo-rlaif"]["start"] == "sft" and summaries["grpo"]["start"] == "sft"
+    for name in ("sft", "dpo-rlaif", "grpo"):
+        metrics = summaries[name]["metrics"]
+        assert 0 <= metrics["gold_positive_rate"] <= 1 and metrics["kl_nats"] > -1.0
+        assert (out / records[f"tiny-{name}"].run_id / "model.npz").is_file()
+    assert [p["n"] for p in summaries["bon"]["points"]] == [1, 2]
+    assert 0 <= summaries["dpo-rlaif"]["judge_gold_agreement"] <= 1
+    assert load_preferences(summaries["dpo-rlaif"]["pairs_path"])
+    generated = out / records["tiny-grpo"].run_id / "model.npz"
+    assert main(["generate", str(generated), "the film", "--max-new-tokens", "5"]) == 0
+    assert main(["leaderboard", str(out)]) == 0
+    assert "tiny-grpo" in capsys.readouterr().out
+    # the same file again: every stage is reused, nothing retrains
+    assert main(["align", str(path), "--out", str(out), "--data-dir", str(data_dir)]) == 0
+    assert len(ResultStore(out).records()) == 4
