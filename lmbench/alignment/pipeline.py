@@ -52,11 +52,12 @@ stage references, data files; a bad value is one ``LmbenchError`` line naming th
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -137,8 +138,6 @@ class TaskConfig:
     n_held_out: int = 300
     train_lengths: list[int] = field(default_factory=lambda: [1, 2, 3])
     held_out_lengths: list[int] = field(default_factory=lambda: [3, 4])
-    n_rl_prompts: int = 2_000  # RL prompts (verifiable: per length of rl_lengths)
-    rl_lengths: list[int] = field(default_factory=lambda: [3, 4])  # verifiable RL problems
     # sentiment
     prompt_words: int = 5
     n_eval_prompts: int = 256  # test-review prompts every stage is measured on
@@ -152,8 +151,7 @@ class TaskConfig:
         if self.kind not in KINDS:
             raise LmbenchError(f"task.kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         for name in ("n_train", "n_held_out", "prompt_words", "n_eval_prompts", "max_new_tokens",
-                     "n_demonstrations", "demonstration_words", "record_reviews",
-                     "n_rl_prompts"):
+                     "n_demonstrations", "demonstration_words", "record_reviews"):
             if getattr(self, name) < 1:
                 raise LmbenchError(f"task.{name} must be >= 1, got {getattr(self, name)}")
         if not self.train_lengths or not self.held_out_lengths:
@@ -204,6 +202,9 @@ class StageConfig:
     reward: str | None = None  # ppo, grpo, best-of-n: "gold", "verifier" or a reward stage
     n: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])  # best-of-n sizes
     curve: list[int] = field(default_factory=list)  # reward: also train on the first k pairs
+    n_prompts: int = 2_000  # ppo, grpo: RL prompts (verifiable: per length of ``lengths``)
+    lengths: list[int] = field(default_factory=list)  # verifiable RL problem lengths; default:
+    # the held-out lengths (their train-seed problems, never a held-out question)
     n_held_out_pairs: int = 256  # reward: gold-labelled pairs on test prompts for accuracy
     train: dict = field(default_factory=dict)  # TrainConfig keys
     options: dict = field(default_factory=dict)  # the method's own settings
@@ -216,8 +217,9 @@ class StageConfig:
         if any(n < 1 for n in self.n) or any(k < 1 for k in self.curve):
             raise LmbenchError(f"stage {self.name!r}: n and curve must list sizes >= 1, got "
                                f"{self.n} and {self.curve}")
-        if self.n_held_out_pairs < 1:
-            raise LmbenchError(f"stage {self.name!r}: n_held_out_pairs must be >= 1")
+        if self.n_held_out_pairs < 1 or self.n_prompts < 1 or any(k < 1 for k in self.lengths):
+            raise LmbenchError(f"stage {self.name!r}: n_held_out_pairs, n_prompts and lengths "
+                               "must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -428,6 +430,21 @@ def _digest(payload: Any) -> str:
                           ).hexdigest()[:16]
 
 
+def _settings(config: Any) -> dict[str, Any]:
+    """A config's fields that differ from their defaults (nested configs likewise): what a
+    stage's identity is made of, so a new option with a default keeps finished stages valid."""
+    out = {}
+    for f in fields(config):
+        value = getattr(config, f.name)
+        default = (f.default if f.default is not MISSING else
+                   f.default_factory() if f.default_factory is not MISSING else MISSING)
+        if is_dataclass(value):
+            value = _settings(value)
+        if default is MISSING or value != default:
+            out[f.name] = value
+    return out
+
+
 def _done(context: _Context, stage: str, digest: str) -> dict | None:
     """The summary of a finished stage with these settings, if its model is still there."""
     path = _folder(context) / f"{stage}.json"
@@ -449,7 +466,7 @@ def _base_corpus(context: _Context) -> Corpus:
 
 def _run_base(context: _Context) -> None:
     config = context.config
-    digest = _digest({"base": asdict(config.base), "task": asdict(config.task),
+    digest = _digest({"base": _settings(config.base), "task": _settings(config.task),
                       "seed": config.seed})
     done = _done(context, "base", digest)
     if done is not None:
@@ -470,7 +487,7 @@ def _run_base(context: _Context) -> None:
 
 
 def _run_stage(context: _Context, stage: StageConfig, start: str) -> None:
-    digest = _digest({"stage": asdict(stage), "start": start,
+    digest = _digest({"stage": _settings(stage), "start": start,
                       "start_digest": context.summaries[start]["digest"]})
     done = _done(context, stage.name, digest)
     if done is not None:
@@ -601,21 +618,22 @@ def _run_dpo(context: _Context, stage: StageConfig, policy: LanguageModel,
 
 
 def _rl_prompts(context: _Context, stage: StageConfig, n: int) -> list[str]:
-    """RL prompts: valid-review prompts (sentiment), or train problems of ``task.rl_lengths``
-    (verifiable; none of them a held-out question)."""
+    """RL prompts: valid-review prompts (sentiment), or train problems of the stage's
+    ``lengths`` (verifiable; none of them a held-out question)."""
     task = context.config.task
     if context.splits is None:
         return review_prompts("valid", task.prompt_words, data_dir=context.config.data_dir,
                               limit=n)
     held = {p.question for ps in context.splits.held_out.values() for p in ps}
-    problems = []
-    for length in task.rl_lengths:
+    by_length = []
+    for length in stage.lengths or sorted(context.splits.held_out):
         drawn = generate(task.task, n, context.config.seed * 1_000 + 500 + length,
                          **{LENGTH_OPTION[task.task]: length})
-        problems += [p for p in drawn if p.question not in held]
+        by_length.append([p for p in drawn if p.question not in held])
+    # interleaved, so every step's prompts mix the lengths
+    problems = [p for row in itertools.zip_longest(*by_length) for p in row if p is not None]
     context.rl_problems = problems
-    order = sorted(range(len(problems)), key=lambda i: (i % n, i))  # interleave the lengths
-    return [prompt_of(problems[i]) for i in order]
+    return [prompt_of(p) for p in problems]
 
 
 def _completion_reward(context: _Context, name: str):
@@ -638,7 +656,7 @@ def _run_policy_optimisation(context: _Context, stage: StageConfig, policy: Lang
                              else (PPOConfig, train_ppo))
     options = {"max_new_tokens": context.config.task.max_new_tokens, **stage.options}
     config = build_config(config_class, options, f"stage {stage.name!r} options")
-    prompts = _rl_prompts(context, stage, context.config.task.n_rl_prompts)
+    prompts = _rl_prompts(context, stage, stage.n_prompts)
     if stage.reward in context.rewards:
         reward = context.rewards[stage.reward].reward_function(policy)
     else:

@@ -14,7 +14,7 @@ BASE = ('[base]\nfamily = "gpt"\noptions = { n_layer = 1, n_head = 2, n_embd = 1
         'block_size = 48, tokenizer = "char", train = { batch_size = 8, seq_len = 48, '
         'max_steps = 3, warmup_steps = 1, progress = false, bf16 = false } }\n')
 TASK = ('[task]\nkind = "verifiable"\nn_train = 40\nn_held_out = 5\ntrain_lengths = [1]\n'
-        'held_out_lengths = [1, 2]\nmax_new_tokens = 4\nn_rl_prompts = 4\nrl_lengths = [1]\n')
+        'held_out_lengths = [1, 2]\nmax_new_tokens = 4\n')
 
 
 def _write(tmp_path, stages: str, head: str = 'name = "p"\n', task: str = TASK,
@@ -94,18 +94,30 @@ n_eval_prompts = 6
 n_demonstrations = 16
 record_reviews = 1
 max_new_tokens = 6
-n_rl_prompts = 8
 [base]
 family = "gpt"
-options = { n_layer = 1, n_head = 2, n_embd = 16, block_size = 48, tokenizer = "char", train = { batch_size = 4, seq_len = 48, max_steps = 2, warmup_steps = 1, progress = false, bf16 = false } }
+[base.options]
+n_layer = 1
+n_head = 2
+n_embd = 16
+block_size = 48
+tokenizer = "char"
+train = { batch_size = 4, seq_len = 48, max_steps = 2, warmup_steps = 1, progress = false }
 [[stages]]
 name = "sft"
 method = "sft"
 train = { max_steps = 2, batch_size = 4 }
 [[stages]]
+name = "rm"
+method = "reward"
+pairs = { labeller = "gold", n = 8 }
+curve = [4]
+n_held_out_pairs = 6
+train = { max_steps = 2, batch_size = 4 }
+[[stages]]
 name = "bon"
 method = "best-of-n"
-reward = "ai"
+reward = "rm"
 n = [1, 2]
 [[stages]]
 name = "dpo-rlaif"
@@ -114,10 +126,11 @@ pairs = { labeller = "ai", n = 6 }
 train = { max_steps = 2, batch_size = 4 }
 [[stages]]
 name = "grpo"
-method = "grpo"
+method = "ppo"
 start = "sft"
-reward = "gold"
-options = { steps = 2, prompts_per_step = 2, group_size = 2 }
+reward = "rm"
+n_prompts = 8
+options = { steps = 2, prompts_per_step = 2, epochs = 1 }
 '''
 
 
@@ -133,7 +146,9 @@ def test_a_tiny_sentiment_pipeline_on_real_data(tmp_path, data_dir, capsys):
     records = {r.model: r for r in ResultStore(out).records()}
     assert set(records) == {"tiny-base", "tiny-sft", "tiny-dpo-rlaif", "tiny-grpo"}
     summaries = json.loads((out / ".align/tiny/pipeline.json").read_text())["stages"]
-    assert list(summaries) == ["base", "sft", "bon", "dpo-rlaif", "grpo"]
+    assert list(summaries) == ["base", "sft", "rm", "bon", "dpo-rlaif", "grpo"]
+    assert [c["n_pairs"] for c in summaries["rm"]["curve"]][0] == 4
+    assert 0 <= summaries["rm"]["pairwise_accuracy"] <= 1
     assert summaries["dpo-rlaif"]["start"] == "sft" and summaries["grpo"]["start"] == "sft"
     for name in ("sft", "dpo-rlaif", "grpo"):
         metrics = summaries[name]["metrics"]
