@@ -35,7 +35,7 @@ from lmbench.core.io import write_json_atomic, write_text_atomic
 from lmbench.data.reviews import labelled_texts, review_prompts
 from lmbench.models.catalog import load_model
 
-POLICY_METHODS = ("sft", "dpo", "ipo", "ppo", "grpo")
+POLICY_METHODS = ("base", "sft", "dpo", "ipo", "ppo", "grpo")
 
 
 def _stages(runs: Path, name: str) -> dict[str, dict]:
