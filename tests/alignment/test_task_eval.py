@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-from conftest import tiny_gpt
 
 from lmbench.alignment.task_eval import (
     best_of_n_kl,
@@ -18,10 +17,9 @@ from lmbench.alignment.task_eval import (
 
 
 @pytest.fixture(scope="module")
-def two_gpts(tiny_corpus):
-    first = tiny_gpt(tiny_corpus, n_layer=1)
-    second = tiny_gpt(tiny_corpus, first.tokenizer, n_layer=1, seed=1, max_steps=5)
-    return first, second
+def two_gpts(gpt_target, gpt_draft):
+    """Two fitted gpts sharing one tokenizer (tests/conftest.py's session models)."""
+    return gpt_target, gpt_draft
 
 
 def test_rescored_logprobs_equal_the_sampled_ones(two_gpts):
