@@ -689,8 +689,7 @@ def _run_reward(context: _Context, stage: StageConfig, policy: LanguageModel,
     model.save(path)
     context.rewards[stage.name] = model
     return None, {**info, "reward_model_path": str(path), "held_out_pairs": len(held_out),
-                  "pairwise_accuracy": accuracy, "curve": curve,
-                  "train_log": model.train_log_.to_dict()}
+                  "pairwise_accuracy": accuracy, "curve": curve}
 
 
 def _held_out_pairs(context: _Context, stage: StageConfig, policy: LanguageModel
