@@ -129,7 +129,7 @@ class Optimise:
 
     def __call__(self, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss):
-            raise _NonFinite(float(loss))
+            raise _NonFinite(loss.item())
         warmup = min(1.0, (self.n_steps + 1) / max(1, self.config.warmup_steps))
         for group in self.optimizer.param_groups:
             group["lr"] = self.config.learning_rate * warmup

@@ -104,7 +104,7 @@ class RewardModel(Trainable):
             nn.init.normal_(head.weight, std=1 / (base.hidden_size + 1) ** 0.5)
             nn.init.zeros_(head.bias)
         self.net = RewardNetwork(base, head.to(device))
-        self.train_log_: TrainLog | None = None
+        self.train_log: TrainLog | None = None
 
     @property
     def tokenizer(self):
@@ -178,7 +178,7 @@ class RewardModel(Trainable):
         arrays["reward_head/weight"] = head.weight.detach().float().cpu().numpy()
         arrays["reward_head/bias"] = head.bias.detach().float().cpu().numpy()
         meta["reward_model"] = {"base_family": self.base.family, "reward": asdict(self.config_),
-                                "train_log": self.train_log_.to_dict() if self.train_log_
+                                "train_log": self.train_log.to_dict() if self.train_log
                                 else None}
         write_npz_atomic(path, arrays, meta)
 
@@ -202,7 +202,7 @@ class RewardModel(Trainable):
             head.bias.copy_(bias)
         model = cls(base, RewardConfig(**entry.get("reward", {})), head)
         if entry.get("train_log"):
-            model.train_log_ = TrainLog(**entry["train_log"])
+            model.train_log = TrainLog(**entry["train_log"])
         return model
 
 
@@ -250,14 +250,14 @@ def train_reward_model(base: LanguageModel, pairs: Sequence[PreferencePair],
         checkpoint_dir: where the trainer checkpoints and resumes.
 
     Returns:
-        The trained ``RewardModel`` (its ``train_log_`` is the trainer's log, with the
+        The trained ``RewardModel`` (its ``train_log`` is the trainer's log, with the
         ``accuracy`` and ``reward_margin`` metrics on the training pairs).
     """
     check_pairs(pairs, "reward model")
     model = RewardModel(copy.deepcopy(base), config)
     model.base.network().requires_grad_(True)
     batches = _pair_batches(pairs, model, train_config.batch_size, train_config.seed)
-    model.train_log_ = train(model, batches, BradleyTerry(config.margin), train_config,
+    model.train_log = train(model, batches, BradleyTerry(config.margin), train_config,
                              checkpoint_dir=checkpoint_dir)
     return model
 

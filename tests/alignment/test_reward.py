@@ -50,7 +50,7 @@ def reward_model(gpt_target):
 def test_a_reward_model_learns_a_toy_preference(reward_model, gpt_target):
     held_out = _pairs(100, 1)
     assert pairwise_accuracy(reward_model, held_out) > 0.9
-    assert reward_model.train_log_.steps == 25
+    assert reward_model.train_log.steps == 25
     # the base model itself did not change (the reward model trains a copy)
     assert reward_model.base.network() is not gpt_target.network()
     scores = reward_model.score_texts(["she "] * 2, ["a cat sat", "a kat sat"])
@@ -66,7 +66,7 @@ def test_save_and_load_round_trip(reward_model, tmp_path):
     assert torch.allclose(loaded.scores(batch.chosen), reward_model.scores(batch.chosen),
                           atol=1e-5)
     assert loaded.config()["base_family"] == "gpt"
-    assert loaded.train_log_.steps == 25
+    assert loaded.train_log.steps == 25
     assert lmbench.load_model(path).family == "gpt"  # the file is also its base model's
     plain = tmp_path / "plain.npz"
     reward_model.base.save(plain)
