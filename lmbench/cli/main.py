@@ -241,6 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_task_commands(commands)  # tasks, eval-tasks
 
+    from lmbench.cli.align import add_commands as add_align_commands
+
+    add_align_commands(commands)  # align
+
     models = commands.add_parser("models", help="list model families and their options")
     models.set_defaults(handler=_models)
     return parser

@@ -23,6 +23,16 @@ text) and its sentences as tuples of words (the closed-vocabulary word track rea
                           ``test`` is the same text as ``valid`` (nanoGPT's "val"), so a test
                           figure here is comparable with nanoGPT's validation loss, and is
                           optimistic for models selected on it. Sentences: non-empty lines.
+``movie_reviews``         NLTK's ``movie_reviews`` (Pang & Lee 2004: 1,000 positive and 1,000
+                          negative reviews, lowercased and tokenized), split by review: a review
+                          goes to train, valid or test by a seeded hash of its file id
+                          (``review_split``: the first 8 bytes of sha256("lmbench-movie-reviews-v1
+                          :" + file id) as a fraction of 2**64; < 0.8 train, < 0.9 valid, else
+                          test), giving 1,604 / 185 / 211 reviews (797 / 95 / 108 positive;
+                          52,313 / 6,080 / 6,327 lines). Raw text: each line's words
+                          joined by spaces, one line a line, reviews in file-id order; the
+                          polarity labels are ``movie_review_documents``'s (the sentiment task,
+                          ``lmbench.data.reviews``).
 ``wikitext2``             WikiText-2 (Merity et al. 2016), ``data/wikitext-2/{valid,test}.txt``,
                           for out-of-domain evaluation only (no train split). Sentences: the
                           non-empty lines, split on spaces (the text is already tokenized).
@@ -65,6 +75,7 @@ bracket right after it), and at the end of every line.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -396,3 +407,84 @@ def _inaugural(root: Path) -> Corpus:
 def _webtext(root: Path) -> Corpus:
     return _plaintext_domain("webtext", root, True,
                              "NLTK web text, Brown-style words, 80/10/10 within each file")
+@dataclass(frozen=True)
+class Review:
+    """One review of ``movie_reviews``: its NLTK file id, human label and tokenized lines."""
+
+    fileid: str  # e.g. "neg/cv000_29416.txt"
+    label: str  # "pos" or "neg" (the human polarity label)
+    lines: tuple[tuple[str, ...], ...]  # the review's lines, as words
+
+    @property
+    def text(self) -> str:
+        return "".join(" ".join(line) + "\n" for line in self.lines)
+
+
+REVIEW_SPLIT_SALT = "lmbench-movie-reviews-v1:"
+REVIEW_SPLIT_FRACTIONS = (0.8, 0.9)  # hash fraction below 0.8: train; below 0.9: valid
+
+
+def review_split(fileid: str) -> str:
+    """The split of a review (the ``movie_reviews`` row of the module docstring)."""
+    digest = hashlib.sha256((REVIEW_SPLIT_SALT + fileid).encode()).digest()
+    fraction = int.from_bytes(digest[:8], "big") / 2**64
+    if fraction < REVIEW_SPLIT_FRACTIONS[0]:
+        return "train"
+    return "valid" if fraction < REVIEW_SPLIT_FRACTIONS[1] else "test"
+
+
+@functools.lru_cache(maxsize=4)
+def _reviews(root: Path) -> dict[str, tuple[Review, ...]]:
+    reviews = _nltk_corpus("movie_reviews", root, "movie_reviews")
+    by_split: dict[str, list[Review]] = {s: [] for s in SPLITS}
+    for fileid in sorted(reviews.fileids()):
+        lines = tuple(words for line in reviews.raw(fileid).splitlines() if (words := tuple(
+            line.split())))
+        label = fileid.split("/")[0]
+        by_split[review_split(fileid)].append(Review(fileid, label, lines))
+    return {s: tuple(r) for s, r in by_split.items()}
+
+
+def movie_review_documents(data_dir: str | os.PathLike | None = None
+                           ) -> dict[str, tuple[Review, ...]]:
+    """The labelled reviews of ``movie_reviews`` by split (``train``, ``valid``, ``test``).
+
+    Args:
+        data_dir: the data root (``data_root``).
+
+    Returns:
+        For each split, its reviews in file-id order.
+    """
+    return _reviews(data_root(data_dir))
+
+
+@CORPORA.register("movie_reviews")
+@functools.lru_cache(maxsize=4)
+def _movie_reviews(root: Path) -> Corpus:
+    documents = _reviews(root)
+    splits = {s: _sentences_split(s, [line for r in documents[s] for line in r.lines])
+              for s in SPLITS}
+    return Corpus("movie_reviews", splits,
+                  "NLTK movie_reviews, review-level seeded-hash split 80/10/10")
+
+
+def sentence_polarity_sentences(data_dir: str | os.PathLike | None = None
+                                ) -> dict[str, tuple[tuple[str, ...], ...]]:
+    """NLTK's ``sentence_polarity`` (Pang & Lee 2005: 5,331 positive and 5,331 negative
+    Rotten Tomatoes snippets, lowercased and tokenized) by label, ``pos`` and ``neg``, in corpus
+    order: other data than ``movie_reviews`` for a judge that never sees that task's labels.
+
+    Args:
+        data_dir: the data root (``data_root``).
+
+    Returns:
+        For each label, its sentences as tuples of words.
+    """
+    return _sentence_polarity(data_root(data_dir))
+
+
+@functools.lru_cache(maxsize=4)
+def _sentence_polarity(root: Path) -> dict[str, tuple[tuple[str, ...], ...]]:
+    polarity = _nltk_corpus("sentence_polarity", root, "sentence_polarity")
+    return {label: tuple(tuple(s) for s in polarity.sents(categories=label))
+            for label in ("neg", "pos")}
