@@ -25,7 +25,7 @@ from pathlib import Path
 from lmbench.alignment.judges import PairJudge, PairLabels, label_pairs
 from lmbench.core.errors import LmbenchError
 from lmbench.core.io import write_text_atomic
-from lmbench.data.examples import PreferencePair, example_from_dict
+from lmbench.data.examples import PreferencePair, example_from_dict, read_jsonl
 
 
 @dataclass(frozen=True)
@@ -80,24 +80,8 @@ def load_preferences(path: str | Path) -> list[PreferencePair]:
         The pairs in file order.
     """
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise LmbenchError(f"{path}: preference file not found") from None
-    except IsADirectoryError:
-        raise LmbenchError(f"{path}: expected a preference .jsonl file, found a directory"
-                           ) from None
-    except UnicodeDecodeError:
-        raise LmbenchError(f"{path}: not UTF-8 text") from None
     pairs: list[PreferencePair] = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise LmbenchError(f"{where}: not a JSON object ({error.msg})") from None
+    for where, record in read_jsonl(path, "preference"):
         if isinstance(record, dict) and "response" in record:
             raise LmbenchError(f"{where}: field 'response' in a preference file (a preference "
                                "pair has prompt, chosen, rejected)")

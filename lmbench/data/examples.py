@@ -20,8 +20,10 @@ Tokenizing, padding and loss masks are ``lmbench.training.batching``'s business.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from lmbench.core.errors import LmbenchError
 
@@ -82,6 +84,31 @@ def example_from_dict(record: object, where: str = "example") -> Example | Prefe
     return kind(**record)
 
 
+def read_jsonl(path: str | Path, what: str) -> Iterator[tuple[str, Any]]:
+    """The decoded lines of a JSONL file, blank lines skipped, each with its ``path:line``
+    (for errors); a missing, non-UTF-8 or non-JSON file is a one-line ``LmbenchError`` naming
+    the file (and line) and ``what`` it should hold ("examples", "preference")."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise LmbenchError(f"{path}: {what} file not found") from None
+    except IsADirectoryError:
+        raise LmbenchError(f"{path}: expected a {what} .jsonl file, found a directory"
+                           ) from None
+    except UnicodeDecodeError:
+        raise LmbenchError(f"{path}: not UTF-8 text") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise LmbenchError(f"{where}: not a JSON object ({error.msg})") from None
+        yield where, record
+
+
 def load_examples(path: str | Path) -> list[Example] | list[PreferencePair]:
     """Read a JSONL file of examples (module docstring); all lines must be of one kind.
 
@@ -91,22 +118,8 @@ def load_examples(path: str | Path) -> list[Example] | list[PreferencePair]:
     Returns:
         The examples in file order.
     """
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise LmbenchError(f"{path}: examples file not found") from None
-    except UnicodeDecodeError:
-        raise LmbenchError(f"{path}: not UTF-8 text") from None
     examples: list = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise LmbenchError(f"{where}: not a JSON object ({error.msg})") from None
+    for where, record in read_jsonl(path, "examples"):
         example = example_from_dict(record, where)
         if examples and type(example) is not type(examples[0]):
             raise LmbenchError(f"{where}: a {type(example).__name__} among "
