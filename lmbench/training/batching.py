@@ -106,6 +106,11 @@ class StreamBatches:
         if sequential:
             # batchify: B streams side by side, each read in order, T tokens per step
             length = (len(self.ids) - 1) // B
+            if length < T + 1:
+                raise LmbenchError(
+                    f"the train split has {len(self.ids)} tokens; train.batch_size = {B} "
+                    f"streams of train.seq_len + 1 = {T + 1} tokens need at least "
+                    f"{B * (T + 1) + 1} (lower batch_size or seq_len)")
             self.streams = self.ids[: length * B + 1]
             self.stream_len = length
             self.steps_per_epoch = max(1, (length - 1) // T)

@@ -50,6 +50,15 @@ def test_stream_batches_are_the_old_ones(sequential):
     assert batches.fingerprint() != StreamBatches(ids[1:], 4, 16, seed=3).fingerprint()
 
 
+def test_sequential_streams_too_short_for_the_batch_are_one_line():
+    ids = np.arange(100) % 7  # 4 streams of 24 tokens cannot give 33-token windows
+    with pytest.raises(LmbenchError, match=r"batch_size = 4 streams .* at least 133"):
+        StreamBatches(ids, 4, 32, sequential=True)
+    batches = StreamBatches(np.arange(133) % 7, 4, 32, sequential=True)  # exactly enough
+    for step in range(3):
+        assert batches(step).inputs.shape == (4, 32)
+
+
 @pytest.fixture(scope="module")
 def tokenizer():
     return CharTokenizer().fit(_lines_split("train", "abcdefgh ijk?!\n"))
