@@ -30,6 +30,8 @@ import numpy as np
 
 from lmbench.alignment.judges import fit_gold_judge, fit_likelihood_ratio_judge
 from lmbench.alignment.pipeline import SUMMARY_FOLDER
+from lmbench.alignment.preferences import load_preferences
+from lmbench.alignment.reward import RewardModel
 from lmbench.alignment.task_eval import sample_continuations
 from lmbench.core.io import write_json_atomic, write_text_atomic
 from lmbench.data.reviews import labelled_texts, review_prompts
@@ -101,6 +103,89 @@ def _win_rates(stages: dict[str, dict], runs: Path, data_dir, gold, n_prompts: i
     return rates, {"samples": side, "gold_scores": {n: s.tolist() for n, s in scores.items()}}
 
 
+GOLD_MARGIN_BINS = (0.0, 0.05, 0.1, 0.2, 1.01)
+
+
+def _accuracy_by_gold_margin(summary: dict, start_path: str, gold, data_dir, *,
+                             max_new_tokens: int, seed: int) -> list[dict]:
+    """The reward model's held-out pairwise accuracy, binned by how far apart the gold judge
+    puts the two responses: the pipeline's held-out pairs (``_held_out_pairs``: two draws per
+    test prompt from the start model, seed + 29) drawn again and scored by both."""
+    policy = load_model(start_path)
+    reward = RewardModel.load(summary["reward_model_path"])
+    prompts = review_prompts("test", 5, data_dir=data_dir)[-summary["held_out_pairs"]:]
+    drawn = sample_continuations(policy, prompts, max_new_tokens=max_new_tokens, n_per_prompt=2,
+                                 seed=seed + 29)
+    first, second = list(drawn.texts[0::2]), list(drawn.texts[1::2])
+    gold_gap = gold.positive_probability(first) - gold.positive_probability(second)  # (N,)
+    reward_gap = (reward.score_texts(prompts, first)
+                  - reward.score_texts(prompts, second)).numpy()  # (N,)
+    kept = gold_gap != 0
+    return _margin_bins((np.sign(reward_gap) == np.sign(gold_gap))[kept],
+                        np.abs(gold_gap)[kept])
+
+
+def _margin_bins(right: np.ndarray, margin: np.ndarray) -> list[dict]:
+    """Accuracy of ``right`` (N,) bools within each ``GOLD_MARGIN_BINS`` range of ``margin``."""
+    bins = []
+    for low, high in zip(GOLD_MARGIN_BINS, GOLD_MARGIN_BINS[1:]):
+        inside = (margin >= low) & (margin < high)
+        bins.append({"margin": f"{low:.2f}-{min(high, 1.0):.2f}", "n_pairs": int(inside.sum()),
+                     "accuracy": float(right[inside].mean()) if inside.any() else None})
+    bins.append({"margin": "all", "n_pairs": int(len(right)),
+                 "accuracy": float(right.mean()) if len(right) else None})
+    return bins
+
+
+def _judge_agreement_by_gold_margin(pairs_path: str, gold) -> list[dict]:
+    """How often the AI judge's chosen response is also the gold judge's, by gold margin (gold
+    ties left out), from a stage's labelled pairs file."""
+    pairs = load_preferences(pairs_path)
+    gap = (gold.positive_probability([p.chosen for p in pairs])
+           - gold.positive_probability([p.rejected for p in pairs]))  # (N,)
+    kept = gap != 0
+    return _margin_bins((gap > 0)[kept], np.abs(gap)[kept])
+
+
+def _curve_name(summary: dict) -> str:
+    """One frontier curve per method and feedback source: DPO stages at several betas share
+    one, as do an RL method's stages with the same reward (a zero KL coefficient apart)."""
+    method = summary["method"]
+    if method in ("dpo", "ipo"):
+        return f"{method} ({summary.get('labeller', '?')} pairs)"
+    no_kl = (summary.get("options") or {}).get("kl_coef") == 0
+    return f"{method} ({summary.get('reward', '?')}{', no KL' if no_kl else ''})"
+
+
+MATCHED_SQRT_KL = (0.5, 1.0, 1.5, 2.0, 3.0)
+
+
+def _matched_kl(points: dict[str, list[tuple[float, float, float | None]]],
+                start_gold: float) -> tuple[list[str], dict]:
+    """Gold mean of each curve at matched sqrt(KL) (Gao et al. 2022's frontier read at fixed
+    distances from the start policy): linear interpolation in sqrt(KL) between the curve's
+    measured points, starting from the SFT policy itself (KL 0) for the trained methods (a
+    best-of-N curve starts at its own N = 1). A distance beyond a curve's last point is left
+    blank: nothing is extrapolated."""
+    table = {}
+    for name, curve in points.items():
+        measured = sorted((x, g) for x, g, _ in curve)
+        if not name.startswith("best-of-N"):
+            measured = [(0.0, start_gold), *measured]
+        xs, golds = [x for x, _ in measured], [g for _, g in measured]
+        table[name] = {str(k): (float(np.interp(k, xs, golds)) if xs[0] <= k <= xs[-1]
+                                else None) for k in MATCHED_SQRT_KL}
+    lines = ["Gold mean at matched distance from the SFT policy (linear interpolation in "
+             "sqrt KL between measured points, the SFT policy being the trained methods' KL-0 "
+             "point; '-' beyond a curve's last point):", "",
+             "| curve | " + " | ".join(f"sqrt KL = {k}" for k in MATCHED_SQRT_KL) + " |",
+             "|---" * (len(MATCHED_SQRT_KL) + 1) + "|"]
+    for name, row in table.items():
+        lines.append(f"| {name} | " + " | ".join(_fmt(row[str(k)]) for k in MATCHED_SQRT_KL)
+                     + " |")
+    return lines + [""], table
+
+
 def _frontier_svg(points: dict[str, list[tuple[float, float, float | None]]]) -> str:
     """Gold score (solid) and proxy reward (dashed, right axis) against sqrt(KL)."""
     import io
@@ -164,6 +249,8 @@ def _sentiment_section(stages: dict[str, dict], runs: Path, data_dir, out: Path,
                      f"{_fmt(m.get('distinct_2'))} |")
     lines.append("")
     points: dict[str, list] = {}
+    start_path = next((s.get("model_path") for s in stages.values() if s["method"] == "sft"),
+                      None)
     for s in stages.values():
         if s["method"] == "best-of-n":
             lines += [f"Best-of-N ({s['stage']}, proxy = {s['reward']}, from {s['start']}; KL "
@@ -180,8 +267,19 @@ def _sentiment_section(stages: dict[str, dict], runs: Path, data_dir, out: Path,
                 (p["sqrt_kl"], p["gold_mean"], p["proxy_reward_mean"]) for p in s["points"]]
         elif s["method"] in ("dpo", "ipo", "ppo", "grpo") and s.get("metrics"):
             m = s["metrics"]
-            points.setdefault(s["stage"], []).append(
+            points.setdefault(_curve_name(s), []).append(
                 (m["sqrt_kl"], m["gold_mean"], m.get("proxy_reward_mean")))
+        if s["method"] == "reward" and s.get("reward_model_path") and start_path:
+            bins = _accuracy_by_gold_margin(s, start_path, gold, data_dir,
+                                            max_new_tokens=max_new_tokens, seed=seed)
+            payload.setdefault("reward_accuracy_by_gold_margin", {})[s["stage"]] = bins
+            lines += [f"Reward model {s['stage']}, held-out accuracy by the gold judge's margin "
+                      "|P_gold(chosen) - P_gold(rejected)| (the same held-out pairs, "
+                      "re-drawn with the pipeline's seed):", "",
+                      "| gold margin | pairs | accuracy |", "|---|---|---|"]
+            lines += [f"| {b['margin']} | {b['n_pairs']} | {_fmt(b['accuracy'])} |"
+                      for b in bins]
+            lines.append("")
         if s["method"] == "reward":
             payload.setdefault("reward_models", {})[s["stage"]] = s.get("curve")
             lines += [f"Reward model {s['stage']} ({s.get('labeller')} labels): held-out "
@@ -189,6 +287,15 @@ def _sentiment_section(stages: dict[str, dict], runs: Path, data_dir, out: Path,
                       f"{s.get('held_out_pairs')} pairs):", "", "| pairs | accuracy |",
                       "|---|---|"]
             lines += [f"| {c['n_pairs']} | {c['accuracy']:.3f} |" for c in s.get("curve", [])]
+            lines.append("")
+        if s.get("judge_gold_agreement") is not None and s.get("pairs_path"):
+            bins = _judge_agreement_by_gold_margin(s["pairs_path"], gold)
+            payload.setdefault("judge_agreement_by_gold_margin", {})[s["stage"]] = bins
+            lines += [f"AI-judge labels of {s['stage']}'s pairs against the gold, by the gold "
+                      "judge's margin |P_gold(a) - P_gold(b)|:", "",
+                      "| gold margin | pairs | agreement |", "|---|---|---|"]
+            lines += [f"| {b['margin']} | {b['n_pairs']} | {_fmt(b['accuracy'])} |"
+                      for b in bins]
             lines.append("")
         if s.get("judge_gold_agreement") is not None:
             payload.setdefault("judge_gold_agreement", {})[s["stage"]] = s[
@@ -198,6 +305,10 @@ def _sentiment_section(stages: dict[str, dict], runs: Path, data_dir, out: Path,
                          f"(position-swap consistency {s['swap_consistency']:.0%}: the "
                          "likelihood-ratio judge is order-free by construction).")
     lines.append("")
+    start = next((s.get("metrics") for s in stages.values() if s["method"] == "sft"), None)
+    if points and start:
+        table, payload["matched_kl"] = _matched_kl(points, start["gold_mean"])
+        lines += table
     if points:
         svg = _frontier_svg(points)
         write_text_atomic(out.with_suffix(".frontier.svg"), svg)

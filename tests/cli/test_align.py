@@ -3,8 +3,11 @@ written), and a tiny pipeline on real data whose every stage is an ordinary reco
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -164,3 +167,26 @@ def test_a_tiny_sentiment_pipeline_on_real_data(tmp_path, data_dir, capsys):
     # the same file again: every stage is reused, nothing retrains
     assert main(["align", str(path), "--out", str(out), "--data-dir", str(data_dir)]) == 0
     assert len(ResultStore(out).records()) == 4
+    # the report reads every stage: frontier at matched KL, RM and judge accuracy by margin
+    report = _report_script()
+    assert report.main(["--runs", str(out), "--data-dir", str(data_dir), "--out",
+                        str(tmp_path / "report"), "--sentiment", "tiny", "--n-prompts", "4",
+                        "--max-new-tokens", "6"]) == 0
+    payload = json.loads((tmp_path / "report.json").read_text())["sentiment"]
+    matched = payload["matched_kl"]
+    assert set(matched) == {"best-of-N (rm)", "dpo (ai pairs)", "ppo (rm)"}
+    assert matched["best-of-N (rm)"]["0.5"] is None or 0 <= matched["best-of-N (rm)"]["0.5"] <= 1
+    bins = payload["reward_accuracy_by_gold_margin"]["rm"]
+    assert bins[-1]["margin"] == "all" and sum(b["n_pairs"] for b in bins[:-1]) == bins[-1][
+        "n_pairs"]
+    assert payload["judge_agreement_by_gold_margin"]["dpo-rlaif"][-1]["n_pairs"] <= 6
+    assert "matched distance" in (tmp_path / "report.md").read_text()
+
+
+def _report_script():
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "alignment_report.py"
+    spec = importlib.util.spec_from_file_location("alignment_report", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["alignment_report"] = module
+    spec.loader.exec_module(module)
+    return module
