@@ -71,15 +71,14 @@ class Settings:
     sizes: tuple[ModelSize, ...] = (
         ModelSize("gpt-0.2M", 2, 96, 4, 3e-3),
         ModelSize("gpt-1M", 4, 160, 4, 3e-3),
-        ModelSize("gpt-5M", 6, 256, 8, 3e-3, max_steps=100),
-        ModelSize("gpt-1M-100steps", 4, 160, 4, 3e-3, max_steps=100),
+        ModelSize("gpt-5M", 6, 256, 8, 1e-3),
     )
     block_size: int = 512  # characters of context: a prompt and its answer must fit
     batch_size: int = 8
     seq_len: int = 512
-    max_steps: int = 400  # step budget (the same batches for every size), unless a size says
+    max_steps: int = 1200  # step budget (the same batches for every size), unless a size says
     warmup_steps: int = 30
-    train_chars: int = 2_000_000  # characters of training mixture (400 x 8 x 512 reads 0.8 epochs)
+    train_chars: int = 5_000_000  # characters of training mixture (1200 x 8 x 512 reads 1 epoch)
     valid_chars: int = 50_000
     corpus_fraction: float = 0.15  # of training characters: Tiny Shakespeare
     chain_fraction: float = 0.5  # of training problems: written as a worked chain
@@ -87,7 +86,7 @@ class Settings:
     train_digit_weights: tuple[float, ...] = (0.1, 0.2, 0.7)
     eval_digits_in: int = 3
     eval_digits_out: int = 4
-    n_eval: int = 30  # questions per distribution
+    n_eval: int = 60  # questions per distribution
     shots: tuple[int, ...] = (0, 1, 4, 8)
     n_samples: int = 5  # self-consistency: chains sampled per question
     temperature: float = 0.7  # self-consistency sampling temperature
