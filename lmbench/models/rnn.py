@@ -43,6 +43,7 @@ from lmbench.core.interface import (
     Capabilities,
     ComputesHidden,
     SelectsStateRows,
+    StartsFromEmbeddings,
 )
 from lmbench.models.adaptive_softmax import AdaptiveSoftmax, check_cutoffs
 from lmbench.models.base import NeuralLM
@@ -126,6 +127,7 @@ class RNNNetwork(nn.Module):
                                      batch_first=True,
                                      dropout=config.dropout if config.n_layer > 1 else 0.0)
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+        self.stream_start = None  # a callable B -> hidden state (RNNLM.start_streams)
         self.projection = None
         self.adaptive = None
         if config.adaptive_cutoffs:
@@ -145,7 +147,10 @@ class RNNNetwork(nn.Module):
 
     def hidden(self, input_ids: torch.Tensor, state=None):
         """(B, T) ids after hidden ``state`` -> (B, T, H) top-layer outputs (after dropout)
-        and the new hidden state."""
+        and the new hidden state; a stream (``state`` None) starts from ``stream_start(B)``
+        when one is set (``RNNLM.start_streams``)."""
+        if state is None and self.stream_start is not None:
+            state = self.stream_start(input_ids.shape[0])
         x = self.dropout(self.embedding(input_ids))  # (B, T, E)
         output, state = self.cell(x, state)  # (B, T, H)
         return self.dropout(output), state
@@ -172,11 +177,27 @@ class RNNNetwork(nn.Module):
         return self.output_scores(output), state
 
 
-class RNNLM(NeuralLM, SelectsStateRows, ComputesHidden, AdaptsLayers):
+class RNNLM(NeuralLM, SelectsStateRows, ComputesHidden, AdaptsLayers, StartsFromEmbeddings):
     """Elman RNN language model (tanh cells)."""
 
     name = "rnn"
     config_class = RNNConfig
+
+    def start_streams(self, start) -> None:
+        """Every stream's hidden state starts as ``start(B)`` (with a continuous cache too: its
+        cell state starts there and its pairs start empty)."""
+        self._network().stream_start = start
+
+    def input_embedding_weight(self) -> torch.Tensor:
+        return self._network().embedding.weight  # (V, E)
+
+    def state_from_embeddings(self, embeddings: torch.Tensor, state=None):
+        """(B, P, E) embeddings run through the recurrent stack after ``state`` -> its hidden
+        state: a soft prompt (Lester et al. 2021) read this way is a learned initial state.
+        The context is unbounded, so no position is used up."""
+        net = self._network()
+        _, state = net.cell(net.dropout(embeddings), state)
+        return state
 
     @property
     def hidden_size(self) -> int:
