@@ -266,10 +266,6 @@ class AdaptedLM(LanguageModel, Trainable):
         sequential = self.capabilities.carries_state
         if isinstance(self.method, LearnsStreamStart):
             objective, sequential = FromStreamStart(objective), False
-        window = self.capabilities.max_window
-        if window is not None and config.seq_len > window:
-            raise LmbenchError(f"train seq_len {config.seq_len} is above the {self.name} "
-                               f"model's window of {window} tokens")
         batches = StreamBatches(np.asarray(train_ids), config.batch_size, config.seq_len,
                                 seed=config.seed, sequential=sequential)
         start = {k: v.detach().clone() for k, v in self.network().state_dict().items()}
@@ -401,7 +397,9 @@ def adapt(model: LanguageModel, method: Method, *, train: TrainConfig | None = N
     Args:
         model: the base.
         method: a method's config, e.g. ``LoRAConfig(rank=8)`` or ``AdapterConfig(16)``.
-        train: the fine-tuning settings (default: the base's ``train_config()``).
+        train: the fine-tuning settings (default: the base's ``train_config()``, its
+            ``seq_len`` cut to the adapted model's window where a prompt or prefix took
+            positions of the context; a given ``seq_len`` above that window is an error).
 
     Returns:
         The adapted model; it starts equal to the base (LoRA's B and the adapters' up
@@ -424,8 +422,15 @@ def adapt(model: LanguageModel, method: Method, *, train: TrainConfig | None = N
         raise LmbenchError(f"peft method {method.name!r} found nothing to train in the "
                            f"{model.name} model")
     abilities = tuple(ability for ability in _DELEGATES if isinstance(model, ability))
-    return _adapted_class(abilities)(model, inner, method, train or model.train_config(),
-                                     digest, injected)
+    config = train or model.train_config()
+    adapted = _adapted_class(abilities)(model, inner, method, config, digest, injected)
+    window = adapted.capabilities.max_window
+    if window is not None and config.seq_len > window:  # a prompt or prefix took positions
+        if train is not None:
+            raise LmbenchError(f"train seq_len {config.seq_len} is above the {adapted.name} "
+                               f"model's window of {window} tokens")
+        adapted.train_config_ = replace(config, seq_len=window)
+    return adapted
 
 
 def finetune(adapted: AdaptedLM, corpus, *, valid: bool = True, budget: Budget | None = None,

@@ -240,8 +240,7 @@ def test_bad_input_is_a_one_line_error(bases, tiny_corpus):
     _one_line(lambda: peft.method_config("prompt", {"init": "text"}), "needs a non-empty")
     _one_line(lambda: peft.method_config("prefix", {"hidden": 0}), "hidden must be")
     _one_line(lambda: peft.method_config("prefix", {"n_prefix_tokens": 2.5}), "n_prefix_tokens")
-    adapted = peft.adapt(gpt, peft.PromptTuningConfig(n_prompt_tokens=12),
-                         train=TrainConfig(**{**TRAIN, "seq_len": 16}))
-    _one_line(lambda: adapted.fit(tiny_corpus), "train seq_len 16 is above the gpt[+]prompt "
-              "model's window of 12 tokens")
+    _one_line(lambda: peft.adapt(gpt, peft.PromptTuningConfig(n_prompt_tokens=12),
+                                 train=TrainConfig(**{**TRAIN, "seq_len": 16})),
+              "train seq_len 16 is above the gpt[+]prompt model's window of 12 tokens")
     _one_line(lambda: peft.fold(peft.adapt(gpt, peft.LoRAConfig())), "prefix-tuned")
