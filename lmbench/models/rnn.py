@@ -101,6 +101,19 @@ class CacheState:
     pending: torch.Tensor | None  # (B, 1, H) the last output; None at the start of a stream
 
 
+class CellStart:
+    """A stream start for ``RNNNetwork.hidden``: the cell's state of ``start(B)`` (a
+    ``CacheState``'s ``rnn`` with a continuous cache). A plain object, so a deep copy copies it
+    with what ``start`` holds."""
+
+    def __init__(self, start) -> None:
+        self.start = start
+
+    def __call__(self, batch_size: int):
+        state = self.start(batch_size)
+        return state.rnn if isinstance(state, CacheState) else state
+
+
 @dataclass(frozen=True)
 class AdaptiveNextToken:
     """``next_token`` for an adaptive-softmax network: the same NLL through
@@ -186,7 +199,7 @@ class RNNLM(NeuralLM, SelectsStateRows, ComputesHidden, AdaptsLayers, StartsFrom
     def start_streams(self, start) -> None:
         """Every stream's hidden state starts as ``start(B)`` (with a continuous cache too: its
         cell state starts there and its pairs start empty)."""
-        self._network().stream_start = start
+        self._network().stream_start = None if start is None else CellStart(start)
 
     def input_embedding_weight(self) -> torch.Tensor:
         return self._network().embedding.weight  # (V, E)
@@ -196,8 +209,15 @@ class RNNLM(NeuralLM, SelectsStateRows, ComputesHidden, AdaptsLayers, StartsFrom
         state: a soft prompt (Lester et al. 2021) read this way is a learned initial state.
         The context is unbounded, so no position is used up."""
         net = self._network()
-        _, state = net.cell(net.dropout(embeddings), state)
-        return state
+        cell_state = state.rnn if isinstance(state, CacheState) else state
+        _, cell_state = net.cell(net.dropout(embeddings), cell_state)
+        if not self.config_.cache_size:
+            return cell_state
+        if isinstance(state, CacheState) and state.keys.shape[1]:
+            raise LmbenchError("input embeddings without ids only start a stream")
+        B, device = embeddings.shape[0], embeddings.device
+        return CacheState(cell_state, torch.empty(B, 0, self.config_.hidden_dim, device=device),
+                          torch.empty(B, 0, dtype=torch.long, device=device), None)
 
     @property
     def hidden_size(self) -> int:

@@ -244,3 +244,20 @@ def test_bad_input_is_a_one_line_error(bases, tiny_corpus):
                                  train=TrainConfig(**{**TRAIN, "seq_len": 16})),
               "train seq_len 16 is above the gpt[+]prompt model's window of 12 tokens")
     _one_line(lambda: peft.fold(peft.adapt(gpt, peft.LoRAConfig())), "prefix-tuned")
+
+
+def test_prompt_tuning_on_an_lstm_with_adaptive_softmax_and_continuous_cache(tiny_corpus):
+    base = lmbench.build_model("lstm", embed_dim=16, hidden_dim=16, n_layer=1,
+                               adaptive_cutoffs=[8, 20], cache_size=12, tokenizer="char",
+                               train=TRAIN).fit(tiny_corpus)
+    adapted = peft.adapt(base, _config("lstm", "prompt"),
+                         train=TrainConfig(**{**TRAIN, "max_steps": 4, "eval_every": 4}))
+    adapted.fit(tiny_corpus)  # the adaptive softmax's own loss reads the prompt too
+    assert adapted.training_log()["steps"] == 4
+    _perturb(adapted)
+    ids = _ids(base, seed=5, shape=(2, 14))
+    whole, _ = adapted.token_logprobs(ids[:, :-1], ids[:, 1:])
+    first, state = adapted.token_logprobs(ids[:, :6], ids[:, 1:7])
+    rest, _ = adapted.token_logprobs(ids[:, 6:-1], ids[:, 7:], state)
+    assert torch.allclose(torch.cat((first, rest), dim=1), whole, atol=1e-5)
+    assert not torch.allclose(whole, base.token_logprobs(ids[:, :-1], ids[:, 1:])[0], atol=1e-4)
