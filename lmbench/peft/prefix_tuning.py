@@ -138,10 +138,9 @@ def fold(adapted: AdaptedLM) -> AdaptedLM:
     folded = adapt(adapted.base, plain, train=adapted.train_config())
     with torch.no_grad():
         table = adapted.network().prefix.table()  # (P, n_layer, 2, d_model)
-        folded.network().prefix.key_values.copy_(table.to(folded.device))
-    folded.train_log_ = adapted.train_log_
-    folded.to(adapted.device)
-    return folded
+    folded.load_adapter_state({"prefix.key_values": table.float().cpu().numpy()},
+                              adapted.training_log(), "fold")
+    return folded.to(adapted.device)
 
 
 def prefix_tuning(model: LanguageModel, config: PrefixTuningConfig = PrefixTuningConfig(),
