@@ -127,6 +127,7 @@ class GPTNetwork(nn.Module):
         self.head.weight = self.token_embedding.weight  # tied input/output embeddings
         # Where every stream starts (``DecoderStarts.start_streams``): a callable B -> KVCache.
         self.stream_start: Callable[[int], KVCache] | None = None
+        self.n_start_positions = 0  # positions of the context stream_start's state takes
 
     def forward(self, input_ids: torch.Tensor, state: KVCache | None = None,
                 want_state: bool = True, n_logits: int | None = None
@@ -238,7 +239,10 @@ class DecoderStarts(StartsFromEmbeddings, StartsFromKeyValues):
     P positions when the context slides, so the model reads at most block_size - P tokens."""
 
     def start_streams(self, start):
-        self._network().stream_start = start
+        net = self._network()
+        net.stream_start = start
+        with torch.no_grad():
+            net.n_start_positions = 0 if start is None else start(1).n_prefix
 
     def input_embedding_weight(self) -> torch.Tensor:
         return self._network().token_embedding.weight  # (V, C)
@@ -297,11 +301,13 @@ class GPTLM(NeuralLM, SelectsStateRows, RollsBackState, Embeds, CountsFlops, Dec
 def decoder_embed(model: NeuralLM, input_ids: torch.Tensor) -> torch.Tensor:
     """(B, T) ids -> (B, D) float32 on the model's device: a ``GPTNetwork``'s final LayerNorm
     output averaged over the T positions. A sequence longer than ``block_size`` is read in
-    consecutive chunks of ``block_size`` tokens, each from an empty context."""
+    consecutive chunks of ``block_size`` tokens, each from an empty context (from a soft prompt
+    or prefix where streams start from one: chunks of block_size - P tokens, and a soft
+    prompt's P outputs join the average)."""
     net = model.network()
     net.eval()
     ids = model._device_ids(input_ids)
-    block = model.config_.block_size
+    block = model.config_.block_size - net.n_start_positions
     hidden: list[torch.Tensor] = []  # (B, T_chunk, D) per chunk
     hook = net.ln_final.register_forward_hook(lambda module, args, out: hidden.append(out))
     try:

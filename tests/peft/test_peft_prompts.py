@@ -9,7 +9,7 @@ import torch
 import lmbench
 from lmbench import peft
 from lmbench.core.errors import LmbenchError
-from lmbench.core.interface import StartsFromEmbeddings, StartsFromKeyValues
+from lmbench.core.interface import Embeds, StartsFromEmbeddings, StartsFromKeyValues
 from lmbench.evaluation.scoring import score_stream
 from lmbench.inference.sampling import generate
 from lmbench.models import MODELS
@@ -89,6 +89,8 @@ def test_the_adapted_model_is_an_ordinary_language_model(bases, family, method, 
         assert caps == base.capabilities
     else:
         assert caps.max_context == context - P and caps.max_window == context - P
+    if isinstance(adapted, Embeds):  # a text longer than the reduced context, in chunks
+        assert torch.isfinite(adapted.embed(_ids(base, shape=(2, 50)))).all()
     drawn = generate(adapted, base.tokenizer.encode("the cat")[:2], 40, seed=1)
     assert len(drawn) == 40  # longer than the reduced context: the cache slides
     stream = base.tokenizer.encode_split(tiny_corpus.split("valid"))[:70]  # > block_size
