@@ -204,3 +204,13 @@ def test_a_run_file_peft_table_takes_prompt_tuning(bases, corpus_dir, tmp_path):
     (record,) = run(parse_config(data, "run.toml"), tmp_path / "out", save_models=True,
                     log=lambda line: None)
     assert record.adaptation.method == "prompt" and record.adaptation.n_trainable == 4 * 16
+
+
+def test_models_shows_prompt_and_prefix_support_per_family(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    gpt = out.split("\ngpt:")[1].split("\n")[2]
+    lstm = out.split("\nlstm:")[1].split("\n")[2]
+    assert gpt.strip() == "peft: adapters, lora, prefix, prompt"
+    assert lstm.strip() == "peft: adapters, lora, prompt"
+    assert "prompt: n_prompt_tokens=" in out and "prefix: n_prefix_tokens=" in out
