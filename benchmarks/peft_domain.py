@@ -10,9 +10,14 @@ of the grid starts from the same saved base and trains on the domain's train spl
 1% / 10% of sentences) for the same step budget:
 
 - zero-shot: the base itself; full fine-tuning: every weight (``fit(corpus, init=base)``);
-- the PEFT rows of ``baselines/peft_state_union.toml`` (``lmbench.peft``: LoRA, adapters, and
-  soft prompts and prefixes where the library has them), only the new parameters training,
-  and the first LoRA row again at 1% and 10% of the data;
+- the PEFT rows of ``baselines/peft_state_union.toml`` (``lmbench.peft``: LoRA, adapters),
+  only the new parameters training, and the first LoRA row again at 1% and 10% of the data;
+- prompt tuning at P in {5, 20, 100} and prefix tuning at P = 10 (``PROMPT_ROWS``), on every
+  base whose family supports them (``lmbench.peft.supports``), with the same steps, batch and
+  learning rate as the LoRA rows. A prompt or prefix takes P positions of a bounded context
+  (the GPT's block), so those rows fine-tune on windows of min(seq_len, context - P) tokens
+  (named in the row); a P that leaves fewer than half the context to the tokens is skipped,
+  with the reason in the report;
 - the n-gram counterpart (``lmbench.models.ngram_adaptation``): a modified Kneser-Ney
   n-gram on Brown with the base's vocabulary, zero-shot, fitted on the domain alone,
   interpolated with a domain n-gram (EM on the domain's valid split) and count-merged (β on
@@ -59,7 +64,7 @@ from lmbench.models.ngram_adaptation import (
     domain_ngram,
     interpolate_with_domain,
 )
-from lmbench.peft import METHODS, adapt, method_config
+from lmbench.peft import METHODS, adapt, method_config, supports
 from lmbench.runs.config import load_config
 from lmbench.runs.runner import run
 from lmbench.training.trainer import TrainConfig
@@ -73,6 +78,9 @@ REPO = Path(__file__).resolve().parents[1]
 BASE_RUN_FILE = REPO / "baselines" / "peft_base.toml"
 GRID_FILE = REPO / "baselines" / "peft_state_union.toml"
 NGRAM_ORDER = 3
+# Prompt and prefix tuning rows: (method options, learning rate), for every supporting base.
+PROMPT_ROWS = ([({"method": "prompt", "n_prompt_tokens": P}, 2e-2) for P in (5, 20, 100)]
+               + [({"method": "prefix", "n_prefix_tokens": 10, "hidden": 128}, 2e-2)])
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,7 @@ class Row:
     data_share: float = 1.0  # of the domain's train sentences (the first ones)
     learning_rate: float | None = None
     peft: dict[str, Any] = field(default_factory=dict)  # method and options (lmbench.peft)
+    seq_len: int | None = None  # fine-tuning window when not the base's (prompt and prefix)
 
     def key(self, domain: str, steps: int, brown_tokens: int) -> str:
         text = json.dumps([domain, steps, brown_tokens, self.base, self.kind, self.data_share,
@@ -95,7 +104,8 @@ class Row:
 
 def neural_rows(base: str, family: str, grid: dict[str, Any]) -> list[Row]:
     """Zero-shot, full fine-tuning at every data share, the grid file's PEFT rows of
-    ``family``, and its first LoRA row again at every data share below 1."""
+    ``family``, its first LoRA row again at every data share below 1, and the prompt and
+    prefix rows of ``grid["prompt_rows"]`` (``prompt_rows``)."""
     full_lr = grid["full_learning_rate"]
     rows = [Row(base, "zero-shot", "zero-shot")]
     rows += [Row(base, "full FT" + _share_suffix(share), "full", share, full_lr)
@@ -111,7 +121,34 @@ def neural_rows(base: str, family: str, grid: dict[str, Any]) -> list[Row]:
     if lora is not None:
         rows += [replace(lora, name=lora.name + _share_suffix(share), data_share=share)
                  for share in grid["data_shares"] if share != 1.0]
-    return rows
+    return rows + grid.get("prompt_rows", {}).get(base, [])
+
+
+def prompt_rows(base: str, model, seq_len: int, one_per_method: bool
+                ) -> tuple[list[Row], list[str]]:
+    """The ``PROMPT_ROWS`` the fitted base ``model`` supports, each with the fine-tuning window
+    its P leaves (module docstring), and a line for each row skipped, with the reason."""
+    rows, skipped, seen = [], [], set()
+    supported = supports(type(model))
+    context = model.capabilities.max_context
+    for options, learning_rate in PROMPT_ROWS:
+        method = options["method"]
+        if method not in supported or (one_per_method and method in seen):
+            continue
+        seen.add(method)
+        P = options.get("n_prompt_tokens", options.get("n_prefix_tokens"))
+        name = f"{method} P={P}"
+        window = seq_len if context is None else min(seq_len, context - P)
+        if context is not None and 2 * P > context:
+            skipped.append(f"- {base}: {name} skipped: P = {P} leaves {max(0, context - P)} of "
+                           f"the base's {context} context positions to the tokens (under "
+                           "half).")
+            continue
+        if window != seq_len:
+            name += f" (seq_len {window})"
+        rows.append(Row(base, name, "peft", learning_rate=learning_rate, peft=options,
+                        seq_len=None if window == seq_len else window))
+    return rows, skipped
 
 
 def _method_name(peft: dict[str, Any]) -> str:
@@ -239,9 +276,12 @@ def evaluate_row(model, target: Corpus, brown_test: Corpus, eval_config: EvalCon
 def fine_tune_train(options: dict, row: Row, steps: int, tiny: bool) -> dict:
     """The base's train table with the fine-tuning budget and the row's learning rate."""
     every = max(1, steps // 2)  # two valid evaluations choose the checkpoint
-    return {**options["train"], "max_steps": steps, "warmup_steps": max(1, steps // 10),
-            "eval_every": every, "eval_tokens": 200 if tiny else 5_000, "progress": False,
-            "learning_rate": row.learning_rate, "min_lr_ratio": 0.1}
+    train = {**options["train"], "max_steps": steps, "warmup_steps": max(1, steps // 10),
+             "eval_every": every, "eval_tokens": 200 if tiny else 5_000, "progress": False,
+             "learning_rate": row.learning_rate, "min_lr_ratio": 0.1}
+    if row.seq_len is not None:
+        train["seq_len"] = row.seq_len
+    return train
 
 
 def run_neural_row(row: Row, base_path: Path, options: dict, target: Corpus, brown_test: Corpus,
@@ -376,9 +416,21 @@ def findings(rows: list[dict], methods: tuple[str, ...]) -> list[str]:
             lines.append(f"{head}: at 1% of the data LoRA >= full FT {verdict}: {lora['name']} "
                          f"{lora['test_ppl']:.1f} vs full FT {ft['test_ppl']:.1f} test PPL "
                          f"(zero-shot {zero['test_ppl']:.1f}).")
-    absent = [m for m in ("prompt", "prefix") if not any(m in name for name in methods)]
+        for method, what in (("prompt", "prompt tuning"), ("prefix", "prefix tuning")):
+            chosen = [r for r in peft if r["peft"]["method"] == method
+                      and r["recovered_gain"] is not None]
+            if chosen:
+                best = max(chosen, key=lambda r: r["recovered_gain"])
+                share = best["n_trainable"] / best["n_base_params"]
+                caveat = (" (Lester et al. 2021: prompt tuning closes the gap only at billions "
+                          "of parameters)" if method == "prompt" else "")
+                lines.append(f"{head}: {what}, best {best['name']}: recovers "
+                             f"{best['recovered_gain']:.0%} of full FT's gain with "
+                             f"{best['n_trainable']:,} trainable ({share:.3%}), test PPL "
+                             f"{best['test_ppl']:.1f}{caveat}.")
+    absent = [m for m in ("prompt", "prefix") if m not in methods]
     if absent:
-        lines.append(f"- Soft prompts and prefix tuning: not in lmbench.peft at this commit "
+        lines.append(f"- {', '.join(absent)}: not in lmbench.peft at this commit "
                      f"(it has {', '.join(methods)}), so no rows.")
     return lines
 
@@ -421,6 +473,8 @@ def render(payload: dict) -> str:
                 f"{_fmt(row['adapter_bytes'], ',')} | {row['train_s']:.0f} | {_fmt(peak, '.0f')} "
                 f"| {_fmt(row['recovered_gain'], '.2f')} | {row['brown_ppl']:.1f} |")
         lines.append("")
+    if payload.get("skipped"):
+        lines += ["Rows not run:", "", *payload["skipped"], ""]
     if payload.get("findings"):
         lines += ["## Against the issue's targets", "", *payload["findings"], ""]
     if payload.get("notes"):
@@ -513,6 +567,14 @@ def main(argv: list[str] | None = None) -> int:
             "one_row_per_method": args.tiny,
             "models": tomllib.loads(GRID_FILE.read_text(encoding="utf-8"))["models"]}
     eval_config = EvalConfig(window_len=256 if args.tiny else 2048, progress=False)
+    skipped: list[str] = []
+    grid["prompt_rows"] = {}
+    for label in labels:
+        path, options = bases[label]
+        found, reasons = prompt_rows(label, load_model(path), options["train"]["seq_len"],
+                                     args.tiny)
+        grid["prompt_rows"][label] = found
+        skipped += reasons
     rows = []
     for domain in args.domains.split(","):
         target = lmbench.load_corpus(domain, args.data_dir)
@@ -521,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
         for label in labels:
             path, options = bases[label]
             methods = grid if peft_domains is None or domain in peft_domains else {
-                **grid, "models": []}
+                **grid, "models": [], "prompt_rows": {}}
             for row in neural_rows(label, options["family"], methods):
                 rows.append(_cached(work, row, domain, steps, brown_n, run_neural_row, row, path,
                                     options, target, brown_test, steps, args.tiny, eval_config))
@@ -534,7 +596,8 @@ def main(argv: list[str] | None = None) -> int:
                "base_command": "lmbench run baselines/peft_base.toml --save-models --out "
                "runs/peft_base", "steps": steps,
                "brown_tokens": args.brown_tokens, "domains": args.domains.split(","),
-               "rows": rows, "wall_s": time.perf_counter() - started, "env": environment()}
+               "rows": rows, "skipped": skipped, "wall_s": time.perf_counter() - started,
+               "env": environment()}
     if args.notes:
         payload["notes"] = Path(args.notes).read_text(encoding="utf-8")
     svg = out.with_suffix(".svg")

@@ -19,6 +19,8 @@ from lmbench.core.interface import (
     LanguageModel,
     RollsBackState,
     SelectsStateRows,
+    StartsFromEmbeddings,
+    StartsFromKeyValues,
     Trainable,
 )
 from lmbench.evaluation.scoring import EvalConfig, evaluate
@@ -346,3 +348,31 @@ def test_adapts_layers_names_real_weights_and_sublayers(fitted):
             assert parameter.dim() == (3 if weight.kind == "experts" else 2), weight
     for path, width in fitted.adapter_sublayers().items():
         assert isinstance(network.get_submodule(path), torch.nn.Module) and width > 0
+
+
+def test_a_stream_can_start_from_embeddings_or_key_values(fitted):
+    """StartsFromEmbeddings: the state after P input embeddings is a state ``logits`` continues
+    (the embeddings of real ids give what reading the ids gives, but for a continuous cache,
+    whose pairs start empty); StartsFromKeyValues: likewise from per-layer keys and values."""
+    if not isinstance(fitted, (StartsFromEmbeddings, StartsFromKeyValues)):
+        pytest.skip(f"{fitted.name} starts streams from nothing only")
+    ids = torch.randint(0, fitted.tokenizer.vocab_size, (2, 9),
+                        generator=torch.Generator().manual_seed(0))
+    whole, _ = fitted.logits(ids)  # (B, T, V); leaves the network in eval mode
+    with torch.inference_mode():
+        if isinstance(fitted, StartsFromEmbeddings):
+            table = fitted.input_embedding_weight()  # (V, E)
+            state = fitted.state_from_embeddings(table[ids[:, :4].to(table.device)])
+            rest, _ = fitted.logits(ids[:, 4:], state)
+            assert rest.shape == whole[:, 4:].shape and torch.isfinite(rest).all()
+            if fitted.config().get("cache_size", 0) == 0:
+                assert torch.allclose(rest, whole[:, 4:], atol=1e-4)
+        if isinstance(fitted, StartsFromKeyValues):
+            n_layer, n_head, head_dim = fitted.attention_shape()
+            layers = [(torch.randn(2, n_head, 3, head_dim), torch.randn(2, n_head, 3, head_dim))
+                      for _ in range(n_layer)]
+            first, state = fitted.logits(ids[:, :5], fitted.state_from_key_values(layers))
+            rest, _ = fitted.logits(ids[:, 5:], state)
+            both, _ = fitted.logits(ids, fitted.state_from_key_values(layers))
+            assert torch.allclose(torch.cat((first, rest), dim=1), both, atol=1e-4)
+            assert not torch.allclose(both, whole, atol=1e-4)

@@ -1,4 +1,6 @@
-"""``lmbench finetune BASE.npz --corpus NAME --method lora --rank 8 --out DIR``: one PEFT run.
+"""``lmbench finetune BASE.npz --corpus NAME --method lora --rank 8 --out DIR``: one PEFT run
+(``--method prompt --n-prompt-tokens 20 --init vocab``, ``--method prefix --n-prefix-tokens 10``
+and ``--method adapters --bottleneck 16`` likewise).
 
 The command is a one-model run file (``lmbench.runs.config``: ``init = BASE``, a ``[peft]``
 table from the method flags, ``train`` from the budget flags) run by ``lmbench.runs.runner.run``
@@ -23,6 +25,12 @@ METHOD_FLAGS = {
     "dropout": ("lora: dropout on the LoRA path", float),
     "targets": ("lora: comma-separated roles to adapt (see lmbench models)", str),
     "bottleneck": ("adapters: the bottleneck width", int),
+    "n_prompt_tokens": ("prompt: P, the soft prompt's length", int),
+    "init": ("lora: kaiming | gaussian; prompt: random | vocab | text", str),
+    "init_text": ("prompt: the text whose token embeddings start the prompt", str),
+    "n_prefix_tokens": ("prefix: P, key/value positions per attention layer", int),
+    "hidden": ("prefix: the reparameterising MLP's width (--set reparameterize=false: none)",
+               int),
 }
 
 
@@ -106,11 +114,11 @@ def add_commands(commands) -> None:
     finetune.add_argument("base", help="the base model's .npz")
     finetune.add_argument("--corpus", required=True, help="corpus name or path to adapt to")
     finetune.add_argument("--method",
-                          help="lora, adapters, ... (lmbench models lists them per family)")
+                          help="lora, adapters, prompt, prefix (lmbench models: which per family)")
     finetune.add_argument("--adapter", help="continue training a saved adapter file of BASE "
                           "(instead of --method)")
     for flag, (text, kind) in METHOD_FLAGS.items():
-        finetune.add_argument(f"--{flag}", type=kind, help=text)
+        finetune.add_argument(f"--{flag.replace('_', '-')}", type=kind, help=text)
     finetune.add_argument("--set", action="append", metavar="KEY=VALUE",
                           help="any other option of the method (repeatable)")
     finetune.add_argument("--steps", type=int, help="train.max_steps (default: the base's)")

@@ -28,7 +28,9 @@ family it holds; see ``lmbench.evaluation.scoring.plan_windows``.
 Optional abilities are classes a family inherits (end of this module): ``Trainable`` (one torch
 network), ``SelectsStateRows`` (batched beam search), ``Embeds``, ``CountsFlops``,
 ``RollsBackState`` (speculative decoding), ``EstimatesSize``, ``ComputesHidden`` (the forward
-pass split at the final hidden states) and ``AdaptsLayers`` (what ``lmbench.peft`` adapts).
+pass split at the final hidden states), ``AdaptsLayers`` (what ``lmbench.peft`` adapts) and
+``StartsFromEmbeddings`` / ``StartsFromKeyValues`` (a stream starting from a learned state:
+prompt and prefix tuning).
 Generic code asks ``isinstance(model, Embeds)``.
 
 Devices. A model computes on one ``device`` (a ``torch.device``: the CPU unless ``to(device)``
@@ -48,6 +50,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -328,3 +331,46 @@ class AdaptsLayers(ABC):
     @abstractmethod
     def default_objective(self) -> Objective:
         """What fine-tuning optimises: the family's own training objective."""
+
+
+class StartsStreams(ABC):
+    """Every stream can begin from a given state instead of nothing: ``start_streams(start)``
+    makes each call that gets state ``None`` (scoring, generation, the training objective's
+    direct calls of ``network()``) continue from ``start(batch_size)``, a state the family's
+    own code builds (prompt and prefix tuning, ``lmbench.peft``). The start lives in
+    ``network()``, so a deep copy of the model or of its network keeps it."""
+
+    @abstractmethod
+    def start_streams(self, start: Callable[[int], State] | None) -> None:
+        """From now on a stream starts from ``start(B)`` (a state of B rows, built with the
+        network's current mode and gradients); ``None``: from nothing again."""
+
+
+class StartsFromEmbeddings(StartsStreams):
+    """A stream can begin with input embeddings in place of token ids (prompt tuning, Lester et
+    al. 2021): P vectors of the input embedding's width read like P tokens."""
+
+    @abstractmethod
+    def input_embedding_weight(self) -> torch.Tensor:
+        """The (V, E) token embedding matrix the network reads ids through."""
+
+    @abstractmethod
+    def state_from_embeddings(self, embeddings: torch.Tensor, state: State = None) -> State:
+        """(B, P, E) input embeddings read after ``state`` -> the state after them (with
+        gradients, in the network's current mode); P positions of a bounded context are
+        used up."""
+
+
+class StartsFromKeyValues(StartsStreams):
+    """A stream can begin from given keys and values in every attention layer, as if P earlier
+    positions had produced them (prefix tuning, Li & Liang 2021); every later token attends to
+    all of them."""
+
+    @abstractmethod
+    def attention_shape(self) -> tuple[int, int, int]:
+        """(n_layer, n_head, head_dim) of the attention layers' keys and values."""
+
+    @abstractmethod
+    def state_from_key_values(self, layers: list[tuple[torch.Tensor, torch.Tensor]]) -> State:
+        """Per layer (keys, values), each (B, n_head, P, head_dim) -> the state of a stream
+        after those P positions (no token ids)."""

@@ -7,7 +7,10 @@ and an output layer tied to the token embeddings (Press & Wolf 2017).
 State is a ``KVCache``: per layer the keys and values of every token seen so far, so each new
 token costs one attention row instead of a pass over the prefix. The model sees at most
 ``block_size`` tokens; when a cache would grow past that, the last ``block_size`` tokens are
-recomputed from scratch (what a sliding window over the text would see).
+recomputed from scratch (what a sliding window over the text would see). A cache may begin with
+P positions that came from no ids (``DecoderStarts``: a soft prompt's embeddings, Lester et al.
+2021, or learned per-layer keys and values, Li & Liang 2021); they stay when the window slides,
+so such a stream reads at most ``block_size - P`` tokens.
 
 ``embed`` gives one vector per sequence, the mean over positions of the final LayerNorm's
 output (MAUVE's features when a gpt is the judge; Pillutla et al. 2021 use a GPT-2's last hidden
@@ -31,6 +34,8 @@ from lmbench.core.interface import (
     Embeds,
     RollsBackState,
     SelectsStateRows,
+    StartsFromEmbeddings,
+    StartsFromKeyValues,
 )
 from lmbench.models.base import NeuralLM
 from lmbench.models.layers import (
@@ -71,26 +76,33 @@ class GPTConfig:
 
 @dataclass
 class KVCache:
-    """Keys and values per layer, each (B, H, T, D), and the (B, T) ids they came from."""
+    """Keys and values per layer, each (B, H, T, D), and the (B, T - n_prefix) ids they came
+    from; the first ``n_prefix`` positions came from no ids (a soft prompt or a learned prefix,
+    ``lmbench.peft``) and are kept whenever the context slides."""
 
     layers: list[tuple[torch.Tensor, torch.Tensor]]
     tokens: torch.Tensor
+    n_prefix: int = 0
 
     @property
     def length(self) -> int:
-        return self.tokens.shape[1]
+        """Positions the cache covers (the prefix's and the tokens')."""
+        return self.n_prefix + self.tokens.shape[1]
 
     def select(self, rows: torch.Tensor) -> KVCache:
         """The cache of the batch rows ``rows`` (B',), a new cache (this one is unchanged)."""
         rows = torch.as_tensor(rows, dtype=torch.long, device=self.tokens.device)
         return KVCache([(k.index_select(0, rows), v.index_select(0, rows))
-                        for k, v in self.layers], self.tokens.index_select(0, rows))
+                        for k, v in self.layers], self.tokens.index_select(0, rows),
+                       self.n_prefix)
 
     def prefix(self, length: int) -> KVCache:
-        """The cache of the first ``length`` tokens, a new cache (this one is unchanged): keys
-        and values depend only on earlier tokens, so it is what reading them alone gives."""
+        """The cache of the first ``length`` positions (at least the ``n_prefix`` ones), a new
+        cache (this one is unchanged): keys and values depend only on earlier positions, so it
+        is what reading them alone gives."""
+        length = max(length, self.n_prefix)
         return KVCache([(k[:, :, :length], v[:, :, :length]) for k, v in self.layers],
-                       self.tokens[:, :length])
+                       self.tokens[:, :length - self.n_prefix], self.n_prefix)
 
 
 class GPTNetwork(nn.Module):
@@ -113,6 +125,9 @@ class GPTNetwork(nn.Module):
         self.head = nn.Linear(config.n_embd, vocab_size, bias=False)
         init_gpt_weights(self, config.n_layer)
         self.head.weight = self.token_embedding.weight  # tied input/output embeddings
+        # Where every stream starts (``DecoderStarts.start_streams``): a callable B -> KVCache.
+        self.stream_start: Callable[[int], KVCache] | None = None
+        self.n_start_positions = 0  # positions of the context stream_start's state takes
 
     def forward(self, input_ids: torch.Tensor, state: KVCache | None = None,
                 want_state: bool = True, n_logits: int | None = None
@@ -126,22 +141,37 @@ class GPTNetwork(nn.Module):
                want_state: bool = True, n_last: int | None = None
                ) -> tuple[torch.Tensor, KVCache | None]:
         """(B, T) ids after ``state`` -> (B, T, C) final LayerNorm outputs (what ``head``
-        reads) and the extended cache; with ``n_last``, the last ``n_last`` positions only."""
+        reads) and the extended cache; with ``n_last``, the last ``n_last`` positions only.
+        A stream (``state`` None) starts from ``stream_start(B)`` when one is set."""
         B, T = input_ids.shape
+        if state is None and self.stream_start is not None:
+            state = self.stream_start(B)
         block = self.config.block_size
-        if T > block:
-            raise LmbenchError(f"gpt reads at most block_size = {block} tokens per call, got {T}")
+        fixed = 0 if state is None else state.n_prefix
+        if T > block - fixed:
+            after = f" after a {fixed}-position prefix" if fixed else ""
+            raise LmbenchError(f"gpt reads at most block_size = {block} tokens per call{after}, "
+                               f"got {T}")
         if state is not None and state.length + T > block:
-            # Sliding window: recompute the last `block` tokens without the cache.
-            history = torch.cat((state.tokens, input_ids), dim=1)[:, -block:]
+            # Sliding window: recompute the last tokens without the cache (keeping the prefix).
+            history = torch.cat((state.tokens, input_ids), dim=1)[:, -(block - fixed):]
+            start = state.prefix(fixed) if fixed else None
             # Only the new positions' outputs: the output layer is most of the cost.
-            return self.hidden(history, None, want_state, n_last=T)
+            return self.hidden(history, start, want_state, n_last=T)
+        return self.read(self.token_embedding(input_ids), state, want_state, n_last, input_ids)
+
+    def read(self, x: torch.Tensor, state: KVCache | None, want_state: bool = True,
+             n_last: int | None = None, input_ids: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, KVCache | None]:
+        """(B, T, C) input embeddings after ``state`` -> (B, T or n_last, C) final LayerNorm
+        outputs and the extended cache; ``input_ids`` None: the T positions came from no ids
+        (a soft prompt), so they join the cache's ``n_prefix`` (only before any token)."""
+        B, T, _ = x.shape
         past = 0 if state is None else state.length
-        positions = torch.arange(past, past + T, device=input_ids.device)
-        x = self.token_embedding(input_ids)  # (B, T, C)
+        positions = torch.arange(past, past + T, device=x.device)
         if self.position_embedding is not None:
             x = x + self.position_embedding(positions)
-        x = self.dropout(x)
+        x = self.dropout(x)  # (B, T, C)
         caches = []
         for i, block_module in enumerate(self.blocks):
             x, cache = block_module(x, positions, None if state is None else state.layers[i])
@@ -151,8 +181,14 @@ class GPTNetwork(nn.Module):
         hidden = self.ln_final(x)  # (B, T or n_last, C)
         if not want_state:
             return hidden, None
+        n_prefix = 0 if state is None else state.n_prefix
+        if input_ids is None:
+            if state is not None and state.tokens.shape[1]:
+                raise LmbenchError("input embeddings without ids only start a stream")
+            tokens = torch.empty(B, 0, dtype=torch.long, device=x.device)
+            return hidden, KVCache(caches, tokens, n_prefix + T)
         tokens = input_ids if state is None else torch.cat((state.tokens, input_ids), dim=1)
-        return hidden, KVCache(caches, tokens)
+        return hidden, KVCache(caches, tokens, n_prefix)
 
 
 class DecoderHidden(ComputesHidden):
@@ -196,8 +232,38 @@ class DecoderLayers(AdaptsLayers):
                 for i in range(c.n_layer) for part in ("attn", "mlp")}
 
 
+class DecoderStarts(StartsFromEmbeddings, StartsFromKeyValues):
+    """Prompt and prefix tuning's abilities for a ``GPTNetwork`` (gpt and moe): a stream can
+    start after P input embeddings (read at positions 0..P-1, like P tokens) or from given
+    per-layer keys and values (P positions no token produced); either way the cache keeps those
+    P positions when the context slides, so the model reads at most block_size - P tokens."""
+
+    def start_streams(self, start):
+        net = self._network()
+        net.stream_start = start
+        with torch.no_grad():
+            net.n_start_positions = 0 if start is None else start(1).n_prefix
+
+    def input_embedding_weight(self) -> torch.Tensor:
+        return self._network().token_embedding.weight  # (V, C)
+
+    def state_from_embeddings(self, embeddings: torch.Tensor, state=None) -> KVCache:
+        """(B, P, C) embeddings -> the cache after reading them at the stream's start."""
+        return self._network().read(embeddings, state)[1]
+
+    def attention_shape(self) -> tuple[int, int, int]:
+        c = self.config_
+        return c.n_layer, c.n_head, c.n_embd // c.n_head
+
+    def state_from_key_values(self, layers) -> KVCache:
+        """Per layer (keys, values), each (B, H, P, D) -> a cache of P positions and no ids."""
+        keys = layers[0][0]
+        return KVCache(list(layers), torch.empty(keys.shape[0], 0, dtype=torch.long,
+                                                 device=keys.device), keys.shape[2])
+
+
 class GPTLM(NeuralLM, SelectsStateRows, RollsBackState, Embeds, CountsFlops, DecoderHidden,
-            DecoderLayers):
+            DecoderLayers, DecoderStarts):
     """Decoder-only Transformer (GPT) with learned or rotary positions and a KV cache."""
 
     name = "gpt"
@@ -216,11 +282,12 @@ class GPTLM(NeuralLM, SelectsStateRows, RollsBackState, Embeds, CountsFlops, Dec
         return None if state is None else state.select(rows)
 
     def state_length(self, state: KVCache | None) -> int:
-        return 0 if state is None else state.length
+        """Tokens the cache covers (a soft prompt's or prefix's positions not counted)."""
+        return 0 if state is None else state.tokens.shape[1]
 
     def rollback_state(self, state: KVCache | None, length: int) -> KVCache | None:
         """The cache cut to its first ``length`` tokens (speculative decoding's rejections)."""
-        return None if state is None or length == 0 else state.prefix(length)
+        return None if state is None or length == 0 else state.prefix(state.n_prefix + length)
 
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
         """See ``decoder_embed``."""
@@ -234,11 +301,13 @@ class GPTLM(NeuralLM, SelectsStateRows, RollsBackState, Embeds, CountsFlops, Dec
 def decoder_embed(model: NeuralLM, input_ids: torch.Tensor) -> torch.Tensor:
     """(B, T) ids -> (B, D) float32 on the model's device: a ``GPTNetwork``'s final LayerNorm
     output averaged over the T positions. A sequence longer than ``block_size`` is read in
-    consecutive chunks of ``block_size`` tokens, each from an empty context."""
+    consecutive chunks of ``block_size`` tokens, each from an empty context (from a soft prompt
+    or prefix where streams start from one: chunks of block_size - P tokens, and a soft
+    prompt's P outputs join the average)."""
     net = model.network()
     net.eval()
     ids = model._device_ids(input_ids)
-    block = model.config_.block_size
+    block = model.config_.block_size - net.n_start_positions
     hidden: list[torch.Tensor] = []  # (B, T_chunk, D) per chunk
     hook = net.ln_final.register_forward_hook(lambda module, args, out: hidden.append(out))
     try:

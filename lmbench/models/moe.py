@@ -55,6 +55,7 @@ from lmbench.models.base import NeuralLM
 from lmbench.models.gpt import (
     DecoderHidden,
     DecoderLayers,
+    DecoderStarts,
     GPTConfig,
     GPTNetwork,
     KVCache,
@@ -192,7 +193,7 @@ class MoENetwork(GPTNetwork):
 
 
 class MoELM(NeuralLM, SelectsStateRows, RollsBackState, Embeds, CountsFlops, DecoderHidden,
-            DecoderLayers):
+            DecoderLayers, DecoderStarts):
     """GPT decoder with top-k routed mixture-of-experts MLPs (Switch / Mixtral)."""
 
     name = "moe"
@@ -212,12 +213,13 @@ class MoELM(NeuralLM, SelectsStateRows, RollsBackState, Embeds, CountsFlops, Dec
         return None if state is None else state.select(rows)
 
     def state_length(self, state: KVCache | None) -> int:
-        return 0 if state is None else state.length
+        """Tokens the cache covers (a soft prompt's or prefix's positions not counted)."""
+        return 0 if state is None else state.tokens.shape[1]
 
     def rollback_state(self, state: KVCache | None, length: int) -> KVCache | None:
         """The cache cut to its first ``length`` tokens, as ``gpt``'s (routing at inference
         depends on the token alone, so the cut cache is what reading the prefix gives)."""
-        return None if state is None or length == 0 else state.prefix(length)
+        return None if state is None or length == 0 else state.prefix(state.n_prefix + length)
 
     def feed_forward_weights(self, path: str):
         """The ``experts`` role: every expert's two stacked weights (the router stays frozen)."""

@@ -43,6 +43,7 @@ from lmbench.core.interface import (
     Capabilities,
     ComputesHidden,
     SelectsStateRows,
+    StartsFromEmbeddings,
 )
 from lmbench.models.adaptive_softmax import AdaptiveSoftmax, check_cutoffs
 from lmbench.models.base import NeuralLM
@@ -100,6 +101,19 @@ class CacheState:
     pending: torch.Tensor | None  # (B, 1, H) the last output; None at the start of a stream
 
 
+class CellStart:
+    """A stream start for ``RNNNetwork.hidden``: the cell's state of ``start(B)`` (a
+    ``CacheState``'s ``rnn`` with a continuous cache). A plain object, so a deep copy copies it
+    with what ``start`` holds."""
+
+    def __init__(self, start) -> None:
+        self.start = start
+
+    def __call__(self, batch_size: int):
+        state = self.start(batch_size)
+        return state.rnn if isinstance(state, CacheState) else state
+
+
 @dataclass(frozen=True)
 class AdaptiveNextToken:
     """``next_token`` for an adaptive-softmax network: the same NLL through
@@ -126,6 +140,7 @@ class RNNNetwork(nn.Module):
                                      batch_first=True,
                                      dropout=config.dropout if config.n_layer > 1 else 0.0)
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+        self.stream_start = None  # a callable B -> hidden state (RNNLM.start_streams)
         self.projection = None
         self.adaptive = None
         if config.adaptive_cutoffs:
@@ -145,7 +160,10 @@ class RNNNetwork(nn.Module):
 
     def hidden(self, input_ids: torch.Tensor, state=None):
         """(B, T) ids after hidden ``state`` -> (B, T, H) top-layer outputs (after dropout)
-        and the new hidden state."""
+        and the new hidden state; a stream (``state`` None) starts from ``stream_start(B)``
+        when one is set (``RNNLM.start_streams``)."""
+        if state is None and self.stream_start is not None:
+            state = self.stream_start(input_ids.shape[0])
         x = self.dropout(self.embedding(input_ids))  # (B, T, E)
         output, state = self.cell(x, state)  # (B, T, H)
         return self.dropout(output), state
@@ -172,11 +190,34 @@ class RNNNetwork(nn.Module):
         return self.output_scores(output), state
 
 
-class RNNLM(NeuralLM, SelectsStateRows, ComputesHidden, AdaptsLayers):
+class RNNLM(NeuralLM, SelectsStateRows, ComputesHidden, AdaptsLayers, StartsFromEmbeddings):
     """Elman RNN language model (tanh cells)."""
 
     name = "rnn"
     config_class = RNNConfig
+
+    def start_streams(self, start) -> None:
+        """Every stream's hidden state starts as ``start(B)`` (with a continuous cache too: its
+        cell state starts there and its pairs start empty)."""
+        self._network().stream_start = None if start is None else CellStart(start)
+
+    def input_embedding_weight(self) -> torch.Tensor:
+        return self._network().embedding.weight  # (V, E)
+
+    def state_from_embeddings(self, embeddings: torch.Tensor, state=None):
+        """(B, P, E) embeddings run through the recurrent stack after ``state`` -> its hidden
+        state: a soft prompt (Lester et al. 2021) read this way is a learned initial state.
+        The context is unbounded, so no position is used up."""
+        net = self._network()
+        cell_state = state.rnn if isinstance(state, CacheState) else state
+        _, cell_state = net.cell(net.dropout(embeddings), cell_state)
+        if not self.config_.cache_size:
+            return cell_state
+        if isinstance(state, CacheState) and state.keys.shape[1]:
+            raise LmbenchError("input embeddings without ids only start a stream")
+        B, device = embeddings.shape[0], embeddings.device
+        return CacheState(cell_state, torch.empty(B, 0, self.config_.hidden_dim, device=device),
+                          torch.empty(B, 0, dtype=torch.long, device=device), None)
 
     @property
     def hidden_size(self) -> int:

@@ -26,7 +26,8 @@ import copy
 import functools
 import hashlib
 import json
-from dataclasses import asdict
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -51,17 +52,18 @@ from lmbench.core.options import build_config
 from lmbench.core.registry import Registry
 from lmbench.models.catalog import MODELS
 from lmbench.training.batching import StreamBatches
-from lmbench.training.objectives import Objective
+from lmbench.training.objectives import LossOutput, Objective
 from lmbench.training.trainer import TrainConfig, TrainLog, train
 
 ADAPTER_FORMAT = "lmbench-peft-adapter-1"
 
 
 class Method(Protocol):
-    """A PEFT method's config value: its ``name``, the ability a base must declare, and how it
-    adds its modules to a frozen network."""
+    """A PEFT method's config value: its ``name``, the ability a base must declare (``needs``,
+    a class of ``lmbench.core.interface``), and how it adds its modules to a frozen network."""
 
     name: ClassVar[str]
+    needs: ClassVar[type]
 
     def inject(self, model: AdaptsLayers, network: nn.Module) -> list[nn.Module]:
         """Add the method's modules to ``network`` (``model``'s, every weight frozen) in place;
@@ -70,6 +72,39 @@ class Method(Protocol):
 
 
 METHODS: Registry[type] = Registry("peft method")  # name -> config class (a Method)
+
+
+class LearnsStreamStart(ABC):
+    """A method whose new weights are the state every stream starts from (prompt and prefix
+    tuning, through ``StartsStreams.start_streams``). In a bounded context they take the first
+    ``n_positions`` positions, so the adapted model's ``max_context`` and ``max_window`` shrink
+    by that many and the evaluator's windows and generation never exceed the base's. Training
+    reads independent windows, each a stream from the learned start (``FromStreamStart``), also
+    for a family that otherwise carries its state from batch to batch: a carried state would
+    cut the gradient's path to the start after the first batch."""
+
+    @property
+    @abstractmethod
+    def n_positions(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class FromStreamStart:
+    """An objective read from the start of a stream on every batch (no carried state)."""
+
+    objective: Objective
+
+    def __call__(self, model, network, batch, state=None) -> LossOutput:
+        return LossOutput(self.objective(model, network, batch, None).loss, None)
+
+
+class FoldsWhenSaved(ABC):
+    """A method trained through a reparameterisation that its adapter file does not keep
+    (prefix tuning's MLP): ``save`` writes ``folded(adapted)``, equal outputs, fewer weights."""
+
+    @abstractmethod
+    def folded(self, adapted: AdaptedLM) -> AdaptedLM:
+        """An equal copy of ``adapted`` without the reparameterisation."""
 
 
 def register_method(config_class: type) -> type:
@@ -86,8 +121,13 @@ def method_config(name: str, options: dict[str, Any] | None = None) -> Method:
 
 
 def supports(model_class: type) -> tuple[str, ...]:
-    """The PEFT methods a model class supports (all of them if it declares ``AdaptsLayers``)."""
-    return tuple(sorted(METHODS)) if issubclass(model_class, AdaptsLayers) else ()
+    """The PEFT methods a model class supports: those whose ``needs`` ability it declares
+    (``AdaptsLayers`` for lora and adapters, ``StartsFromEmbeddings`` for prompt tuning,
+    ``StartsFromKeyValues`` for prefix tuning), neural families only."""
+    if not issubclass(model_class, Trainable):
+        return ()
+    return tuple(sorted(name for name, method in METHODS.items()
+                        if issubclass(model_class, method.needs)))
 
 
 def supported_methods() -> dict[str, tuple[str, ...]]:
@@ -127,7 +167,15 @@ class AdaptedLM(LanguageModel, Trainable):
 
     @property
     def capabilities(self):
-        return self.inner.capabilities
+        """The base's; a method that occupies P positions of a bounded context (prompt and
+        prefix tuning) leaves P fewer to the tokens."""
+        capabilities = self.inner.capabilities
+        if not isinstance(self.method, LearnsStreamStart) or capabilities.max_context is None:
+            return capabilities
+        context = capabilities.max_context - self.method.n_positions
+        window = capabilities.max_window
+        return replace(capabilities, max_context=context,
+                       max_window=None if window is None else min(window, context))
 
     @property
     def family(self) -> str:
@@ -214,12 +262,15 @@ class AdaptedLM(LanguageModel, Trainable):
         if self.merged:
             raise LmbenchError(f"the {self.name} model is merged; unmerge it before training")
         config = self.train_config_
+        objective = objective or self.inner.default_objective()
+        sequential = self.capabilities.carries_state
+        if isinstance(self.method, LearnsStreamStart):
+            objective, sequential = FromStreamStart(objective), False
         batches = StreamBatches(np.asarray(train_ids), config.batch_size, config.seq_len,
-                                seed=config.seed, sequential=self.capabilities.carries_state)
+                                seed=config.seed, sequential=sequential)
         start = {k: v.detach().clone() for k, v in self.network().state_dict().items()}
-        self.train_log_ = train(self, batches, objective or self.inner.default_objective(),
-                                config, init=start, valid_ids=valid_ids, budget=budget,
-                                checkpoint_dir=checkpoint_dir)
+        self.train_log_ = train(self, batches, objective, config, init=start,
+                                valid_ids=valid_ids, budget=budget, checkpoint_dir=checkpoint_dir)
         return self
 
     # ------------------------------------------------------------------------------ the file
@@ -262,10 +313,12 @@ class AdaptedLM(LanguageModel, Trainable):
 
     def save(self, path: str | Path) -> None:
         """Write the adapter file (the new weights and the manifest, module docstring); it
-        loads onto its base with ``lmbench.peft.load_adapter(base, path)``."""
+        loads onto its base with ``lmbench.peft.load_adapter(base, path)``. A method trained
+        through a reparameterisation (``FoldsWhenSaved``) is folded first."""
+        saved = self.method.folded(self) if isinstance(self.method, FoldsWhenSaved) else self
         arrays = {f"adapter/{name}": p.detach().float().cpu().numpy()
-                  for name, p in self.adapter_state().items()}
-        meta = {"format": ADAPTER_FORMAT, "peft": self.manifest(),
+                  for name, p in saved.adapter_state().items()}
+        meta = {"format": ADAPTER_FORMAT, "peft": saved.manifest(),
                 "train_log": self.training_log()}
         write_npz_atomic(Path(path), arrays, meta)
 
@@ -344,7 +397,9 @@ def adapt(model: LanguageModel, method: Method, *, train: TrainConfig | None = N
     Args:
         model: the base.
         method: a method's config, e.g. ``LoRAConfig(rank=8)`` or ``AdapterConfig(16)``.
-        train: the fine-tuning settings (default: the base's ``train_config()``).
+        train: the fine-tuning settings (default: the base's ``train_config()``, its
+            ``seq_len`` cut to the adapted model's window where a prompt or prefix took
+            positions of the context; a given ``seq_len`` above that window is an error).
 
     Returns:
         The adapted model; it starts equal to the base (LoRA's B and the adapters' up
@@ -352,9 +407,11 @@ def adapt(model: LanguageModel, method: Method, *, train: TrainConfig | None = N
     """
     if isinstance(model, AdaptedLM):
         raise LmbenchError(f"the {model.name} model is adapted already; adapt its base")
-    if not isinstance(model, AdaptsLayers) or not isinstance(model, Trainable):
+    if not isinstance(model, method.needs) or not isinstance(model, Trainable):
+        supported = ", ".join(supports(type(model))) or "none"
         raise LmbenchError(f"peft method {method.name!r} is not supported for the "
-                           f"{model.name} model (it needs a neural family that names its layers)")
+                           f"{model.name} model (it needs a neural family with the "
+                           f"{method.needs.__name__} ability; its methods: {supported})")
     digest = content_digest(model)  # also refuses an unfitted model
     inner = copy.deepcopy(model)
     network = inner.network()
@@ -365,8 +422,15 @@ def adapt(model: LanguageModel, method: Method, *, train: TrainConfig | None = N
         raise LmbenchError(f"peft method {method.name!r} found nothing to train in the "
                            f"{model.name} model")
     abilities = tuple(ability for ability in _DELEGATES if isinstance(model, ability))
-    return _adapted_class(abilities)(model, inner, method, train or model.train_config(),
-                                     digest, injected)
+    config = train or model.train_config()
+    adapted = _adapted_class(abilities)(model, inner, method, config, digest, injected)
+    window = adapted.capabilities.max_window
+    if window is not None and config.seq_len > window:  # a prompt or prefix took positions
+        if train is not None:
+            raise LmbenchError(f"train seq_len {config.seq_len} is above the {adapted.name} "
+                               f"model's window of {window} tokens")
+        adapted.train_config_ = replace(config, seq_len=window)
+    return adapted
 
 
 def finetune(adapted: AdaptedLM, corpus, *, valid: bool = True, budget: Budget | None = None,

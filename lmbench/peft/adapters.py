@@ -40,6 +40,7 @@ class AdapterConfig:
     """Houlsby adapters' settings (module docstring)."""
 
     name: ClassVar[str] = "adapters"
+    needs: ClassVar[type] = AdaptsLayers
     bottleneck: int = 16  # m, the adapter's hidden width
     train_layer_norms: bool = True  # also train the network's LayerNorms (Houlsby et al.)
     init_std: float = 1e-2  # std of W_down's normal initialisation

@@ -60,6 +60,7 @@ class LoRAConfig:
     """LoRA's settings (module docstring)."""
 
     name: ClassVar[str] = "lora"
+    needs: ClassVar[type] = AdaptsLayers
     rank: int = 8  # r
     alpha: float = 16.0  # the update is scaled by alpha / r
     dropout: float = 0.0  # on the LoRA path's input

@@ -29,6 +29,9 @@ def test_the_benchmark_runs_every_row_kind_and_writes_its_report(data_dir, tmp_p
         assert {(base, "zero-shot"), (base, "full"), (base, "peft")} <= kinds
     assert {kind for base, kind in kinds if base == "kn3-brown"} == {
         "ngram-zero-shot", "ngram-domain", "ngram-interp", "ngram-merge"}
+    methods = {(row["base"], row["peft"]["method"]) for row in payload["rows"] if row["peft"]}
+    assert {("gpt-base", "prompt"), ("gpt-base", "prefix"), ("lstm-base", "prompt")} <= methods
+    assert ("lstm-base", "prefix") not in methods  # no attention: not supported
     for row in payload["rows"]:
         assert row["test_ppl"] > 1 and row["brown_ppl"] > 1
         if row["kind"] == "full" and row["data_share"] == 1.0:

@@ -159,3 +159,58 @@ def test_an_adapter_continues_on_its_own_base_and_is_refused_on_another(bases, c
     assert _finetune(bases["gpt"], corpus_dir, out, "--adapter", str(adapter), "--method",
                      "lora") == 2
     assert "not both" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.parametrize("flags, n_trainable", [
+    (["--method", "prompt", "--n-prompt-tokens", "3", "--seq-len", "12", "--init", "random"],
+     3 * 16),
+    (["--method", "prefix", "--n-prefix-tokens", "2", "--seq-len", "12", "--hidden", "8"],
+     2 * 1 * 2 * 16),  # saved folded: P x layers x 2 x d
+])
+def test_finetune_prompt_and_prefix(bases, corpus_dir, tmp_path, capsys, flags, n_trainable):
+    out = tmp_path / "out"
+    assert _finetune(bases["gpt"], corpus_dir, out, *flags) == 0
+    (record_file,) = out.glob("*/result.json")
+    record = RunResult.from_dict(json.loads(record_file.read_text()))
+    again = load_adapter(lmbench.load_model(bases["gpt"]), record_file.parent / "adapter.npz")
+    assert again.n_trainable() == n_trainable
+    assert again.capabilities.max_context == ARCHITECTURE["block_size"] - int(flags[3])
+    scored = lmbench.evaluate(again, lmbench.load_corpus(corpus_dir), "test")
+    assert scored.perplexity == pytest.approx(record.metrics["test"].perplexity, rel=1e-6)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--method", "prompt", "--n-prompt-tokens", "16"],
+     "n_prompt_tokens = 16 must be below the gpt model's context of 16 tokens"),
+    (["--method", "prompt", "--n-prompt-tokens", "4"],
+     "train seq_len 16 is above the gpt+prompt model's window of 12 tokens"),
+    (["--method", "prefix", "--rank", "2"], "unknown key 'rank'"),
+])
+def test_bad_prompt_and_prefix_flags_exit_2_and_write_nothing(bases, corpus_dir, tmp_path,
+                                                              capsys, flags, message):
+    out = tmp_path / "out"
+    assert _finetune(bases["gpt"], corpus_dir, out, *flags) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and message in error[0], error
+    assert not out.exists()
+
+
+def test_a_run_file_peft_table_takes_prompt_tuning(bases, corpus_dir, tmp_path):
+    data = {"corpus": str(corpus_dir), "models": [
+        {"label": "prompt", "family": "gpt", "init": str(bases["gpt"]),
+         "train": {"max_steps": 2, "seq_len": 8},
+         "peft": {"method": "prompt", "n_prompt_tokens": 4, "init": "text",
+                  "init_text": "the cat"}}]}
+    (record,) = run(parse_config(data, "run.toml"), tmp_path / "out", save_models=True,
+                    log=lambda line: None)
+    assert record.adaptation.method == "prompt" and record.adaptation.n_trainable == 4 * 16
+
+
+def test_models_shows_prompt_and_prefix_support_per_family(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    gpt = out.split("\ngpt:")[1].split("\n")[2]
+    lstm = out.split("\nlstm:")[1].split("\n")[2]
+    assert gpt.strip() == "peft: adapters, lora, prefix, prompt"
+    assert lstm.strip() == "peft: adapters, lora, prompt"
+    assert "prompt: n_prompt_tokens=" in out and "prefix: n_prefix_tokens=" in out

@@ -79,7 +79,7 @@ def test_supported_methods_are_declared_for_every_family():
     table = peft.supported_methods()
     assert set(table) == set(MODELS)
     for family in NEURAL:
-        assert table[family] == ("adapters", "lora")
+        assert table[family][:2] == ("adapters", "lora")  # prompt/prefix: test_peft_prompts
         assert issubclass(MODELS.get(family), AdaptsLayers)
     assert table["ngram"] == () and table["interpolation"] == ()
 
@@ -216,8 +216,8 @@ def test_bad_lora_settings_are_one_line_errors(options, message):
 def test_bad_targets_and_families_are_one_line_errors(gpt_base, tiny_corpus):
     with pytest.raises(LmbenchError, match="lora target 'experts' matches no layer of the gpt"):
         peft.adapt(gpt_base, peft.LoRAConfig(targets=("experts",)))
-    with pytest.raises(LmbenchError, match="unknown peft method 'prefix'"):
-        peft.method_config("prefix")
+    with pytest.raises(LmbenchError, match="unknown peft method 'prefixes'"):
+        peft.method_config("prefixes")
     with pytest.raises(LmbenchError, match="bottleneck must be an integer >= 1"):
         peft.AdapterConfig(bottleneck=0)
     ngram = lmbench.build_model("ngram", order=2, tokenizer="char").fit(tiny_corpus)
