@@ -16,8 +16,8 @@ of the grid starts from the same saved base and trains on the domain's train spl
   base whose family supports them (``lmbench.peft.supports``), with the same steps, batch and
   learning rate as the LoRA rows. A prompt or prefix takes P positions of a bounded context
   (the GPT's block), so those rows fine-tune on windows of min(seq_len, context - P) tokens
-  (named in the row); a P that leaves fewer than half the context to the tokens is skipped,
-  with the reason in the report;
+  (named in the row); a P that leaves fewer than ``MIN_PROMPT_WINDOW`` positions to the tokens
+  is skipped, with the reason in the report;
 - the n-gram counterpart (``lmbench.models.ngram_adaptation``): a modified Kneser-Ney
   n-gram on Brown with the base's vocabulary, zero-shot, fitted on the domain alone,
   interpolated with a domain n-gram (EM on the domain's valid split) and count-merged (β on
@@ -124,6 +124,9 @@ def neural_rows(base: str, family: str, grid: dict[str, Any]) -> list[Row]:
     return rows + grid.get("prompt_rows", {}).get(base, [])
 
 
+MIN_PROMPT_WINDOW = 32  # tokens a prompt or prefix row must leave to its windows
+
+
 def prompt_rows(base: str, model, seq_len: int, one_per_method: bool
                 ) -> tuple[list[Row], list[str]]:
     """The ``PROMPT_ROWS`` the fitted base ``model`` supports, each with the fine-tuning window
@@ -139,10 +142,10 @@ def prompt_rows(base: str, model, seq_len: int, one_per_method: bool
         P = options.get("n_prompt_tokens", options.get("n_prefix_tokens"))
         name = f"{method} P={P}"
         window = seq_len if context is None else min(seq_len, context - P)
-        if context is not None and 2 * P > context:
+        if context is not None and context - P < MIN_PROMPT_WINDOW:
             skipped.append(f"- {base}: {name} skipped: P = {P} leaves {max(0, context - P)} of "
                            f"the base's {context} context positions to the tokens (under "
-                           "half).")
+                           f"{MIN_PROMPT_WINDOW}).")
             continue
         if window != seq_len:
             name += f" (seq_len {window})"
