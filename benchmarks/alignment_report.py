@@ -24,6 +24,7 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -83,9 +84,10 @@ def _verifiable_section(stages: dict[str, dict]) -> tuple[list[str], dict]:
 
 
 def _win_rates(stages: dict[str, dict], runs: Path, data_dir, gold, n_prompts: int,
-               max_new_tokens: int, seed: int) -> tuple[dict, dict]:
+               max_new_tokens: int, seed: int, only: Sequence[str] | None = None
+               ) -> tuple[dict, dict]:
     policies = {k: s for k, s in stages.items() if s["method"] in POLICY_METHODS
-                and s.get("model_path")}
+                and s.get("model_path") and (only is None or k in only)}
     prompts = review_prompts("test", 5, data_dir=data_dir, limit=n_prompts)
     scores, texts = {}, {}
     for name, summary in policies.items():
@@ -123,6 +125,31 @@ def _accuracy_by_gold_margin(summary: dict, start_path: str, gold, data_dir, *,
     kept = gold_gap != 0
     return _margin_bins((np.sign(reward_gap) == np.sign(gold_gap))[kept],
                         np.abs(gold_gap)[kept])
+
+
+def _measure_proxies(stages: dict[str, dict], data_dir, gold, *, n_prompts: int,
+                     max_new_tokens: int, seed: int) -> None:
+    """Fill in ``proxy_reward_mean`` of each PPO / GRPO stage: the stage's own training reward
+    (the gold, the AI judge's log-odds or a reward stage's model) on the continuations its
+    metrics were measured on (the same prompts and seed as ``lmbench align``'s measurement)."""
+    prompts = review_prompts("test", 5, data_dir=data_dir, limit=n_prompts)
+    judge = None
+    for s in stages.values():
+        metrics = s.get("metrics")
+        if s["method"] not in ("ppo", "grpo") or not metrics or not s.get("model_path"):
+            continue
+        drawn = sample_continuations(load_model(s["model_path"]), prompts,
+                                     max_new_tokens=max_new_tokens, seed=seed)
+        texts = list(drawn.texts)
+        if s["reward"] == "gold":
+            rewards = gold.positive_probability(texts)
+        elif s["reward"] == "ai":
+            judge = judge or fit_likelihood_ratio_judge(data_dir)
+            rewards = [float(judge.log_odds(p, [x])[0]) for p, x in zip(prompts, texts)]
+        else:
+            model = RewardModel.load(stages[s["reward"]]["reward_model_path"])
+            rewards = model.score_texts(prompts, texts).numpy()
+        metrics["proxy_reward_mean"] = float(np.mean(rewards))
 
 
 def _margin_bins(right: np.ndarray, margin: np.ndarray) -> list[dict]:
@@ -218,7 +245,8 @@ def _frontier_svg(points: dict[str, list[tuple[float, float, float | None]]]) ->
 
 
 def _sentiment_section(stages: dict[str, dict], runs: Path, data_dir, out: Path, *,
-                       n_prompts: int, max_new_tokens: int, seed: int) -> tuple[list[str], dict]:
+                       n_prompts: int, max_new_tokens: int, seed: int,
+                       win_rate_stages: Sequence[str] | None = None) -> tuple[list[str], dict]:
     lines = ["## Sentiment-steered continuation (movie_reviews)", ""]
     gold = fit_gold_judge(data_dir)
     texts, labels = labelled_texts("test", data_dir)
@@ -236,6 +264,11 @@ def _sentiment_section(stages: dict[str, dict], runs: Path, data_dir, out: Path,
               "the same reviews (sign of its log-odds).", ""]
     if not stages:
         return lines + ["The pipeline was not run.", ""], payload
+    _measure_proxies(stages, data_dir, gold, n_prompts=n_prompts, max_new_tokens=max_new_tokens,
+                     seed=seed)
+    lines += ["Proxy: the reward a PPO / GRPO stage trained on (gold P(positive), the AI "
+              "judge's log-odds, or the reward model's score), on the continuations its other "
+              "columns were measured on; KL is to the stage's start model.", ""]
     lines += ["| stage | method | start | gold mean | gold-positive | proxy | KL (nats) | "
               "sqrt KL | ref. PPL | distinct-2 |", "|---" * 10 + "|"]
     for s in stages.values():
@@ -314,7 +347,8 @@ def _sentiment_section(stages: dict[str, dict], runs: Path, data_dir, out: Path,
         write_text_atomic(out.with_suffix(".frontier.svg"), svg)
         lines += [f"![gold and proxy against sqrt KL]({out.with_suffix('.frontier.svg').name})",
                   ""]
-    rates, extra = _win_rates(stages, runs, data_dir, gold, n_prompts, max_new_tokens, seed)
+    rates, extra = _win_rates(stages, runs, data_dir, gold, n_prompts, max_new_tokens, seed,
+                              win_rate_stages)
     payload["win_rates"] = rates
     payload.update(extra)
     if rates:
@@ -347,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verifiable", default="addition", help="verifiable pipeline's name")
     parser.add_argument("--sentiment", default="sentiment", help="sentiment pipeline's name")
     parser.add_argument("--notes", help="a Markdown file appended as the report's findings")
+    parser.add_argument("--win-rate-stages", help="comma-separated sentiment stages of the "
+                        "win-rate table and the samples (default: every policy)")
     args = parser.parse_args(argv)
     runs, out = Path(args.runs), Path(args.out)
     lines = ["# Post-training: SFT, reward models, DPO, GRPO/PPO, best-of-N, RLAIF", "",
@@ -358,7 +394,9 @@ def main(argv: list[str] | None = None) -> int:
     sentiment, s_payload = _sentiment_section(_stages(runs, args.sentiment), runs, args.data_dir,
                                               out, n_prompts=args.n_prompts,
                                               max_new_tokens=args.max_new_tokens,
-                                              seed=args.seed)
+                                              seed=args.seed,
+                                              win_rate_stages=None if args.win_rate_stages is None
+                                              else args.win_rate_stages.split(","))
     lines += verifiable + sentiment
     if args.notes:
         lines += [Path(args.notes).read_text(encoding="utf-8")]
