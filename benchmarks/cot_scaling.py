@@ -426,7 +426,7 @@ def plot(cells: list[dict], path: Path) -> None:
 
 
 def write_report(settings: Settings, cells: list[dict], logs: dict, out: Path,
-                 command: str) -> None:
+                 command: str, notes: str = "") -> None:
     best = best_by_mode(cells)
     summary = []
     for size, splits in best.items():
@@ -492,6 +492,8 @@ def write_report(settings: Settings, cells: list[dict], logs: dict, out: Path,
         f"![exact match against size]({out.name}.png)",
         "",
     ]
+    if notes:
+        md += ["", notes.rstrip()]
     write_text_atomic(out.with_suffix(".md"), "\n".join(md))
     write_json_atomic(out.with_suffix(".json"), {"settings": asdict(settings),
                                                  "training": logs, "cells": cells,
@@ -509,6 +511,8 @@ def main(argv: list[str] | None = None) -> list[dict] | None:
                         "every size evaluated so far")
     parser.add_argument("--train-only", action="store_true")
     parser.add_argument("--tiny", action="store_true", help="a seconds-long smoke run")
+    parser.add_argument("--notes", metavar="MD", help="a Markdown file of findings appended to "
+                        "the report")
     args = parser.parse_args(argv)
     settings = TINY if args.tiny else Settings()
     work = Path(args.work)
@@ -529,7 +533,8 @@ def main(argv: list[str] | None = None) -> list[dict] | None:
     if args.out:
         command = " ".join(["python benchmarks/cot_scaling.py", *(sys.argv[1:] if argv is None
                                                                    else argv)])
-        write_report(settings, cells, logs, Path(args.out), command)
+        notes = Path(args.notes).read_text(encoding="utf-8") if args.notes else ""
+        write_report(settings, cells, logs, Path(args.out), command, notes)
     return cells
 
 

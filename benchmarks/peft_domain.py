@@ -549,6 +549,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     if args.render:
         payload = json.loads(Path(args.render).read_text(encoding="utf-8"))
+        if args.notes:
+            payload["notes"] = Path(args.notes).read_text(encoding="utf-8")
+            write_json_atomic(out.with_suffix(".json"), payload)
         write_text_atomic(out.with_suffix(".md"), render(payload))
         return 0
     started = time.perf_counter()
