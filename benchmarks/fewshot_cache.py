@@ -40,8 +40,8 @@ def train_gpt(task, quick: bool):
     corpus = Corpus("addition", {s: _lines_split(s, text) for s in ("train", "valid", "test")})
     shape = (dict(n_layer=1, n_head=2, n_embd=32) if quick
              else dict(n_layer=4, n_head=4, n_embd=128))
-    train = {"max_steps": 5 if quick else 120, "batch_size": 4 if quick else 8,
-             "seq_len": 64 if quick else 256, "warmup_steps": 2 if quick else 12,
+    train = {"max_steps": 5 if quick else 600, "batch_size": 4,
+             "seq_len": 64 if quick else 512, "warmup_steps": 2 if quick else 50,
              "learning_rate": 3e-3, "progress": False, "bf16": False, "seed": 0}
     model = build_model("gpt", block_size=512, tokenizer="char", train=train, **shape)
     return model.fit(corpus, valid=False)
