@@ -61,13 +61,6 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass,
 from pathlib import Path
 from typing import Any
 
-try:  # Python 3.11+
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10: the same parser as a package
-    import tomli as tomllib
-
-import tomllib
-
 from lmbench.alignment.dpo import DPO_TRAIN, DPOConfig, train_dpo
 from lmbench.alignment.grpo import GRPOConfig, train_grpo
 from lmbench.alignment.judges import (
@@ -110,6 +103,7 @@ from lmbench.core.interface import LanguageModel, Trainable
 from lmbench.core.io import check_writable, write_json_atomic
 from lmbench.core.names import safe_name
 from lmbench.core.options import build_config
+from lmbench.core.toml import tomllib
 from lmbench.data.corpora import Corpus, load_corpus
 from lmbench.data.examples import Example, PreferencePair, load_examples
 from lmbench.data.reviews import review_corpus, review_demonstrations, review_prompts

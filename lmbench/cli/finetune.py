@@ -17,6 +17,7 @@ import argparse
 import sys
 
 from lmbench.core.errors import LmbenchError
+from lmbench.core.toml import tomllib
 
 # flag -> the method option it sets; a flag the chosen method lacks is refused by the method
 METHOD_FLAGS = {
@@ -94,10 +95,6 @@ def _finetune(args: argparse.Namespace) -> None:
 
 def _value(text: str):
     """A ``--set`` value as TOML reads it (numbers, booleans, strings, lists), else the text."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:

@@ -17,11 +17,7 @@ from pathlib import Path
 
 from lmbench.core.errors import LmbenchError
 from lmbench.core.options import build_config
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
+from lmbench.core.toml import tomllib
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "baselines" / "published.toml"
 TRACKS = ("word", "open")

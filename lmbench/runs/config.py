@@ -66,11 +66,7 @@ from lmbench.core.errors import LmbenchError
 from lmbench.core.interface import Trainable
 from lmbench.core.names import check_name
 from lmbench.core.options import build_config, check_fields
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
+from lmbench.core.toml import tomllib
 from lmbench.evaluation.scoring import EvalConfig
 from lmbench.models.catalog import MODELS, build_model, check_model, config_class_of, load_model
 from lmbench.peft import METHODS, AdaptedLM, adapt, load_adapter, method_config

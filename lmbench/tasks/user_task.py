@@ -27,12 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from lmbench.core.errors import LmbenchError, did_you_mean
+from lmbench.core.toml import tomllib
 from lmbench.tasks.task import METRICS, Task
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
 
 KIND_OF_METRIC = {metric: kind for kind, metric in METRICS.items()}
 _STRINGS = ("name", "train", "test", "template", "target", "metric", "instruction", "choices",
