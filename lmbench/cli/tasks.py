@@ -58,6 +58,8 @@ def _eval_tasks(args: argparse.Namespace) -> None:
     names = _task_names(args.tasks)
     if args.limit is not None and args.limit < 1:
         raise LmbenchError(f"--limit must be >= 1, got {args.limit}")
+    if args.batch_size < 1:
+        raise LmbenchError(f"--batch-size must be >= 1, got {args.batch_size}")
     config = PromptConfig(num_fewshot=args.num_fewshot, cot=args.cot,
                           self_consistency=args.self_consistency, temperature=args.temperature,
                           seed=args.seed)
@@ -77,7 +79,8 @@ def _eval_tasks(args: argparse.Namespace) -> None:
     evaluations = []
     for task in tasks:
         evaluation = evaluate_task(model, task, config, limit=args.limit,
-                                   use_prefix_cache=not args.no_prefix_cache)
+                                   use_prefix_cache=not args.no_prefix_cache,
+                                   batch_size=args.batch_size)
         evaluations.append(evaluation)
         if not args.json:
             print(_summary_line(evaluation.score))
@@ -114,6 +117,9 @@ def add_commands(subparsers) -> None:
     ev.add_argument("--seed", type=int, default=1234,
                     help="seed of the few-shot draw and of the samples (default 1234)")
     ev.add_argument("--limit", type=int, help="ask at most this many questions per task")
+    ev.add_argument("--batch-size", type=int, default=1,
+                    help="answer this many questions of one length together (default 1; "
+                    "answers equal up to float rounding)")
     ev.add_argument("--no-prefix-cache", action="store_true",
                     help="read every prompt whole instead of caching the shared preamble")
     ev.add_argument("--results", help=RESULTS_HELP)

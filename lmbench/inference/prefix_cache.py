@@ -8,6 +8,8 @@ after that only pays for its own suffix:
     logits, state = extend(model, cache, suffix_ids)     # (1, T, V): only T new positions
     question = extend_cache(model, cache, question_ids)  # the cache of preamble + question
     drawn = sample_after(model, question, 20, sampler=SamplingConfig(temperature=0))
+    answers = sample_batch_after(model, cache, questions_of_one_length, 20,
+                                 seeds=[[0], [1], [2, 3]])    # B questions in one batch
 
 This relies on the interface's two promises (``lmbench.core.interface``): ``logits(x[:, :k])``
 followed by ``logits(x[:, k:], state)`` equals ``logits(x)``, and a call never modifies the
@@ -15,6 +17,13 @@ state it is given. Every family keeps them by building a new state on each call 
 extend: a Transformer's ``KVCache`` is extended with ``torch.cat``, an n-gram's history tail is
 copied), so one cached state serves any number of suffixes. The state is opaque here; nothing
 depends on the family.
+
+``sample_batch_after`` answers B suffixes of one length together, as ``sampling.sample_batch``
+does for whole prompts: the cached state is copied into B rows (``SelectsStateRows``), the B
+suffixes are read in one (B, T) call, each suffix's rows (one per seed: self-consistency's
+samples) are selected from it, and every step is one (R, 1) call. With many questions behind
+one preamble, batching is what removes the per-token cost of decoding one question at a time;
+the preamble is still read once.
 
 A model with a window (``capabilities.max_window``) reads at most that many ids per call; a
 longer prefix is cut to its last ``max_window`` ids, as ``lmbench.inference.sampling.generate``
@@ -29,7 +38,7 @@ from dataclasses import dataclass
 import torch
 
 from lmbench.core.errors import LmbenchError
-from lmbench.core.interface import LanguageModel, State
+from lmbench.core.interface import LanguageModel, SelectsStateRows, State
 from lmbench.core.limits import MAX_NEW_TOKENS, check_at_most
 from lmbench.inference.sampling import (
     Sample,
@@ -37,6 +46,7 @@ from lmbench.inference.sampling import (
     SamplingConfig,
     StopStrings,
     as_sampler,
+    continue_batch,
     next_logits,
 )
 
@@ -129,3 +139,57 @@ def sample_after(model: LanguageModel, cache: PrefixCache, max_new_tokens: int, 
             logits, state = next_logits(model, torch.tensor([read], dtype=torch.long), 1, state,
                                         use_cache=True)
     return Sample(ids, logprobs, stop.cut(model.tokenizer.decode(ids)))
+
+
+def sample_batch_after(model: LanguageModel, cache: PrefixCache,
+                       suffixes: Sequence[Sequence[int]], max_new_tokens: int, *,
+                       seeds: Sequence[Sequence[int]],
+                       sampler: Sampler | SamplingConfig | None = None,
+                       stop_strings: Sequence[str] = ()) -> list[list[Sample]]:
+    """``sample_after(model, extend_cache(model, cache, suffixes[q]), ..., seed=s)`` for every
+    suffix q and every seed s of ``seeds[q]``, decoded together; ``cache`` is left as it was.
+
+    The suffixes must have one length T (rows advance in lockstep; group questions by length).
+    The prefix is not read again: the cached state is copied into one row per suffix, the
+    suffixes are read in one (Q, T) call, and one row per (suffix, seed) decodes. Each row draws
+    with its own generator seeded from its seed, so a row's output equals the one-row call's
+    up to float rounding of the batched reads (exact for n-grams). A model without
+    ``SelectsStateRows`` answers each (suffix, seed) in a call of its own.
+
+    Returns:
+        One list per suffix, one ``Sample`` per seed.
+    """
+    if len(seeds) != len(suffixes):
+        raise LmbenchError(f"seeds must give one list of seeds per suffix: {len(seeds)} lists "
+                           f"for {len(suffixes)} suffixes")
+    lengths = sorted({len(suffix) for suffix in suffixes})
+    if len(lengths) > 1:
+        raise LmbenchError(f"suffixes of one batch must have one length, got lengths {lengths}")
+    if not suffixes:
+        return []
+    if not isinstance(model, SelectsStateRows):
+        return [[sample_after(model, extend_cache(model, cache, suffix), max_new_tokens,
+                              sampler=sampler, seed=seed, stop_strings=stop_strings)
+                 for seed in row_seeds] for suffix, row_seeds in zip(suffixes, seeds)]
+    n_suffixes = len(suffixes)
+    owners = torch.tensor([q for q, row_seeds in enumerate(seeds) for _ in row_seeds],
+                          dtype=torch.long)  # (R,) the suffix of each decoding row
+    with torch.inference_mode():
+        state = model.select_state(cache.state, torch.zeros(n_suffixes, dtype=torch.long))
+        if lengths[0]:
+            logits, state = model.logits(torch.tensor([list(s) for s in suffixes],
+                                                      dtype=torch.long), state)  # (Q, T, V)
+            last = logits[:, -1].cpu()  # (Q, V)
+        else:
+            last = cache.next_logits.cpu()[None].expand(n_suffixes, -1)  # (Q, V)
+        state = model.select_state(state, owners)
+    head = [model.tokenizer.boundary_id, *cache.prefix_ids]
+    history = torch.tensor([head + list(suffixes[q]) for q in owners.tolist()],
+                           dtype=torch.long)  # (R, 1 + P + T)
+    drawn = continue_batch(model, history, last[owners], state, max_new_tokens,
+                           sampler=sampler, seeds=[s for row in seeds for s in row],
+                           stop_strings=stop_strings)
+    grouped: list[list[Sample]] = [[] for _ in suffixes]
+    for q, sample in zip(owners.tolist(), drawn):
+        grouped[q].append(sample)
+    return grouped

@@ -58,7 +58,7 @@ from dataclasses import dataclass
 import torch
 
 from lmbench.core.errors import LmbenchError
-from lmbench.core.interface import LanguageModel, State
+from lmbench.core.interface import LanguageModel, SelectsStateRows, State
 from lmbench.core.limits import MAX_NEW_TOKENS, check_at_most
 from lmbench.core.tokenizers import Tokenizer
 
@@ -499,10 +499,15 @@ def sample(model: LanguageModel, prompt_ids: Sequence[int], max_new_tokens: int,
 def sample_batch(model: LanguageModel, prompts: Sequence[Sequence[int]], max_new_tokens: int, *,
                  sampler: Sampler | SamplingConfig | None = None, seeds: Sequence[int],
                  use_cache: bool = True, stop_ids: Sequence[int] = (),
-                 stop_strings: Sequence[str] = ()) -> list[Sample]:
+                 stop_strings: Sequence[str] = (), rows_per_prompt: int = 1) -> list[Sample]:
     """``sample`` for every prompt of ``prompts`` (all of one length) at once: one
     ``model.logits`` call reads the (B, 1 + P) boundary and prompts, then one (B, 1) call per
     step continues the batch's state.
+
+    With ``rows_per_prompt`` r > 1 each prompt is continued r times (self-consistency's
+    samples), rows ``b * r`` to ``b * r + r - 1`` with one seed each (``seeds`` has B * r); a
+    ``SelectsStateRows`` model reads each prompt once and copies its state into the r rows,
+    another (or ``use_cache=False``) reads it r times.
 
     Row b draws with a ``torch.Generator`` of its own seeded from ``seeds[b]``, so its output
     equals ``sample(model, prompts[b], ..., seed=seeds[b])`` whenever the batched logits equal
@@ -520,23 +525,54 @@ def sample_batch(model: LanguageModel, prompts: Sequence[Sequence[int]], max_new
     if max_new_tokens < 0:
         raise LmbenchError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
     check_at_most(max_new_tokens, MAX_NEW_TOKENS, "max_new_tokens")
-    if len(seeds) != len(prompts):
-        raise LmbenchError(f"seeds must give one seed per prompt: {len(seeds)} seeds for "
-                           f"{len(prompts)} prompts")
+    if rows_per_prompt < 1:
+        raise LmbenchError(f"rows_per_prompt must be >= 1, got {rows_per_prompt}")
+    if len(seeds) != len(prompts) * rows_per_prompt:
+        raise LmbenchError(f"seeds must give one seed per prompt and row: {len(seeds)} seeds "
+                           f"for {len(prompts)} prompts x {rows_per_prompt} rows")
     if not prompts:
         return []
+    start = prompt_batch(model, prompts)  # (B, 1 + P)
+    copy_state = rows_per_prompt > 1 and use_cache and isinstance(model, SelectsStateRows)
+    if rows_per_prompt > 1 and not copy_state:
+        start = start.repeat_interleave(rows_per_prompt, dim=0)  # (B * r, 1 + P)
+    with torch.inference_mode():
+        logits, state = next_logits(model, start, start.shape[1], None, use_cache)  # (B, V)
+        if copy_state:
+            owners = torch.arange(len(prompts)).repeat_interleave(rows_per_prompt)  # (B * r,)
+            start, logits = start[owners], logits[owners]
+            state = model.select_state(state, owners)
+    return continue_batch(model, start, logits, state, max_new_tokens, sampler=sampler,
+                          seeds=seeds, use_cache=use_cache, stop_ids=stop_ids,
+                          stop_strings=stop_strings)
+
+
+def continue_batch(model: LanguageModel, history: torch.Tensor, logits: torch.Tensor,
+                   state: State, max_new_tokens: int, *,
+                   sampler: Sampler | SamplingConfig | None = None, seeds: Sequence[int],
+                   use_cache: bool = True, stop_ids: Sequence[int] = (),
+                   stop_strings: Sequence[str] = ()) -> list[Sample]:
+    """The decoding loop of ``sample_batch`` from a batch already read: ``history`` (B, L) the
+    ids read so far (the boundary first; the processors see them), ``logits`` (B, V) the
+    next-token scores after them (on the CPU) and ``state`` the model's state after them
+    (``None`` with ``use_cache=False``). ``lmbench.inference.prefix_cache.sample_batch_after``
+    starts it from a cached prefix."""
+    if max_new_tokens < 0:
+        raise LmbenchError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    check_at_most(max_new_tokens, MAX_NEW_TOKENS, "max_new_tokens")
+    if len(seeds) != history.shape[0]:
+        raise LmbenchError(f"seeds must give one seed per row: {len(seeds)} seeds for "
+                           f"{history.shape[0]} rows")
     sampler, stop, stop_texts = as_sampler(sampler), set(stop_ids), StopStrings(stop_strings)
     decode = model.tokenizer.decode
     generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
-    start = prompt_batch(model, prompts)  # (B, 1 + P)
-    B, length = start.shape
+    B, length = history.shape
     sequence = torch.empty((B, length + max_new_tokens), dtype=torch.long)  # (B, T_max)
-    sequence[:, :length] = start
+    sequence[:, :length] = history
     ids: list[list[int]] = [[] for _ in range(B)]
     logprobs: list[list[float]] = [[] for _ in range(B)]
     live = list(range(B))  # rows still generating
     with torch.inference_mode():
-        logits, state = next_logits(model, sequence[:, :length], length, None, use_cache)  # (B, V)
         for step in range(max_new_tokens):
             rows = torch.tensor(live)
             row_logits = logits[rows]  # (B_live, V)

@@ -8,13 +8,14 @@ paths below, so they read the same ids), and the model is asked through ``logits
 
 The preamble (instruction and k exemplars, ``lmbench.tasks.prompting``) is the same for every
 question. With ``use_prefix_cache`` (the default) it is read once
-(``prefix_cache.cache_prefix``), each question is read after it (``extend_cache``), and the
-answer is drawn from there (``sample_after``); multiple choice scores each choice after the
-cached question (``suffix_logprobs``). Without it every prompt is read whole, as
-``sampling.sample`` does. ``prefill_tokens`` counts the ids read to reach every question's
-first new token (and, for multiple choice, to score every choice); ``prefill_tokens_uncached``
-what reading every prompt whole reads. Both paths give the same answers (up to float rounding
-of the split reads for neural models) while a prompt fits the model's window.
+(``prefix_cache.cache_prefix``), each question is read after it, and the answer is drawn from
+there (``sample_batch_after``: ``batch_size`` questions of one length at a time); multiple
+choice scores each choice after the cached question (``suffix_logprobs``). Without it every
+prompt is read whole, as ``sampling.sample_batch`` does. ``prefill_tokens`` counts the ids read
+to reach every question's first new token (and, for multiple choice, to score every choice);
+``prefill_tokens_uncached`` what reading every prompt whole reads. Both paths give the same
+answers (up to float rounding of the split reads for neural models) while a prompt fits the
+model's window.
 
 95% intervals: Wilson's score interval for each accuracy (Wilson 1927; lm-eval reports a
 standard error instead); a bootstrap over documents (1,000 resamples, seed 0) for perplexity.
@@ -32,16 +33,16 @@ import numpy as np
 import torch
 
 from lmbench.core.errors import LmbenchError
-from lmbench.core.interface import LanguageModel
+from lmbench.core.interface import LanguageModel, SelectsStateRows
 from lmbench.core.results import TaskScore
 from lmbench.evaluation.scoring import score_stream
 from lmbench.inference.prefix_cache import (
     cache_prefix,
     extend_cache,
-    sample_after,
+    sample_batch_after,
     suffix_logprobs,
 )
-from lmbench.inference.sampling import SamplingConfig, sample
+from lmbench.inference.sampling import SamplingConfig, sample_batch
 from lmbench.tasks.prompting import PromptConfig, majority_vote, preamble, question, uses_chain
 from lmbench.tasks.synthetic import normalize_answer
 from lmbench.tasks.task import Task, compile_regex, extract
@@ -83,7 +84,7 @@ def _encode(model: LanguageModel, text: str) -> list[int]:
 
 def evaluate_task(model: LanguageModel, task: Task, config: PromptConfig | None = None, *,
                   split: str = "test", limit: int | None = None,
-                  use_prefix_cache: bool = True) -> TaskEvaluation:
+                  use_prefix_cache: bool = True, batch_size: int = 1) -> TaskEvaluation:
     """Ask ``model`` every question of ``task``'s ``split`` (the first ``limit``) and grade it.
 
     Args:
@@ -94,6 +95,10 @@ def evaluate_task(model: LanguageModel, task: Task, config: PromptConfig | None 
         split: the split whose documents are asked.
         limit: at most this many documents (None: all).
         use_prefix_cache: read the shared preamble once (module docstring).
+        batch_size: generation tasks: answer up to this many questions of one length together
+            (lm-eval's ``--batch_size``); each question's self-consistency samples are rows of
+            the same batch. The answers are those of ``batch_size=1`` up to float rounding of
+            the batched reads (exact for n-grams).
 
     Returns:
         The score (metrics, 95% intervals, per-example correctness, prefill counts) and the
@@ -102,12 +107,15 @@ def evaluate_task(model: LanguageModel, task: Task, config: PromptConfig | None 
     config = PromptConfig() if config is None else config
     if limit is not None and limit < 1:
         raise LmbenchError(f"limit must be >= 1, got {limit}")
+    if batch_size < 1:
+        raise LmbenchError(f"batch_size must be >= 1, got {batch_size}")
     docs = task.split(split)[: limit if limit is not None else None]
     if task.kind == "rolling":
         config = PromptConfig(seed=config.seed)  # scored as text: no prompt, no exemplars
     start = time.perf_counter()
     if task.kind == "generate":
-        metrics, examples, counts = _generate(model, task, config, docs, use_prefix_cache)
+        metrics, examples, counts = _generate(model, task, config, docs, use_prefix_cache,
+                                              batch_size)
     elif task.kind == "multiple_choice":
         metrics, examples, counts = _multiple_choice(model, task, config, docs, use_prefix_cache)
     else:
@@ -130,7 +138,18 @@ def _accuracy(flags: list[bool]) -> tuple[float, tuple[float, float]]:
     return (sum(flags) / len(flags) if flags else 0.0), wilson_interval(sum(flags), len(flags))
 
 
-def _generate(model: LanguageModel, task: Task, config: PromptConfig, docs, use_cache: bool):
+def _length_batches(q_ids: list[list[int]], batch_size: int) -> list[list[int]]:
+    """Document indices in batches of at most ``batch_size``, each of one question length (rows
+    of a batch advance in lockstep), in order of each length's first question."""
+    by_length: dict[int, list[int]] = {}
+    for index, ids in enumerate(q_ids):
+        by_length.setdefault(len(ids), []).append(index)
+    return [indices[i: i + batch_size] for indices in by_length.values()
+            for i in range(0, len(indices), batch_size)]
+
+
+def _generate(model: LanguageModel, task: Task, config: PromptConfig, docs, use_cache: bool,
+              batch_size: int):
     chain = uses_chain(task, config)
     stops = task.cot_stop if chain else task.stop
     max_new = task.cot_max_new_tokens if chain else task.max_new_tokens
@@ -142,25 +161,31 @@ def _generate(model: LanguageModel, task: Task, config: PromptConfig, docs, use_
     pre_text = preamble(task, config)
     pre_ids = _encode(model, pre_text)
     cache = cache_prefix(model, pre_ids) if use_cache else None
-    prefill, uncached = (1 + len(pre_ids) if use_cache else 0), 0
+    q_texts = [question(task, doc, config) for doc in docs]
+    q_ids = [_encode(model, text) for text in q_texts]
+    seeds = [[config.seed + 1_000 * index + s for s in range(n_samples)]  # a function of the
+             for index in range(len(docs))]                             # example and sample only
+    prefill = 1 + len(pre_ids) if use_cache else 0
+    uncached = sum(1 + len(pre_ids) + len(ids) for ids in q_ids)
+    outputs_of: list[list[str]] = [[] for _ in docs]
+    for batch in _length_batches(q_ids, batch_size):
+        if use_cache:
+            drawn = sample_batch_after(model, cache, [q_ids[i] for i in batch], max_new,
+                                       seeds=[seeds[i] for i in batch], sampler=sampler,
+                                       stop_strings=stops)
+            prefill += sum(len(q_ids[i]) for i in batch)
+        else:
+            flat = sample_batch(model, [pre_ids + q_ids[i] for i in batch], max_new,
+                                sampler=sampler, seeds=[s for i in batch for s in seeds[i]],
+                                stop_strings=stops, rows_per_prompt=n_samples)
+            drawn = [flat[n_samples * j: n_samples * (j + 1)] for j in range(len(batch))]
+            reads = 1 if isinstance(model, SelectsStateRows) else n_samples  # sample_batch's
+            prefill += reads * sum(1 + len(pre_ids) + len(q_ids[i]) for i in batch)
+        for i, samples in zip(batch, drawn):
+            outputs_of[i] = [sample.text for sample in samples]
     examples = []
     for index, doc in enumerate(docs):
-        q_text = question(task, doc, config)
-        q_ids = _encode(model, q_text)
-        uncached += 1 + len(pre_ids) + len(q_ids)
-        if use_cache:
-            asked = extend_cache(model, cache, q_ids)
-            prefill += len(q_ids)
-        else:
-            prefill += 1 + len(pre_ids) + len(q_ids)
-        outputs = []
-        for s in range(n_samples):
-            seed = config.seed + 1_000 * index + s  # a function of the example and sample only
-            drawn = (sample_after(model, asked, max_new, sampler=sampler, seed=seed,
-                                  stop_strings=stops) if use_cache else
-                     sample(model, pre_ids + q_ids, max_new, sampler=sampler, seed=seed,
-                            stop_strings=stops))
-            outputs.append(drawn.text)
+        q_text, outputs = q_texts[index], outputs_of[index]
         strict_answers = [normalize_answer(extract(strict, o, last=False)) for o in outputs]
         flexible_answers = [normalize_answer(extract(flexible, o, last=True)) for o in outputs]
         gold = normalize_answer(str(doc[task.target]))

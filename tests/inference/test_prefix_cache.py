@@ -8,7 +8,16 @@ import copy
 import pytest
 import torch
 
-from lmbench.inference.prefix_cache import cache_prefix, extend, suffix_logprobs
+from lmbench.core.errors import LmbenchError
+from lmbench.inference.prefix_cache import (
+    cache_prefix,
+    extend,
+    extend_cache,
+    sample_after,
+    sample_batch_after,
+    suffix_logprobs,
+)
+from lmbench.inference.sampling import SamplingConfig
 
 
 def _recomputed(model, prefix, suffix):
@@ -55,3 +64,39 @@ def test_suffix_logprobs_score_candidates_of_one_context(gpt_target):
         expected, _ = model.token_logprobs(stream[:, :-1], stream[:, 1:])
         got = suffix_logprobs(model, cache, ids)
         assert torch.allclose(got, expected[0, len(prefix):], atol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["gpt", "ngram"])
+def test_batched_suffixes_after_one_cached_prefix_equal_one_at_a_time(family, gpt_target,
+                                                                      ngram_draft):
+    model = gpt_target if family == "gpt" else ngram_draft
+    encode = model.tokenizer.encode
+    cache = cache_prefix(model, encode("the cat sat on the mat .\n"))
+    before = _snapshot(cache.state)
+    suffixes = [encode(text) for text in ("a dog ", "the ca", "my fri")]
+    assert len({len(s) for s in suffixes}) == 1
+    seeds = [[0], [1, 2], [3]]  # the second suffix is continued twice (self-consistency)
+    config = (SamplingConfig(temperature=0) if family == "gpt"  # float rounding: greedy only
+              else SamplingConfig(temperature=0.9, top_k=20))
+    batched = sample_batch_after(model, cache, suffixes, 12, seeds=seeds, sampler=config)
+    alone = [[sample_after(model, extend_cache(model, cache, s), 12, seed=seed, sampler=config)
+              for seed in row] for s, row in zip(suffixes, seeds)]
+    assert [[d.ids for d in row] for row in batched] == [[d.ids for d in row] for row in alone]
+    if family == "ngram":
+        assert batched == alone  # ids, logprobs and texts, exactly
+    else:
+        for got, want in zip(sum(batched, []), sum(alone, [])):
+            assert got.logprobs == pytest.approx(want.logprobs, abs=1e-4)
+    assert _same_state(cache.state, before)  # the cached prefix is left as it was
+    assert [len(row) for row in sample_batch_after(model, cache, [[], []], 3,
+                                                   seeds=[[0], [1]])] == [1, 1]
+
+
+def test_batched_suffixes_need_one_length_and_a_seed_list_each(ngram_draft):
+    cache = cache_prefix(ngram_draft, ngram_draft.tokenizer.encode("the cat "))
+    with pytest.raises(LmbenchError, match=r"suffixes of one batch must have one length, got "
+                                           r"lengths \[1, 2\]"):
+        sample_batch_after(ngram_draft, cache, [[1], [1, 2]], 3, seeds=[[0], [1]])
+    with pytest.raises(LmbenchError, match="one list of seeds per suffix: 1 lists for 2"):
+        sample_batch_after(ngram_draft, cache, [[1], [2]], 3, seeds=[[0]])
+    assert sample_batch_after(ngram_draft, cache, [], 3, seeds=[]) == []

@@ -594,3 +594,19 @@ def test_num_return_sequences_of_a_beam_search_are_its_best_beams(ngram):
     assert [c.score for c in top] == sorted((c.score for c in top), reverse=True)
     with pytest.raises(LmbenchError, match="num_return_sequences"):
         beam_search_sequences(ngram, prompt, 20, 2, 3)
+
+
+@pytest.mark.parametrize("config", [None, SamplingConfig(temperature=0.8, top_k=10)])
+def test_rows_per_prompt_reads_each_prompt_once_and_equals_repeated_prompts(ngram, config):
+    prompts, seeds = _equal_prompts(ngram), [3, 4, 1000, 1001, 7, 8]
+    rows = sample_batch(ngram, prompts, 20, sampler=config, seeds=seeds, rows_per_prompt=2)
+    repeated = [p for p in prompts for _ in range(2)]
+    assert rows == sample_batch(ngram, repeated, 20, sampler=config, seeds=seeds)
+    assert rows == sample_batch(ngram, prompts, 20, sampler=config, seeds=seeds,
+                                rows_per_prompt=2, use_cache=False)
+    if config is not None:
+        assert rows[0] != rows[1]  # two samples of one prompt, drawn with their own seeds
+    with pytest.raises(LmbenchError, match="per prompt and row: 3 seeds for 3 prompts x 2"):
+        sample_batch(ngram, prompts, 5, seeds=[0, 1, 2], rows_per_prompt=2)
+    with pytest.raises(LmbenchError, match="rows_per_prompt must be >= 1, got 0"):
+        sample_batch(ngram, prompts, 5, seeds=[], rows_per_prompt=0)

@@ -49,6 +49,11 @@ def test_eval_tasks_writes_beside_the_run(run_dir, capsys):
     scores = json.loads(capsys.readouterr().out.split("written to")[0])
     assert scores[0]["mode"] == "self-consistency"
     assert scores[0]["prefill_tokens"] == scores[0]["prefill_tokens_uncached"]
+    assert main(["eval-tasks", str(run_dir), "--tasks", "addition", "--num-fewshot", "2",
+                 "--limit", "3", "--batch-size", "3", "--json"]) == 0
+    batched = json.loads(capsys.readouterr().out.split("written to")[0])
+    first = [s for s in data["scores"] if s["task"] == "addition"][0]
+    assert batched[0]["correct"] == first["correct"]  # the 2-shot answers of one at a time
 
 
 @pytest.mark.parametrize("tasks, extra, message", [
@@ -57,6 +62,7 @@ def test_eval_tasks_writes_beside_the_run(run_dir, capsys):
     ("adition", [], "unknown task 'adition'"),
     ("addition,,cloze", [], "--tasks 'addition,,cloze': give task names separated by commas"),
     ("addition", ["--self-consistency", "0"], "self_consistency must be a whole number >= 1"),
+    ("addition", ["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
 ])
 def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, run_dir, capsys, tasks,
                                                           extra, message):

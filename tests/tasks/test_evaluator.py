@@ -9,6 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from lmbench.core.errors import LmbenchError
 from lmbench.evaluation.scoring import score_stream
 from lmbench.inference.prefix_cache import cache_prefix, extend_cache, sample_after
 from lmbench.inference.sampling import SamplingConfig, sample
@@ -131,3 +132,28 @@ def test_wilson_interval():
     assert low == pytest.approx(0.4902, abs=1e-4) and high == pytest.approx(0.9433, abs=1e-4)
     assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
     assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+@pytest.mark.parametrize("model_name", ["knowing_ngram", "tiny_task_gpt"])
+@pytest.mark.parametrize("config", [PromptConfig(num_fewshot=3),
+                                    PromptConfig(num_fewshot=1, self_consistency=3)])
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_batched_questions_get_the_answers_of_one_at_a_time(request, model_name, config,
+                                                            use_cache, addition_task):
+    model = request.getfixturevalue(model_name)
+    ragged = [{**doc, "question": doc["question"] + " " * (i % 3)}  # 3 question lengths
+              for i, doc in enumerate(addition_task.splits["test"])]
+    task = replace(addition_task, max_new_tokens=6,
+                   splits={**addition_task.splits, "test": ragged})
+    one = evaluate_task(model, task, config, limit=8, use_prefix_cache=use_cache)
+    lengths = {len(model.tokenizer.encode(e["prompt"])) for e in one.examples}
+    assert len(lengths) > 1  # ragged questions: the batches are split by length
+    batched = evaluate_task(model, task, config, limit=8, use_prefix_cache=use_cache,
+                            batch_size=4)
+    assert [e["output"] for e in batched.examples] == [e["output"] for e in one.examples]
+    assert [e.get("samples") for e in batched.examples] == [e.get("samples")
+                                                            for e in one.examples]
+    assert batched.score.prefill_tokens == one.score.prefill_tokens
+    assert batched.score.metrics == one.score.metrics
+    with pytest.raises(LmbenchError, match="batch_size must be >= 1, got 0"):
+        evaluate_task(model, task, config, limit=2, batch_size=0)
