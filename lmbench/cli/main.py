@@ -24,6 +24,8 @@ def _run(args: argparse.Namespace) -> None:
     from lmbench.runs.runner import run
 
     config = load_config(args.config)
+    if args.only is not None:
+        config = dataclasses.replace(config, models=_only(config.models, args.only, args.config))
     if args.data_dir:
         config = dataclasses.replace(config, data_dir=args.data_dir)
     if args.device:
@@ -64,6 +66,19 @@ def _run(args: argparse.Namespace) -> None:
         if record.undertrained:
             print(f"lmbench: warning: {record.model} is undertrained: {record.undertrained}; "
                   "give it a step budget (train.max_steps) or more time", file=sys.stderr)
+
+
+def _only(models: tuple, only: str, path: str) -> tuple:
+    """The models of a run file whose labels ``--only`` names (comma-separated), in file order."""
+    wanted = [label.strip() for label in only.split(",")]
+    if not all(wanted):
+        raise LmbenchError(f"--only {only!r}: give model labels separated by commas")
+    labels = [spec.label for spec in models]
+    unknown = [label for label in wanted if label not in labels]
+    if unknown:
+        raise LmbenchError(f"--only: {path} has no model labelled {unknown[0]!r}; its labels: "
+                           + ", ".join(labels))
+    return tuple(spec for spec in models if spec.label in wanted)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -183,6 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--save-models", action="store_true", help="also write <run-id>/model.npz")
     run.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: the run file's "
                      "device, else auto)")
+    run.add_argument("--only", metavar="LABELS",
+                     help="run only these models of the file (comma-separated labels), e.g. one "
+                     "rung of a ladder in this sitting; records of the others are left as they "
+                     "are")
     run.add_argument("--retrain", action="store_true",
                      help="train models that already have a record under --out (default: skip)")
     run.add_argument("--keep-checkpoints", action="store_true",

@@ -101,6 +101,26 @@ def test_a_rerun_skips_finished_models_and_checkpoints_are_removed(tmp_path, cor
     assert len(list(out.glob("*/result.json"))) == 5
 
 
+def test_only_runs_the_named_models_and_a_later_run_adds_the_rest(tmp_path, corpus_dir, capsys):
+    models = "".join(f'[[models]]\nlabel = "kn{n}"\nfamily = "ngram"\norder = {n}\n'
+                     for n in (1, 2, 3))
+    config, out = _config(tmp_path, corpus_dir, models), tmp_path / "out"
+    assert main(["run", config, "--out", str(out), "--only", "kn3, kn1"]) == 0
+    done = sorted(json.loads(p.read_text())["model"] for p in out.glob("*/result.json"))
+    assert done == ["kn1", "kn3"]
+    capsys.readouterr()
+    assert main(["run", config, "--out", str(out)]) == 0  # the rest, the two others skipped
+    assert capsys.readouterr().err.count("skipped; --retrain") == 2
+    assert len(list(out.glob("*/result.json"))) == 3
+    for only, message in (("kn4", "has no model labelled 'kn4'; its labels: kn1, kn2, kn3"),
+                          ("kn1,,kn2", "give model labels separated by commas")):
+        assert main(["run", config, "--out", str(tmp_path / "o2"), "--only", only]) == 2
+        error = capsys.readouterr().err.strip().splitlines()
+        assert len(error) == 1 and error[0].startswith("lmbench: error: --only") and \
+            message in error[0]
+    assert not (tmp_path / "o2").exists()
+
+
 def _walk(parser):
     """Every parser of the command line: the top one and each subcommand's, recursively."""
     import argparse
