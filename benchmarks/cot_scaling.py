@@ -37,19 +37,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import torch
-
 import lmbench
 from lmbench.core.errors import LmbenchError
-from lmbench.core.interface import Budget, SelectsStateRows
+from lmbench.core.interface import Budget
 from lmbench.core.io import write_atomic, write_json_atomic, write_text_atomic
-from lmbench.inference.prefix_cache import cache_prefix
-from lmbench.inference.sampling import SamplingConfig, build_sampler
 from lmbench.models.catalog import load_model
-from lmbench.tasks.evaluator import wilson_interval
-from lmbench.tasks.prompting import PromptConfig, majority_vote, preamble, question
-from lmbench.tasks.synthetic import normalize_answer
-from lmbench.tasks.task import Task, compile_regex, extract
+from lmbench.tasks.evaluator import evaluate_task, wilson_interval
+from lmbench.tasks.prompting import PromptConfig, preamble, question
+from lmbench.tasks.task import Task
 
 COT_TRIGGER = "Let's think step by step."  # Kojima et al. 2022's zero-shot trigger
 
@@ -72,6 +67,9 @@ class Settings:
         ModelSize("gpt-0.2M", 2, 96, 4, 3e-3),
         ModelSize("gpt-1M", 4, 160, 4, 3e-3),
         ModelSize("gpt-5M", 6, 256, 8, 1e-3),
+        # The 5M model again on four times the steps (four passes over the mixture): how much
+        # of its failure at 1,200 steps is size and how much is training.
+        ModelSize("gpt-5M-long", 6, 256, 8, 1e-3, max_steps=4800),
     )
     block_size: int = 512  # characters of context: a prompt and its answer must fit
     batch_size: int = 8
@@ -264,72 +262,24 @@ def fitting_config(settings: Settings, model, task: Task, mode: str, k: int
     raise LmbenchError(f"a {task.name} question and its answer do not fit the model's window")
 
 
-def generate_lines(model, preamble_text: str, questions: list[str], n_rows: int, max_new: int,
-                   sampling: SamplingConfig, seed: int) -> list[list[str]]:
-    """``n_rows`` continuations of each question after the shared preamble, each up to its
-    first newline: the preamble is read once (``cache_prefix``), its state copied to every row,
-    the questions (all of one length) read in one call, then one (B, 1) call per token. The
-    batched form of ``lmbench.tasks.evaluator``'s loop (one question, one sample at a time),
-    with the same prompts and greedy answers."""
-    if not isinstance(model, SelectsStateRows):
-        raise LmbenchError(f"{model.name}: the CoT benchmark batches rows of one cached preamble "
-                           "and needs a model whose state rows can be selected")
-    encode, decode = model.tokenizer.encode, model.tokenizer.decode
-    question_ids = torch.tensor([encode(q) for q in questions], dtype=torch.long)  # (Q, Lq)
-    cache = cache_prefix(model, encode(preamble_text) if preamble_text else [])
-    sampler = build_sampler(sampling)
-    generator = torch.Generator().manual_seed(seed)
-    newline = encode("\n")[0]
-    with torch.inference_mode():
-        state = model.select_state(cache.state, torch.zeros(len(questions), dtype=torch.long))
-        logits, state = model.logits(question_ids, state)  # (Q, Lq, V)
-        rows = torch.arange(len(questions)).repeat_interleave(n_rows)  # (B,)
-        state, last = model.select_state(state, rows), logits[:, -1][rows].cpu()  # (B, V)
-        out = torch.full((len(rows), max_new), newline, dtype=torch.long)  # (B, max_new)
-        done = torch.zeros(len(rows), dtype=torch.bool)
-        for step in range(max_new):
-            token = torch.where(done, newline, sampler(out[:, :step], last, generator))  # (B,)
-            out[:, step] = token
-            done |= token == newline
-            if bool(done.all()) or step == max_new - 1:
-                break
-            logits, state = model.logits(token[:, None], state)  # (B, 1, V)
-            last = logits[:, -1].cpu()
-    lines = [decode(row.tolist()).split("\n")[0] for row in out]
-    return [lines[i * n_rows : (i + 1) * n_rows] for i in range(len(questions))]
-
-
 def evaluate_cell(settings: Settings, model, task: Task, mode: str, k: int) -> dict:
-    """Exact match of one (model, mode, k, distribution) cell, graded as
-    ``lmbench.tasks.evaluator`` grades: strict and flexible extraction, ``normalize_answer``,
-    majority vote of the strict answers for self-consistency, Wilson 95% intervals."""
+    """Exact match of one (model, mode, k, distribution) cell through
+    ``lmbench.tasks.evaluator.evaluate_task``: strict and flexible extraction,
+    ``normalize_answer``, majority vote of the strict answers for self-consistency, Wilson 95%
+    intervals. Every question of the cell is answered in one batch after the cached preamble
+    (``batch_size``: the questions of a distribution have one length)."""
     config = fitting_config(settings, model, task, mode, k)
-    chain = mode != "direct"
-    sampling = (SamplingConfig(temperature=0) if config.self_consistency == 1 else
-                SamplingConfig(temperature=config.temperature, top_k=config.top_k))
-    pre_text = preamble(task, config)
     docs = task.split("test")
-    lines = generate_lines(model, pre_text, [question(task, d, config) for d in docs],
-                           config.self_consistency,
-                           task.cot_max_new_tokens if chain else task.max_new_tokens,
-                           sampling, settings.seed + k)
-    strict, flexible = compile_regex(task.strict_regex, "strict"), compile_regex(
-        task.flexible_regex, "flexible")
-    examples = []
-    for doc, outputs in zip(docs, lines):
-        gold = normalize_answer(doc["answer"])
-        answer = majority_vote([normalize_answer(extract(strict, o, last=False))
-                                for o in outputs])
-        loose = majority_vote([normalize_answer(extract(flexible, o, last=True))
-                               for o in outputs])
-        examples.append({"question": doc["question"], "target": doc["answer"],
-                         "outputs": outputs, "extracted": answer,
-                         "correct": answer == gold, "correct_flexible": loose == gold})
+    result = evaluate_task(model, task, config, batch_size=len(docs))
+    examples = [{"question": doc["question"], "target": doc["answer"],
+                 "outputs": e.get("samples", [e["output"]]), "extracted": e["extracted"],
+                 "correct": e["correct"], "correct_flexible": e["correct_flexible"]}
+                for doc, e in zip(docs, result.examples)]
     n, right = len(docs), sum(e["correct"] for e in examples)
-    loose_right = sum(e["correct_flexible"] for e in examples)
+    pre_text = preamble(task, config)
     return {"mode": mode, "k": k, "shots_used": config.num_fewshot, "n": n,
             "exact_match": right / n, "exact_match_ci95": wilson_interval(right, n),
-            "exact_match_flexible": loose_right / n,
+            "exact_match_flexible": result.score.metrics["exact_match_flexible"],
             "prompt_tokens": len(model.tokenizer.encode(pre_text)) if pre_text else 0,
             "examples": examples}
 
@@ -407,13 +357,22 @@ def plot(cells: list[dict], path: Path) -> None:
 
     best = best_by_mode(cells)
     params = {c["model"]: c["n_params"] for c in cells}
-    sizes = list(best)
+    sizes, again = [], []  # the step-matched ladder; a size trained longer is a point apart
+    for size in best:
+        (again if params[size] in {params[s] for s in sizes} else sizes).append(size)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
     for ax, split, title in zip(axes, ("in", "out"), ("3-digit (in distribution)",
                                                       "4-digit (out of distribution)")):
         for mode, marker in zip(MODES, "osD"):
-            ax.plot([params[s] for s in sizes], [100 * best[s][split][mode][0] for s in sizes],
-                    marker=marker, label=mode)
+            (line,) = ax.plot([params[s] for s in sizes],
+                              [100 * best[s][split][mode][0] for s in sizes],
+                              marker=marker, label=mode)
+            for size in again:
+                y = 100 * best[size][split][mode][0]
+                ax.plot([params[size]], [y], marker=marker, color=line.get_color(),
+                        fillstyle="none", markersize=9, linestyle="none")
+                ax.annotate(size, (params[size], y), textcoords="offset points",
+                            xytext=(6, -3), fontsize=7)
         ax.set_xscale("log")
         ax.set_xlabel("parameters")
         ax.set_title(title)
