@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -95,7 +96,7 @@ def _leaderboard(args: argparse.Namespace) -> None:
         from lmbench.reports.html import render_html
 
         text = render_html(records, references, store.problems(), args.split, args.title,
-                           command=" ".join(["lmbench", *sys.argv[1:]]) if args.out else None)
+                           command=shlex.join(["lmbench", *sys.argv[1:]]) if args.out else None)
     else:
         table = leaderboard_table(records, args.split)
         if table.empty:
@@ -144,7 +145,7 @@ def _ladder(args: argparse.Namespace) -> None:
                 write_text_atomic(out.with_name(name), svg)
                 plots[corpus] = name
     text = ladder_markdown(records, references, args.split, args.title, plots,
-                           command=" ".join(["lmbench", *sys.argv[1:]]) if args.out else None)
+                           command=shlex.join(["lmbench", *sys.argv[1:]]) if args.out else None)
     if args.out:
         write_text_atomic(Path(args.out), text)
         print(f"ladder of {len(points)} points written to {args.out}"
