@@ -5,8 +5,9 @@ prompting elicits reasoning in large language models"; Kojima et al. 2022; Wang 
         [--work runs/cot_scaling] [--tiny]
 
 Three character-level GPTs (about 0.2M, 1.3M and 4.8M parameters) are trained from scratch on
-one mixture of corpus text (Tiny Shakespeare's train split) and addition problems written two
-ways, a direct answer and a worked chain (a scratchpad, Nye et al. 2021):
+one step budget, and the 4.8M one again on four times the steps (``gpt-5M-long``), all on one
+mixture of corpus text (Tiny Shakespeare's train split) and addition problems written two ways,
+a direct answer and a worked chain (a scratchpad, Nye et al. 2021):
 
     Q: 347+285
     A: 632
@@ -21,8 +22,10 @@ in runs of 1 to 8 of one format (a run reads like a few-shot prompt), ``chain_fr
 problems in chain form. Operands have 1 to 3 digits (in-distribution); the evaluation problems
 (3 digits in-distribution, 4 digits out of distribution) are drawn first and never trained on.
 
-Every model is trained on a step budget (same batches for every size), so the figures are the
-same on a busy machine; the models are kept in ``--work`` and reused by a rerun.
+Every model is trained on a step budget (same batches for every size at one budget), so the
+figures are the same on a busy machine; the models and each size's evaluated cells are
+kept in ``--work`` and reused by a rerun. Every cell is answered by
+``lmbench.tasks.evaluator.evaluate_task`` with all its questions in one batch.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from lmbench.tasks.evaluator import evaluate_task, wilson_interval
 from lmbench.tasks.prompting import PromptConfig, preamble, question
 from lmbench.tasks.task import Task
 
+EXAMPLES_IN_REPORT = 10  # per cell in <out>.json (every one is kept in <work>/cells/)
 COT_TRIGGER = "Let's think step by step."  # Kojima et al. 2022's zero-shot trigger
 
 
@@ -454,8 +458,10 @@ def write_report(settings: Settings, cells: list[dict], logs: dict, out: Path,
     if notes:
         md += ["", notes.rstrip()]
     write_text_atomic(out.with_suffix(".md"), "\n".join(md))
+    kept = [{**c, "examples": c["examples"][:EXAMPLES_IN_REPORT]} for c in cells]
     write_json_atomic(out.with_suffix(".json"), {"settings": asdict(settings),
-                                                 "training": logs, "cells": cells,
+                                                 "training": logs, "cells": kept,
+                                                 "examples_per_cell": EXAMPLES_IN_REPORT,
                                                  "best": best, "command": command})
     plot(cells, out.with_suffix(".png"))
 
