@@ -165,8 +165,8 @@ def sample_batch_after(model: LanguageModel, cache: PrefixCache,
     lengths = sorted({len(suffix) for suffix in suffixes})
     if len(lengths) > 1:
         raise LmbenchError(f"suffixes of one batch must have one length, got lengths {lengths}")
-    if not suffixes:
-        return []
+    if not any(seeds):
+        return [[] for _ in suffixes]
     if not isinstance(model, SelectsStateRows):
         return [[sample_after(model, extend_cache(model, cache, suffix), max_new_tokens,
                               sampler=sampler, seed=seed, stop_strings=stop_strings)

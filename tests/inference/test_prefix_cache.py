@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from lmbench.core.errors import LmbenchError
+from lmbench.core.interface import LanguageModel, SelectsStateRows
 from lmbench.inference.prefix_cache import (
     cache_prefix,
     extend,
@@ -92,6 +93,30 @@ def test_batched_suffixes_after_one_cached_prefix_equal_one_at_a_time(family, gp
                                                    seeds=[[0], [1]])] == [1, 1]
 
 
+def test_a_model_without_row_selection_answers_each_row_alone(ngram_draft):
+    class Unselecting(LanguageModel):
+        """The n-gram without ``SelectsStateRows``: its state cannot be copied into rows."""
+
+        def __init__(self, model):
+            self.model, self.name, self.tokenizer = model, "unselecting", model.tokenizer
+            self.capabilities = model.capabilities
+
+        def logits(self, input_ids, state=None):
+            return self.model.logits(input_ids, state)
+
+        token_logprobs = fit = n_params = config = save = load = None  # never called
+
+    plain = Unselecting(ngram_draft)
+    assert not isinstance(plain, SelectsStateRows)
+    encode, config = ngram_draft.tokenizer.encode, SamplingConfig(temperature=0.9)
+    suffixes, seeds = [encode("a dog "), encode("the ca")], [[5, 6], [7]]
+    want = sample_batch_after(ngram_draft, cache_prefix(ngram_draft, encode("the cat ")),
+                              suffixes, 10, seeds=seeds, sampler=config)
+    got = sample_batch_after(plain, cache_prefix(plain, encode("the cat ")), suffixes, 10,
+                             seeds=seeds, sampler=config)
+    assert got == want
+
+
 def test_batched_suffixes_need_one_length_and_a_seed_list_each(ngram_draft):
     cache = cache_prefix(ngram_draft, ngram_draft.tokenizer.encode("the cat "))
     with pytest.raises(LmbenchError, match=r"suffixes of one batch must have one length, got "
@@ -100,3 +125,4 @@ def test_batched_suffixes_need_one_length_and_a_seed_list_each(ngram_draft):
     with pytest.raises(LmbenchError, match="one list of seeds per suffix: 1 lists for 2"):
         sample_batch_after(ngram_draft, cache, [[1], [2]], 3, seeds=[[0]])
     assert sample_batch_after(ngram_draft, cache, [], 3, seeds=[]) == []
+    assert sample_batch_after(ngram_draft, cache, [[1], [2]], 3, seeds=[[], []]) == [[], []]
