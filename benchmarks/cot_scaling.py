@@ -358,6 +358,7 @@ def plot(cells: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     best = best_by_mode(cells)
     params = {c["model"]: c["n_params"] for c in cells}
@@ -375,9 +376,11 @@ def plot(cells: list[dict], path: Path) -> None:
                 y = 100 * best[size][split][mode][0]
                 ax.plot([params[size]], [y], marker=marker, color=line.get_color(),
                         fillstyle="none", markersize=9, linestyle="none")
-                ax.annotate(size, (params[size], y), textcoords="offset points",
-                            xytext=(6, -3), fontsize=7)
+                if mode == MODES[0] or y > 0:  # one label per point drawn apart
+                    ax.annotate(size, (params[size], y), textcoords="offset points",
+                                xytext=(6, -3), fontsize=7)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # labels overlapped
         ax.set_xlabel("parameters")
         ax.set_title(title)
         ax.grid(alpha=0.3)
