@@ -7,7 +7,8 @@ import torch
 import lmbench
 from lmbench.combinators.interpolation import InterpolatedLM, em_weights, perplexity_of_mixture
 from lmbench.core.errors import LmbenchError
-from lmbench.core.interface import LanguageModel, SelectsStateRows
+from lmbench.core.interface import SelectsStateRows
+from tests.model_factory import Unselecting
 
 
 def test_em_finds_the_weights_of_maximum_held_out_likelihood():
@@ -67,18 +68,6 @@ def test_components_must_share_a_tokenizer(parts, tiny_corpus):
 
 
 def test_components_must_select_rows_of_their_state(parts):
-    class Unselecting(LanguageModel):
-        """A component whose state cannot be selected by rows (no ``SelectsStateRows``)."""
-
-        def __init__(self, model):
-            self.model, self.name, self.tokenizer = model, "unselecting", model.tokenizer
-            self.capabilities = model.capabilities
-
-        def logits(self, input_ids, state=None):
-            return self.model.logits(input_ids, state)
-
-        token_logprobs = fit = n_params = config = save = load = None  # never called
-
     assert isinstance(InterpolatedLM.of(list(parts)), SelectsStateRows)
     with pytest.raises(LmbenchError, match="unselecting does not"):
         InterpolatedLM.of([parts[0], Unselecting(parts[1])])

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lmbench.core.errors import LmbenchError
-from lmbench.core.interface import LanguageModel, SelectsStateRows
+from lmbench.core.interface import SelectsStateRows
 from lmbench.inference.prefix_cache import (
     cache_prefix,
     extend,
@@ -19,6 +19,7 @@ from lmbench.inference.prefix_cache import (
     suffix_logprobs,
 )
 from lmbench.inference.sampling import SamplingConfig
+from tests.model_factory import Unselecting
 
 
 def _recomputed(model, prefix, suffix):
@@ -94,18 +95,6 @@ def test_batched_suffixes_after_one_cached_prefix_equal_one_at_a_time(family, gp
 
 
 def test_a_model_without_row_selection_answers_each_row_alone(ngram_draft):
-    class Unselecting(LanguageModel):
-        """The n-gram without ``SelectsStateRows``: its state cannot be copied into rows."""
-
-        def __init__(self, model):
-            self.model, self.name, self.tokenizer = model, "unselecting", model.tokenizer
-            self.capabilities = model.capabilities
-
-        def logits(self, input_ids, state=None):
-            return self.model.logits(input_ids, state)
-
-        token_logprobs = fit = n_params = config = save = load = None  # never called
-
     plain = Unselecting(ngram_draft)
     assert not isinstance(plain, SelectsStateRows)
     encode, config = ngram_draft.tokenizer.encode, SamplingConfig(temperature=0.9)
