@@ -2,7 +2,7 @@
 them with ``add_commands(subparsers)``.
 
     lmbench leaderboard runs/quick --format html --out reports/leaderboard.html
-    lmbench ladder runs/ladder_brown --out reports/ladder_brown.md
+    lmbench ladder reports/ladder_runs/brown --out reports/ladder_brown.md
     lmbench compare runs/quick/brown-kn5-... runs/quick/brown-unigram-...
     lmbench compare RUN_ID_A RUN_ID_B --results runs/quick --json
 
