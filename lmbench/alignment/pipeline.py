@@ -103,7 +103,7 @@ from lmbench.core.interface import LanguageModel, Trainable
 from lmbench.core.io import check_writable, write_json_atomic
 from lmbench.core.names import safe_name
 from lmbench.core.options import build_config
-from lmbench.core.toml import tomllib
+from lmbench.core.toml import read_toml
 from lmbench.data.corpora import Corpus, load_corpus
 from lmbench.data.examples import Example, PreferencePair, load_examples
 from lmbench.data.reviews import review_corpus, review_demonstrations, review_prompts
@@ -231,13 +231,7 @@ class PipelineConfig:
 def load_pipeline(path: str | Path) -> PipelineConfig:
     """Read and check a pipeline TOML file; every error names the file and the key."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise LmbenchError(f"{path}: pipeline file not found") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise LmbenchError(f"{path}: not a TOML file ({error})") from None
-    return parse_pipeline(data, str(path), base_dir=path.parent)
+    return parse_pipeline(read_toml(path, "pipeline"), str(path), base_dir=path.parent)
 
 
 def parse_pipeline(data: dict[str, Any], where: str = "pipeline", *,

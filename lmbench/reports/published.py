@@ -17,7 +17,7 @@ from pathlib import Path
 
 from lmbench.core.errors import LmbenchError
 from lmbench.core.options import build_config
-from lmbench.core.toml import tomllib
+from lmbench.core.toml import read_toml
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "baselines" / "published.toml"
 TRACKS = ("word", "open")
@@ -62,12 +62,7 @@ def load_references(path: str | Path | None = None) -> list[Reference]:
             return []
         path = DEFAULT_PATH
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise LmbenchError(f"{path}: published-figures file not found") from None
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
-        raise LmbenchError(f"{path}: not a valid TOML file ({error})") from None
+    data = read_toml(path, "published-figures")
     references = []
     for number, entry in enumerate(data.get("reference", []), start=1):
         where = f"{path}: reference {number}"

@@ -66,7 +66,7 @@ from lmbench.core.errors import LmbenchError
 from lmbench.core.interface import Trainable
 from lmbench.core.names import check_name
 from lmbench.core.options import build_config, check_fields
-from lmbench.core.toml import tomllib
+from lmbench.core.toml import read_toml
 from lmbench.evaluation.scoring import EvalConfig
 from lmbench.models.catalog import MODELS, build_model, check_model, config_class_of, load_model
 from lmbench.peft import METHODS, AdaptedLM, adapt, load_adapter, method_config
@@ -132,16 +132,7 @@ class RunConfig:
 
 def load_config(path: str | Path) -> RunConfig:
     """Read and validate a run file (see the module docstring)."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise LmbenchError(f"{path}: config file not found") from None
-    except UnicodeDecodeError:
-        raise LmbenchError(f"{path}: not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as error:
-        raise LmbenchError(f"{path}: invalid TOML ({error})") from None
-    return parse_config(data, str(path))
+    return parse_config(read_toml(path, "config"), str(path))
 
 
 def parse_config(data: dict[str, Any], where: str = "config") -> RunConfig:

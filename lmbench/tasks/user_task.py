@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from lmbench.core.errors import LmbenchError, did_you_mean
-from lmbench.core.toml import tomllib
+from lmbench.core.toml import read_toml
 from lmbench.tasks.task import METRICS, Task
 
 KIND_OF_METRIC = {metric: kind for kind, metric in METRICS.items()}
@@ -89,14 +89,7 @@ def read_jsonl(path: Path, where: str) -> tuple[dict[str, Any], ...]:
 def load_user_task(path: str | Path) -> Task:
     """The task a TOML file describes (module docstring)."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise LmbenchError(f"{path}: task file not found") from None
-    except (IsADirectoryError, UnicodeDecodeError):
-        raise LmbenchError(f"{path}: not a UTF-8 TOML file") from None
-    except tomllib.TOMLDecodeError as error:
-        raise LmbenchError(f"{path}: not valid TOML ({error})") from None
+    data = read_toml(path, "task")
     _check_types(path, data)
     splits = {}
     for split in ("train", "test"):

@@ -42,7 +42,7 @@ def test_bad_configs_name_the_key(change, message):
 def test_invalid_toml_and_missing_file(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("corpus = \n")
-    with pytest.raises(LmbenchError, match="bad.toml: invalid TOML"):
+    with pytest.raises(LmbenchError, match="bad.toml: not valid TOML"):
         load_config(bad)
     with pytest.raises(LmbenchError, match="config file not found"):
         load_config(tmp_path / "nope.toml")
