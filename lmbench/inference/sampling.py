@@ -496,6 +496,13 @@ def sample(model: LanguageModel, prompt_ids: Sequence[int], max_new_tokens: int,
                         use_cache=use_cache, stop_ids=stop_ids, stop_strings=stop_strings)[0]
 
 
+def check_max_new_tokens(max_new_tokens: int) -> None:
+    """A decoding length in [0, ``MAX_NEW_TOKENS``], checked before any prompt is read."""
+    if max_new_tokens < 0:
+        raise LmbenchError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    check_at_most(max_new_tokens, MAX_NEW_TOKENS, "max_new_tokens")
+
+
 def sample_batch(model: LanguageModel, prompts: Sequence[Sequence[int]], max_new_tokens: int, *,
                  sampler: Sampler | SamplingConfig | None = None, seeds: Sequence[int],
                  use_cache: bool = True, stop_ids: Sequence[int] = (),
@@ -522,9 +529,7 @@ def sample_batch(model: LanguageModel, prompts: Sequence[Sequence[int]], max_new
         drawn = sample_batch(model, [[4, 8], [15, 16]], 20, sampler=SamplingConfig(top_p=0.95),
                              seeds=[0, 1000])
     """
-    if max_new_tokens < 0:
-        raise LmbenchError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    check_at_most(max_new_tokens, MAX_NEW_TOKENS, "max_new_tokens")
+    check_max_new_tokens(max_new_tokens)
     if rows_per_prompt < 1:
         raise LmbenchError(f"rows_per_prompt must be >= 1, got {rows_per_prompt}")
     if len(seeds) != len(prompts) * rows_per_prompt:
@@ -557,9 +562,7 @@ def continue_batch(model: LanguageModel, history: torch.Tensor, logits: torch.Te
     next-token scores after them (on the CPU) and ``state`` the model's state after them
     (``None`` with ``use_cache=False``). ``lmbench.inference.prefix_cache.sample_batch_after``
     starts it from a cached prefix."""
-    if max_new_tokens < 0:
-        raise LmbenchError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    check_at_most(max_new_tokens, MAX_NEW_TOKENS, "max_new_tokens")
+    check_max_new_tokens(max_new_tokens)
     if len(seeds) != history.shape[0]:
         raise LmbenchError(f"seeds must give one seed per row: {len(seeds)} seeds for "
                            f"{history.shape[0]} rows")
