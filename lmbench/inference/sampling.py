@@ -503,6 +503,14 @@ def check_max_new_tokens(max_new_tokens: int) -> None:
     check_at_most(max_new_tokens, MAX_NEW_TOKENS, "max_new_tokens")
 
 
+def prompt_reads(model: LanguageModel, rows_per_prompt: int, use_cache: bool = True) -> int:
+    """How many times ``sample_batch`` reads each prompt: once when a ``SelectsStateRows`` model
+    (with the cache) copies the prompt's state into its ``rows_per_prompt`` rows, else once
+    per row."""
+    copies = use_cache and isinstance(model, SelectsStateRows)
+    return 1 if rows_per_prompt == 1 or copies else rows_per_prompt
+
+
 def sample_batch(model: LanguageModel, prompts: Sequence[Sequence[int]], max_new_tokens: int, *,
                  sampler: Sampler | SamplingConfig | None = None, seeds: Sequence[int],
                  use_cache: bool = True, stop_ids: Sequence[int] = (),
@@ -538,7 +546,7 @@ def sample_batch(model: LanguageModel, prompts: Sequence[Sequence[int]], max_new
     if not prompts:
         return []
     start = prompt_batch(model, prompts)  # (B, 1 + P)
-    copy_state = rows_per_prompt > 1 and use_cache and isinstance(model, SelectsStateRows)
+    copy_state = rows_per_prompt > 1 and prompt_reads(model, rows_per_prompt, use_cache) == 1
     if rows_per_prompt > 1 and not copy_state:
         start = start.repeat_interleave(rows_per_prompt, dim=0)  # (B * r, 1 + P)
     with torch.inference_mode():
