@@ -39,15 +39,12 @@ import torch
 
 from lmbench.core.errors import LmbenchError
 from lmbench.core.interface import LanguageModel, SelectsStateRows, State
-from lmbench.core.limits import MAX_NEW_TOKENS, check_at_most
 from lmbench.inference.sampling import (
     Sample,
     Sampler,
     SamplingConfig,
-    StopStrings,
-    as_sampler,
+    check_max_new_tokens,
     continue_batch,
-    next_logits,
 )
 
 
@@ -117,28 +114,13 @@ def sample_after(model: LanguageModel, cache: PrefixCache, max_new_tokens: int, 
     before the first stop string. Equal to the uncached ``sample`` up to float rounding of the
     split reads (exact for n-grams), while the prefix and continuation fit the model's window.
     """
-    if max_new_tokens < 0:
-        raise LmbenchError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    check_at_most(max_new_tokens, MAX_NEW_TOKENS, "max_new_tokens")
-    sampler, stop = as_sampler(sampler), StopStrings(stop_strings)
-    generator = torch.Generator().manual_seed(int(seed))
-    read = [model.tokenizer.boundary_id, *cache.prefix_ids]
-    logits, state = cache.next_logits.cpu()[None], cache.state  # (1, V)
-    ids: list[int] = []
-    logprobs: list[float] = []
-    with torch.inference_mode():
-        for step in range(max_new_tokens):
-            history = torch.tensor([read], dtype=torch.long)  # (1, T)
-            token = int(sampler.draw_rows(history, logits, [generator])[0])
-            ids.append(token)
-            logprobs.append(float(torch.log_softmax(logits[0].double(), -1)[token]))
-            read.append(token)
-            if (stop.strings and stop.found(model.tokenizer.decode(ids))
-                    or step == max_new_tokens - 1):
-                break
-            logits, state = next_logits(model, torch.tensor([read], dtype=torch.long), 1, state,
-                                        use_cache=True)
-    return Sample(ids, logprobs, stop.cut(model.tokenizer.decode(ids)))
+    check_max_new_tokens(max_new_tokens)
+    history = torch.tensor([[model.tokenizer.boundary_id, *cache.prefix_ids]],
+                           dtype=torch.long)  # (1, 1 + P)
+    [drawn] = continue_batch(model, history, cache.next_logits.cpu()[None], cache.state,
+                             max_new_tokens, sampler=sampler, seeds=[seed],
+                             stop_strings=stop_strings)
+    return drawn
 
 
 def sample_batch_after(model: LanguageModel, cache: PrefixCache,

@@ -496,6 +496,21 @@ def sample(model: LanguageModel, prompt_ids: Sequence[int], max_new_tokens: int,
                         use_cache=use_cache, stop_ids=stop_ids, stop_strings=stop_strings)[0]
 
 
+def check_max_new_tokens(max_new_tokens: int) -> None:
+    """A decoding length in [0, ``MAX_NEW_TOKENS``], checked before any prompt is read."""
+    if max_new_tokens < 0:
+        raise LmbenchError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    check_at_most(max_new_tokens, MAX_NEW_TOKENS, "max_new_tokens")
+
+
+def prompt_reads(model: LanguageModel, rows_per_prompt: int, use_cache: bool = True) -> int:
+    """How many times ``sample_batch`` reads each prompt: once when a ``SelectsStateRows`` model
+    (with the cache) copies the prompt's state into its ``rows_per_prompt`` rows, else once
+    per row."""
+    copies = use_cache and isinstance(model, SelectsStateRows)
+    return 1 if rows_per_prompt == 1 or copies else rows_per_prompt
+
+
 def sample_batch(model: LanguageModel, prompts: Sequence[Sequence[int]], max_new_tokens: int, *,
                  sampler: Sampler | SamplingConfig | None = None, seeds: Sequence[int],
                  use_cache: bool = True, stop_ids: Sequence[int] = (),
@@ -522,9 +537,7 @@ def sample_batch(model: LanguageModel, prompts: Sequence[Sequence[int]], max_new
         drawn = sample_batch(model, [[4, 8], [15, 16]], 20, sampler=SamplingConfig(top_p=0.95),
                              seeds=[0, 1000])
     """
-    if max_new_tokens < 0:
-        raise LmbenchError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    check_at_most(max_new_tokens, MAX_NEW_TOKENS, "max_new_tokens")
+    check_max_new_tokens(max_new_tokens)
     if rows_per_prompt < 1:
         raise LmbenchError(f"rows_per_prompt must be >= 1, got {rows_per_prompt}")
     if len(seeds) != len(prompts) * rows_per_prompt:
@@ -533,7 +546,7 @@ def sample_batch(model: LanguageModel, prompts: Sequence[Sequence[int]], max_new
     if not prompts:
         return []
     start = prompt_batch(model, prompts)  # (B, 1 + P)
-    copy_state = rows_per_prompt > 1 and use_cache and isinstance(model, SelectsStateRows)
+    copy_state = rows_per_prompt > 1 and prompt_reads(model, rows_per_prompt, use_cache) == 1
     if rows_per_prompt > 1 and not copy_state:
         start = start.repeat_interleave(rows_per_prompt, dim=0)  # (B * r, 1 + P)
     with torch.inference_mode():
@@ -557,9 +570,7 @@ def continue_batch(model: LanguageModel, history: torch.Tensor, logits: torch.Te
     next-token scores after them (on the CPU) and ``state`` the model's state after them
     (``None`` with ``use_cache=False``). ``lmbench.inference.prefix_cache.sample_batch_after``
     starts it from a cached prefix."""
-    if max_new_tokens < 0:
-        raise LmbenchError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    check_at_most(max_new_tokens, MAX_NEW_TOKENS, "max_new_tokens")
+    check_max_new_tokens(max_new_tokens)
     if len(seeds) != history.shape[0]:
         raise LmbenchError(f"seeds must give one seed per row: {len(seeds)} seeds for "
                            f"{history.shape[0]} rows")

@@ -148,6 +148,32 @@ def _format_value(point: LadderPoint) -> str:
     return f"{point.value:.2f}" if point.track == WORD else f"{point.value:.4f}"
 
 
+def _unswept_settings(records: list[RunResult], points: list[LadderPoint], corpus: str
+                      ) -> dict[str, dict[str, Any]]:
+    """For each point of ``corpus`` without a sweep in a series that has one (a 1,200 s rung
+    run once, e.g. with ``settings_from``), its values of the keys that series swept, read
+    from its record's config."""
+    swept: dict[str, list[str]] = {}
+    for p in points:
+        if p.corpus == corpus:
+            swept.setdefault(p.series, [])
+            swept[p.series] += [key for key in p.params if key not in swept[p.series]]
+    configs = {r.model: r.config for r in records if r.corpus == corpus and r.sweep is None}
+    values = {}
+    for p in points:
+        if p.corpus == corpus and p.n_trials == 1 and swept.get(p.series) and p.model in configs:
+            values[p.model] = {key: _dotted(configs[p.model], key) for key in swept[p.series]}
+    return values
+
+
+def _dotted(config: dict[str, Any], key: str) -> Any:
+    """``config["train"]["learning_rate"]`` for ``"train.learning_rate"``; None when absent."""
+    value: Any = config
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
 def ladder_svg(points: list[LadderPoint], published: pd.DataFrame, corpus: str) -> str:
     """The corpus's ladder plot as SVG text ("" when nothing can be drawn): one panel per
     track, quality against training seconds (log x; log y for perplexity), one line per series
@@ -229,6 +255,9 @@ def ladder_markdown(records: list[RunResult], references: list[Reference], split
             lines += ["Selected settings:", ""]
             lines += [f"- {p.model}: " + ", ".join(f"{k} = {v!r}" for k, v in p.params.items())
                       + f" (of {p.n_trials} trials)" for p in chosen]
+            lines += [f"- {model}: " + ", ".join(f"{k} = {v!r}" for k, v in values.items())
+                      + " (one run; the keys its series swept)"
+                      for model, values in _unswept_settings(records, points, corpus).items()]
             lines.append("")
         refs = published[published["corpus"] == corpus] if not published.empty else published
         if not refs.empty:

@@ -18,6 +18,7 @@ A run file names one corpus and a list of models::
     smoothing = "modified-kneser-ney"
 
     [[models]]
+    label = "lstm"
     family = "lstm"
     init = "runs/a/model.npz"         # neural families: start from a saved model's weights and
                                       # tokenizer (fine-tuning; same family and architecture)
@@ -28,6 +29,13 @@ A run file names one corpus and a list of models::
     method = "grid"
     [models.sweep.space]
     "train.learning_rate" = [1e-3, 3e-3]
+
+    [[models]]
+    label = "lstm-long"
+    family = "lstm"
+    settings_from = "lstm"            # the selected trial's values of the sweep labelled "lstm"
+    train = { max_seconds = 1200 }    # (earlier in the file, same family) replace this
+                                      # table's once that selection is recorded under --out
 
     [[models]]
     label = "gpt-lora8"
@@ -109,6 +117,9 @@ class ModelSpec:
     peft: dict[str, Any] | None = None
     resources: Resources | None = None  # None: not declared (Ray: one CPU; local: as is)
     sweep: SweepSpec | None = None  # a hyper-parameter sweep over ``options`` (runs.sweep)
+    # the label of a sweep earlier in the file: its selected trial's values replace these
+    # options once that selection is recorded (lmbench.runs.runner.run); None: as written
+    settings_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -166,6 +177,7 @@ def _parse_config(data: dict[str, Any], where: str) -> RunConfig:
         init = table.pop("init", None)
         peft = table.pop("peft", None)
         resources_table, sweep_table = table.pop("resources", None), table.pop("sweep", None)
+        settings_from = table.pop("settings_from", None)
         family = table.pop("family", None)
         if not isinstance(family, str):
             raise LmbenchError(f"{where} [[models]] #{number}: missing key 'family' (a string)")
@@ -193,7 +205,10 @@ def _parse_config(data: dict[str, Any], where: str) -> RunConfig:
                 labels.add(name)
                 _check_options(family, apply_params(table, params), where,
                                f"{where} [[models]] {label!r} trial {number_} {params}")
-        spec = ModelSpec(label, family, table, init, peft, resources, sweep)
+        if settings_from is not None:
+            _check_settings_from(settings_from, table, family, sweep, peft, specs,
+                                 f"{where} [[models]] {label!r}")
+        spec = ModelSpec(label, family, table, init, peft, resources, sweep, settings_from)
         if peft is not None:
             if sweep is not None:
                 raise LmbenchError(f"{where} [[models]] {label!r}: a [peft] table cannot be "
@@ -215,6 +230,31 @@ def _check_options(family: str, options: dict[str, Any], where: str, table: str)
         if str(error).startswith(where):
             raise
         raise LmbenchError(f"{table}: {error}") from None
+
+
+def _check_settings_from(source: Any, table: dict[str, Any], family: str,
+                         sweep: SweepSpec | None, peft: Any, earlier: list[ModelSpec],
+                         where: str) -> None:
+    """``settings_from`` names a sweep of the same family earlier in the file, and each of its
+    trials' values makes valid options of this table (so whichever is selected will run)."""
+    if not isinstance(source, str):
+        raise LmbenchError(f"{where}: 'settings_from' must be a string (the label of a sweep "
+                           f"earlier in the file), got {type(source).__name__}")
+    if sweep is not None or peft is not None:
+        raise LmbenchError(f"{where}: 'settings_from' takes one setting from another sweep; "
+                           f"it cannot be combined with a [{'sweep' if sweep else 'peft'}] "
+                           "table")
+    swept = {spec.label: spec for spec in earlier if spec.sweep is not None}
+    if source not in swept:
+        raise LmbenchError(f"{where}: settings_from {source!r} is not the label of a sweep "
+                           "earlier in the file; sweeps before it: "
+                           + (", ".join(swept) or "none"))
+    if swept[source].family != family:
+        raise LmbenchError(f"{where}: settings_from {source!r} is a sweep of family "
+                           f"{swept[source].family!r}; this table's family is {family!r}")
+    for number, params in enumerate(trials(swept[source].sweep)):
+        _check_options(family, apply_params(table, params), where,
+                       f"{where} with {source!r} trial {number} {params}")
 
 
 def _resources(table: Any, where: str) -> Resources | None:

@@ -15,6 +15,11 @@ interface. ``record_run`` does the same for a model built elsewhere (a user's mo
 Each model is moved to the run's ``device`` before it is fitted (families that cannot use it stay
 on the CPU), and its record says where it ran (``RunResult.device``).
 
+A table with ``settings_from`` (a sweep's label) runs after that sweep's selection, with the
+selected trial's values in place of its own (a 1,200 s rung with the 300 s rung's learning
+rate); the selection is this run's, or, when ``--only`` left the sweep out, the newest one
+recorded under ``out``. Its digest is of the resolved config, so it resumes like any other.
+
 Re-running a run file does not duplicate its records: a model whose record already sits under
 ``out`` for the same run-file entry (same label, corpus, seed and config digest,
 ``config_digest``) is reported and skipped unless ``retrain``. A model's checkpoints
@@ -418,13 +423,14 @@ def run(config: RunConfig, out_dir: str | Path, save_models: bool = False, log=p
         return todo
 
     done: dict[str, RunResult] = {}
-    plan = {spec.label: _jobs_of(spec, config.splits) for spec in config.models}
+    plan = {spec.label: _jobs_of(spec, config.splits) for spec in config.models
+            if spec.settings_from is None}
     made, failed = executor.execute(pending([j for js in plan.values() for j in js], done),
                                     context, log)
     done.update((record.model, record) for record in made)
     selections = []
     for spec in config.models:
-        trial_records = [done.get(job.label) for job in plan[spec.label]]
+        trial_records = [done.get(job.label) for job in plan.get(spec.label, ())]
         if spec.sweep is not None and all(r is not None for r in trial_records):
             selections.append(_selection(spec, trial_records, out_dir, config.splits))
     if selections:
@@ -435,16 +441,53 @@ def run(config: RunConfig, out_dir: str | Path, save_models: bool = False, log=p
             for job in selections:
                 if job.label in done:
                     _remove_trial_models(out_dir, done, plan[job.label])
+    inherited = []  # models whose settings are another sweep's selection: now it is recorded
+    for spec in config.models:
+        if spec.settings_from is None:
+            continue
+        source = _selected_record(spec.settings_from, config, done, store, corpus.name)
+        if source is None:
+            failed[spec.label] = (f"its settings come from the sweep {spec.settings_from!r}, "
+                                  f"which has no selected trial under {out_dir} yet; run it "
+                                  "first")
+            continue
+        shown = ", ".join(f"{name} = {value!r}" for name, value in source.sweep.params.items())
+        log(f"{spec.label}: the settings of {spec.settings_from!r}'s selected trial ({shown}; "
+            f"{source.run_id})")
+        plan[spec.label] = _jobs_of(replace(spec, settings_from=None, options=apply_params(
+            spec.options, source.sweep.params)), config.splits)
+        inherited += plan[spec.label]
+    if inherited:
+        made, failed_inherited = executor.execute(pending(inherited, done), context, log)
+        done.update((record.model, record) for record in made)
+        failed.update(failed_inherited)
     if failed:
         shown = "; ".join(f"{label} ({reason})" for label, reason in failed.items())
         raise LmbenchError(f"{len(failed)} run(s) failed, their records not written: {shown}; "
                            "the same command resumes them (finished ones are skipped)")
     results = []
     for spec in config.models:
-        labels = [job.label for job in plan[spec.label]]
+        labels = [job.label for job in plan.get(spec.label, ())]
         labels += [spec.label] if spec.sweep is not None else []
         results += [done[label] for label in labels if label in done]
     return results
+
+
+def _selected_record(sweep_label: str, config: RunConfig, done: dict[str, RunResult],
+                     store: ResultStore, corpus_name: str) -> RunResult | None:
+    """The selected record of the sweep ``sweep_label``: this run's, when the sweep is one of
+    its models (``--only`` left it in); else the newest selection of that sweep under the
+    results folder with the run's seed (run earlier, e.g. ``--only`` in another sitting)."""
+    if any(spec.label == sweep_label for spec in config.models):
+        record = done.get(sweep_label)
+        return record if record is not None and record.sweep is not None else None
+    if not Path(store.root).is_dir():
+        return None
+    chosen = [record for record in store.records(corpus=corpus_name)
+              if record.sweep is not None and record.sweep.selected
+              and record.sweep.label == sweep_label and record.seed == config.seed]
+    return max(chosen, key=lambda record: (str(record.env.get("created", "")), record.run_id),
+               default=None)
 
 
 def _remove_trial_models(out_dir: Path, done: dict[str, RunResult],

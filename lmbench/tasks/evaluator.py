@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from lmbench.core.errors import LmbenchError
-from lmbench.core.interface import LanguageModel, SelectsStateRows
+from lmbench.core.interface import LanguageModel
 from lmbench.core.results import TaskScore
 from lmbench.evaluation.scoring import score_stream
 from lmbench.inference.prefix_cache import (
@@ -42,7 +42,7 @@ from lmbench.inference.prefix_cache import (
     sample_batch_after,
     suffix_logprobs,
 )
-from lmbench.inference.sampling import SamplingConfig, sample_batch
+from lmbench.inference.sampling import SamplingConfig, prompt_reads, sample_batch
 from lmbench.tasks.prompting import PromptConfig, majority_vote, preamble, question, uses_chain
 from lmbench.tasks.synthetic import normalize_answer
 from lmbench.tasks.task import Task, compile_regex, extract
@@ -179,8 +179,8 @@ def _generate(model: LanguageModel, task: Task, config: PromptConfig, docs, use_
                                 sampler=sampler, seeds=[s for i in batch for s in seeds[i]],
                                 stop_strings=stops, rows_per_prompt=n_samples)
             drawn = [flat[n_samples * j: n_samples * (j + 1)] for j in range(len(batch))]
-            reads = 1 if isinstance(model, SelectsStateRows) else n_samples  # sample_batch's
-            prefill += reads * sum(1 + len(pre_ids) + len(q_ids[i]) for i in batch)
+            prefill += prompt_reads(model, n_samples) * sum(1 + len(pre_ids) + len(q_ids[i])
+                                                            for i in batch)
         for i, samples in zip(batch, drawn):
             outputs_of[i] = [sample.text for sample in samples]
     examples = []

@@ -113,6 +113,14 @@ def test_markdown_report_and_command(records, tmp_path, capsys):
     assert "![brown ladder](ladder.svg)" in text
     assert "- gpt-60s: train.learning_rate = 0.003, n_embd = 128 (of 6 trials)" in text
     assert "test pseudo-perplexity (pseudo-likelihood" in text
+    # a rung run once (settings_from) shows its values of the keys its series swept
+    once = _record("g1200", "gpt-1200s", "gpt", 4.9, seconds=1200, fit_s=1201)
+    once = replace(once, config={**once.config, "train": {**once.config["train"],
+                                                          "learning_rate": 3e-3}})
+    text = ladder_markdown([*records, once], [])
+    assert ("- gpt-1200s: train.learning_rate = 0.003, n_embd = None (one run; the keys its "
+            "series swept)") in text
+    assert "- lstm-60s" not in text and "- kn5" not in text  # series without a sweep
 
     store = ResultStore(tmp_path / "runs")
     for record in records:

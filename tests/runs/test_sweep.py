@@ -3,6 +3,7 @@ the best on the valid split alone is scored on test and is the sweep's one leade
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -150,3 +151,57 @@ def test_declared_cpus_are_the_torch_threads_of_a_local_run(corpus_dir, tmp_path
         {"label": "as-is", "family": "ngram", "order": 2}]})
     run(config, tmp_path / "out", log=lambda _: None)
     assert seen == [1, before] and torch.get_num_threads() == before
+
+
+def _inheriting(corpus, **table):
+    """The add-k sweep, then a trigram that takes its selected k (``settings_from``)."""
+    return parse_config({"corpus": str(corpus), "models": [
+        {"label": "bigram", "family": "ngram", "order": 2, "smoothing": "add-k", "sweep": GRID},
+        {"label": "trigram", "family": "ngram", "order": 3, "smoothing": "add-k", "k": 1.0,
+         "settings_from": "bigram", **table}]})
+
+
+def test_settings_from_runs_with_the_sweeps_selected_values(corpus_dir, tmp_path):
+    out, lines = tmp_path / "out", []
+    config = _inheriting(corpus_dir)
+    records = run(config, out, log=lines.append)
+    by_label = {record.model: record for record in records}
+    assert list(by_label) == [*(f"bigram-trial-{i}" for i in range(3)), "bigram", "trigram"]
+    chosen = by_label["bigram"].sweep.params["k"]
+    assert chosen != 1.0  # the file's own k is replaced, the order is the table's
+    assert by_label["trigram"].config["k"] == chosen and by_label["trigram"].config["order"] == 3
+    assert by_label["trigram"].sweep is None and set(by_label["trigram"].metrics) == {"valid",
+                                                                                      "test"}
+    assert any(line.startswith("trigram: the settings of 'bigram'") for line in lines)
+    # resumes: nothing runs again, and --only (the sweep left out) finds the stored selection
+    again = run(config, out, log=lambda _: None)
+    assert [r.run_id for r in again] == [r.run_id for r in records]
+    alone = dataclasses.replace(config, models=config.models[1:])
+    [inherited] = run(alone, out, log=lambda _: None)
+    assert inherited.run_id == by_label["trigram"].run_id
+    # without a recorded selection it is refused in one line, nothing written
+    with pytest.raises(LmbenchError, match="trigram .its settings come from the sweep 'bigram', "
+                                           "which has no selected trial") as error:
+        run(alone, tmp_path / "empty", log=lambda _: None)
+    assert "\n" not in str(error.value)
+    assert not list((tmp_path / "empty").rglob("result.json"))
+
+
+TRIGRAM = {"label": "trigram", "family": "ngram", "order": 3, "smoothing": "add-k"}
+
+
+@pytest.mark.parametrize(("table", "message"), [
+    ({**TRIGRAM, "settings_from": 3}, "'settings_from' must be a string"),
+    ({**TRIGRAM, "settings_from": "nope"}, "settings_from 'nope' is not the label of a sweep "
+                                           "earlier in the file; sweeps before it: bigram"),
+    ({"label": "trigram", "family": "lstm", "settings_from": "bigram"},
+     "settings_from 'bigram' is a sweep of family 'ngram'; this table's family is 'lstm'"),
+    ({**TRIGRAM, "settings_from": "bigram", "sweep": GRID},
+     "cannot be combined with a \\[sweep\\] table"),
+])
+def test_bad_settings_from_is_a_one_line_error(tmp_path, table, message):
+    sweep = {"label": "bigram", "family": "ngram", "order": 2, "smoothing": "add-k",
+             "sweep": GRID}
+    with pytest.raises(LmbenchError, match=message) as error:
+        parse_config({"corpus": str(tmp_path), "models": [sweep, table]}, "run.toml")
+    assert "\n" not in str(error.value) and "run.toml [[models]] 'trigram'" in str(error.value)
