@@ -452,8 +452,8 @@ def run(config: RunConfig, out_dir: str | Path, save_models: bool = False, log=p
                                   "first")
             continue
         shown = ", ".join(f"{name} = {value!r}" for name, value in source.sweep.params.items())
-        log(f"{spec.label}: the settings of {spec.settings_from!r}'s selected trial ({shown}; "
-            f"{source.run_id})")
+        log(f"{spec.label}: the settings of the selected trial of {spec.settings_from!r} "
+            f"({shown}; {source.run_id})")
         plan[spec.label] = _jobs_of(replace(spec, settings_from=None, options=apply_params(
             spec.options, source.sweep.params)), config.splits)
         inherited += plan[spec.label]

@@ -172,7 +172,8 @@ def test_settings_from_runs_with_the_sweeps_selected_values(corpus_dir, tmp_path
     assert by_label["trigram"].config["k"] == chosen and by_label["trigram"].config["order"] == 3
     assert by_label["trigram"].sweep is None and set(by_label["trigram"].metrics) == {"valid",
                                                                                       "test"}
-    assert any(line.startswith("trigram: the settings of 'bigram'") for line in lines)
+    assert any(line.startswith("trigram: the settings of the selected trial of 'bigram'")
+               for line in lines)
     # resumes: nothing runs again, and --only (the sweep left out) finds the stored selection
     again = run(config, out, log=lambda _: None)
     assert [r.run_id for r in again] == [r.run_id for r in records]
