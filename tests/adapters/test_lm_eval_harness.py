@@ -175,16 +175,20 @@ def test_local_tasks_run_through_lm_evals_registry(char_gpt, tmp_path, offline):
     rolling = results["results"]["lmbench_test_rolling"]
     nll = sum(lmbench.evaluate(model, Corpus("doc", {"test": _lines_split("test", t)}), "test",
                                QUIET).nll_nats for t in texts)
+    # lm-eval batches the rolling windows its own way; float32 kernels give results that depend
+    # on the batch's shape in the last bits (~1e-7 relative, more or less by CPU), so the sums
+    # agree to ~1e-7, not exactly; a wrong window or token count is off by far more. Perplexity
+    # is compared in log space, where exp does not multiply the difference by nll / n_words.
     n_bytes = sum(len(t.encode()) for t in texts)
-    assert rolling["bits_per_byte,none"] == pytest.approx(nll / n_bytes / math.log(2), rel=1e-9)
+    assert rolling["bits_per_byte,none"] == pytest.approx(nll / n_bytes / math.log(2), rel=1e-7)
     n_words = sum(len(t.split()) + 1 for t in texts)  # lm-eval: re.split(r"\s+") pieces
-    assert rolling["word_perplexity,none"] == pytest.approx(math.exp(nll / n_words), rel=1e-9)
+    assert math.log(rolling["word_perplexity,none"]) == pytest.approx(nll / n_words, rel=1e-7)
     choice = results["samples"]["lmbench_test_choice"][0]
     scored = [r[0] for r in choice["resps"]]
     lm = harness.LmbenchLM(model)
     direct = lm.loglikelihood([_instance("loglikelihood", ("the cat sat on", "  the mat")),
                                _instance("loglikelihood", ("the cat sat on", "  a fish"))])
-    assert np.allclose([s[0] for s in scored], [d[0] for d in direct], rtol=1e-12)
+    assert np.allclose([s[0] for s in scored], [d[0] for d in direct], rtol=1e-7, atol=0)  # batch shapes
     acc = results["results"]["lmbench_test_choice"]["acc,none"]
     assert acc == float(direct[0][0] > direct[1][0])
     generated = results["samples"]["lmbench_test_generate"][0]["resps"][0][0]
