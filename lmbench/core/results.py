@@ -686,6 +686,29 @@ class SweepResult:
 
 
 @dataclass(frozen=True)
+class SettingsSource:
+    """Where a run's swept settings came from: a ``[[models]]`` table with ``settings_from``
+    (``lmbench.runs.config``) ran with the selected trial of sweep ``sweep`` (record ``run_id``)
+    and its ``params`` in place of the table's own. What ``RunResult.settings_from`` holds."""
+
+    sweep: str  # the sweep's label
+    run_id: str  # the record of its selected trial
+    params: dict[str, Any]  # the values taken, by dotted option name ("train.learning_rate")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "settings_from") -> SettingsSource:
+        data = _object(data, where)
+        return cls(sweep=_text(_required(data, "sweep", f"{where}: "), f"{where}.sweep",
+                               optional=False),
+                   run_id=_text(_required(data, "run_id", f"{where}: "), f"{where}.run_id",
+                                optional=False),
+                   params=_object(_required(data, "params", f"{where}: "), f"{where}.params"))
+
+
+@dataclass(frozen=True)
 class AdaptationResult:
     """How a run adapted a saved base model with a parameter-efficient method (``lmbench.peft``):
     what ``RunResult.adaptation`` holds; None on runs trained from scratch or fully fine-tuned."""
@@ -759,6 +782,9 @@ class RunResult:
     sweep: SweepResult | None = None
     # task evaluations (lmbench eval-tasks), from a tasks.json sidecar merged in on reading
     tasks: TaskResults | None = None
+    # a run whose swept settings are another sweep's selection (settings_from); None otherwise
+    # and in records written before it existed (and then left out of the JSON)
+    settings_from: SettingsSource | None = None
 
     @property
     def undertrained(self) -> str | None:
@@ -768,7 +794,7 @@ class RunResult:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(replace(self, metrics={}, throughput=None, generation=None,
-                              adaptation=None, sweep=None, tasks=None))
+                              adaptation=None, sweep=None, tasks=None, settings_from=None))
         data["metrics"] = {split: r.to_dict() for split, r in self.metrics.items()}
         if self.adaptation is None:  # records of other runs write back unchanged
             del data["adaptation"]
@@ -786,6 +812,10 @@ class RunResult:
             del data["tasks"]
         else:
             data["tasks"] = self.tasks.to_dict()
+        if self.settings_from is None:  # nor do records with their own settings
+            del data["settings_from"]
+        else:
+            data["settings_from"] = self.settings_from.to_dict()
         if self.undertrained is not None:  # derived from train_log and config, for JSON readers
             data["undertrained"] = self.undertrained
         return data
@@ -836,7 +866,10 @@ class RunResult:
             adaptation = AdaptationResult.from_dict(adaptation)
         sweep = None if data.get("sweep") is None else SweepResult.from_dict(data["sweep"])
         tasks = None if data.get("tasks") is None else TaskResults.from_dict(data["tasks"])
-        return cls(**values, device=device, adaptation=adaptation, sweep=sweep, tasks=tasks)
+        source = data.get("settings_from")
+        source = None if source is None else SettingsSource.from_dict(source)
+        return cls(**values, device=device, adaptation=adaptation, sweep=sweep, tasks=tasks,
+                   settings_from=source)
 
 
 # Beside max_seconds, a max_steps this large is the run files' "no step limit" (TOML has no null):

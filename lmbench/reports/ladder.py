@@ -255,8 +255,12 @@ def ladder_markdown(records: list[RunResult], references: list[Reference], split
             lines += ["Selected settings:", ""]
             lines += [f"- {p.model}: " + ", ".join(f"{k} = {v!r}" for k, v in p.params.items())
                       + f" (of {p.n_trials} trials)" for p in chosen]
+            sources = {r.model: r.settings_from for r in records
+                       if r.corpus == corpus and r.settings_from is not None}
             lines += [f"- {model}: " + ", ".join(f"{k} = {v!r}" for k, v in values.items())
-                      + " (one run; the keys its series swept)"
+                      + (" (one run; the keys its series swept)" if model not in sources else
+                         f" (one run, with the settings of {sources[model].sweep}'s selected "
+                         f"trial, {sources[model].run_id})")
                       for model, values in _unswept_settings(records, points, corpus).items()]
             lines.append("")
         refs = published[published["corpus"] == corpus] if not published.empty else published

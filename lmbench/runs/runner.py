@@ -61,6 +61,7 @@ from lmbench.core.results import (
     EvalResult,
     GenerationResult,
     RunResult,
+    SettingsSource,
     SweepResult,
     ThroughputResult,
     environment,
@@ -212,6 +213,7 @@ class Job:
     sweep: SweepResult | None = None
     model_file: str | None = None  # a selection: the selected trial's model.npz
     fit_s: float | None = None  # a selection: the trial's training time
+    settings_from: SettingsSource | None = None  # the sweep selection its settings came from
 
     @property
     def label(self) -> str:
@@ -308,7 +310,7 @@ def _run_job(context: JobContext, job: Job, log: Callable[[str], None],
         adaptation = adaptation_result(model, str(spec.init), len(adapter))
     result = make_record(model, corpus, metrics, label=spec.label, seed=config.seed,
                          fit_s=fit_s, env=context.env, family=spec.family, adaptation=adaptation)
-    result = replace(result, sweep=job.sweep)
+    result = replace(result, sweep=job.sweep, settings_from=job.settings_from)
     try:
         record = ResultStore(out_dir).put(result)
     except OSError as error:
@@ -454,8 +456,10 @@ def run(config: RunConfig, out_dir: str | Path, save_models: bool = False, log=p
         shown = ", ".join(f"{name} = {value!r}" for name, value in source.sweep.params.items())
         log(f"{spec.label}: the settings of the selected trial of {spec.settings_from!r} "
             f"({shown}; {source.run_id})")
-        plan[spec.label] = _jobs_of(replace(spec, settings_from=None, options=apply_params(
-            spec.options, source.sweep.params)), config.splits)
+        taken = SettingsSource(spec.settings_from, source.run_id, dict(source.sweep.params))
+        plan[spec.label] = [replace(job, settings_from=taken) for job in _jobs_of(
+            replace(spec, settings_from=None, options=apply_params(spec.options, taken.params)),
+            config.splits)]
         inherited += plan[spec.label]
     if inherited:
         made, failed_inherited = executor.execute(pending(inherited, done), context, log)
@@ -481,7 +485,7 @@ def _selected_record(sweep_label: str, config: RunConfig, done: dict[str, RunRes
     if any(spec.label == sweep_label for spec in config.models):
         record = done.get(sweep_label)
         return record if record is not None and record.sweep is not None else None
-    if not Path(store.root).is_dir():
+    if not store.root.is_dir():
         return None
     chosen = [record for record in store.records(corpus=corpus_name)
               if record.sweep is not None and record.sweep.selected

@@ -188,7 +188,8 @@ def test_local_tasks_run_through_lm_evals_registry(char_gpt, tmp_path, offline):
     lm = harness.LmbenchLM(model)
     direct = lm.loglikelihood([_instance("loglikelihood", ("the cat sat on", "  the mat")),
                                _instance("loglikelihood", ("the cat sat on", "  a fish"))])
-    assert np.allclose([s[0] for s in scored], [d[0] for d in direct], rtol=1e-7, atol=0)  # batch shapes
+    # batch shapes again (above)
+    assert np.allclose([s[0] for s in scored], [d[0] for d in direct], rtol=1e-7, atol=0)
     acc = results["results"]["lmbench_test_choice"]["acc,none"]
     assert acc == float(direct[0][0] > direct[1][0])
     generated = results["samples"]["lmbench_test_generate"][0]["resps"][0][0]

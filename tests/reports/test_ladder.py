@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from lmbench.cli.main import main
-from lmbench.core.results import SweepResult
+from lmbench.core.results import SettingsSource, SweepResult
 from lmbench.reports.ladder import (
     ladder_markdown,
     ladder_points,
@@ -121,6 +121,12 @@ def test_markdown_report_and_command(records, tmp_path, capsys):
     assert ("- gpt-1200s: train.learning_rate = 0.003, n_embd = None (one run; the keys its "
             "series swept)") in text
     assert "- lstm-60s" not in text and "- kn5" not in text  # series without a sweep
+    # and, when its record says so, whose selected trial they came from
+    told = replace(once, settings_from=SettingsSource("gpt-300s", "g300-run",
+                                                      {"train.learning_rate": 3e-3}))
+    assert ("- gpt-1200s: train.learning_rate = 0.003, n_embd = None (one run, with the "
+            "settings of gpt-300s's selected trial, g300-run)") in ladder_markdown(
+                [*records, told], [])
 
     store = ResultStore(tmp_path / "runs")
     for record in records:

@@ -11,7 +11,7 @@ from run_factory import fake_run
 
 from lmbench.cli.main import main
 from lmbench.core.errors import LmbenchError
-from lmbench.core.results import RunResult
+from lmbench.core.results import RunResult, SettingsSource
 from lmbench.reports.tables import leaderboard_table, trials_table
 from lmbench.runs.config import parse_config
 from lmbench.runs.runner import run
@@ -174,6 +174,14 @@ def test_settings_from_runs_with_the_sweeps_selected_values(corpus_dir, tmp_path
                                                                                       "test"}
     assert any(line.startswith("trigram: the settings of the selected trial of 'bigram'")
                for line in lines)
+    # its record says where its settings came from, and reads back the same
+    assert by_label["trigram"].settings_from == SettingsSource(
+        "bigram", by_label["bigram"].run_id, {"k": chosen})
+    [stored] = [r for r in ResultStore(out).records() if r.model == "trigram"]
+    assert stored.settings_from == by_label["trigram"].settings_from
+    assert all(r.settings_from is None for r in records if r.model != "trigram")
+    assert "settings_from" not in json.loads((out / by_label["bigram"].run_id /
+                                              "result.json").read_text())
     # resumes: nothing runs again, and --only (the sweep left out) finds the stored selection
     again = run(config, out, log=lambda _: None)
     assert [r.run_id for r in again] == [r.run_id for r in records]
