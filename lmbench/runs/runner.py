@@ -444,10 +444,13 @@ def run(config: RunConfig, out_dir: str | Path, save_models: bool = False, log=p
                 if job.label in done:
                     _remove_trial_models(out_dir, done, plan[job.label])
     inherited = []  # models whose settings are another sweep's selection: now it is recorded
-    for spec in config.models:
-        if spec.settings_from is None:
-            continue
-        source = _selected_record(spec.settings_from, config, done, store, corpus.name)
+    inheriting = [spec for spec in config.models if spec.settings_from is not None]
+    # another sitting's selections: the records from before this run (read once; --retrain
+    # ignores them for skipping, not for settings)
+    before = earlier if not retrain or not inheriting or not out_dir.is_dir() else \
+        store.records(corpus=corpus.name)
+    for spec in inheriting:
+        source = _selected_record(spec.settings_from, config, done, before)
         if source is None:
             failed[spec.label] = (f"its settings come from the sweep {spec.settings_from!r}, "
                                   f"which has no selected trial under {out_dir} yet; run it "
@@ -478,16 +481,15 @@ def run(config: RunConfig, out_dir: str | Path, save_models: bool = False, log=p
 
 
 def _selected_record(sweep_label: str, config: RunConfig, done: dict[str, RunResult],
-                     store: ResultStore, corpus_name: str) -> RunResult | None:
+                     before: Sequence[RunResult]) -> RunResult | None:
     """The selected record of the sweep ``sweep_label``: this run's, when the sweep is one of
-    its models (``--only`` left it in); else the newest selection of that sweep under the
-    results folder with the run's seed (run earlier, e.g. ``--only`` in another sitting)."""
+    its models (``--only`` left it in); else the newest selection of that sweep with the run's
+    seed among ``before``, the corpus's records under the results folder from before this run
+    (run earlier, e.g. ``--only`` in another sitting)."""
     if any(spec.label == sweep_label for spec in config.models):
         record = done.get(sweep_label)
         return record if record is not None and record.sweep is not None else None
-    if not store.root.is_dir():
-        return None
-    chosen = [record for record in store.records(corpus=corpus_name)
+    chosen = [record for record in before
               if record.sweep is not None and record.sweep.selected
               and record.sweep.label == sweep_label and record.seed == config.seed]
     return max(chosen, key=lambda record: (str(record.env.get("created", "")), record.run_id),
