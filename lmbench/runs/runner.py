@@ -447,8 +447,8 @@ def run(config: RunConfig, out_dir: str | Path, save_models: bool = False, log=p
     inheriting = [spec for spec in config.models if spec.settings_from is not None]
     # another sitting's selections: the records from before this run (read once; --retrain
     # ignores them for skipping, not for settings)
-    before = earlier if not retrain or not inheriting or not out_dir.is_dir() else \
-        store.records(corpus=corpus.name)
+    read_again = retrain and inheriting and out_dir.is_dir()
+    before = store.records(corpus=corpus.name) if read_again else earlier
     for spec in inheriting:
         source = _selected_record(spec.settings_from, config, done, before)
         if source is None:
