@@ -30,7 +30,6 @@ the original has), each answered by the quantized copy.
 from __future__ import annotations
 
 import copy
-import functools
 import importlib.util
 import warnings
 from dataclasses import asdict, dataclass
@@ -40,6 +39,7 @@ import torch
 from torch import nn
 
 from lmbench.core.errors import LmbenchError
+from lmbench.core.forwarding import declaring
 from lmbench.core.interface import (
     CountsFlops,
     Embeds,
@@ -131,20 +131,7 @@ class QuantizedLM(LanguageModel, Trainable):
         raise LmbenchError("quantized models are not saved; load the fp32 model and quantize it")
 
 
-# Each optional ability a copied model may have, answered by the quantized copy (``inner``).
-
-
-class _SelectsStateRows(SelectsStateRows):
-    def select_state(self, state, rows):
-        return self.inner.select_state(state, rows)
-
-
-class _Embeds(Embeds):
-    def embed(self, input_ids):
-        return self.inner.embed(input_ids)
-
-
-class _CountsFlops(CountsFlops):
+class _CountsQuantizedFlops(CountsFlops):
     def flops_per_token(self, context_len=None):
         """The original's count: the copy's, plus one multiply-add for each weight that int8
         quantization took out of the network's ``Parameter``s (still multiplied, in int8)."""
@@ -152,26 +139,7 @@ class _CountsFlops(CountsFlops):
         return self.inner.flops_per_token(context_len) + 2.0 * hidden
 
 
-class _RollsBackState(RollsBackState):
-    def state_length(self, state):
-        return self.inner.state_length(state)
-
-    def rollback_state(self, state, length):
-        return self.inner.rollback_state(state, length)
-
-
-_DELEGATES = {SelectsStateRows: _SelectsStateRows, Embeds: _Embeds, CountsFlops: _CountsFlops,
-              RollsBackState: _RollsBackState}
-
-
-@functools.cache
-def _quantized_class(abilities: tuple[type, ...]) -> type[QuantizedLM]:
-    """``QuantizedLM`` declaring ``abilities`` too (a subset of ``_DELEGATES``, in its order)."""
-    if not abilities:
-        return QuantizedLM
-    bases = (QuantizedLM, *(_DELEGATES[ability] for ability in abilities))
-    return type(QuantizedLM.__name__, bases, {"__module__": __name__,
-                                              "__doc__": QuantizedLM.__doc__})
+_ABILITIES = (SelectsStateRows, Embeds, CountsFlops, RollsBackState)  # what a copy answers
 
 
 def _int8_torch_ao(net: nn.Module) -> None:
@@ -209,5 +177,6 @@ def quantize(model: LanguageModel, config: QuantConfig = QuantConfig()) -> Quant
     else:
         backend = config.backend if config.backend != "auto" else "torch.ao"
         (_int8_torch_ao if backend == "torch.ao" else _int8_torchao)(net)
-    abilities = tuple(ability for ability in _DELEGATES if isinstance(model, ability))
-    return _quantized_class(abilities)(inner, config, backend, n_params)
+    quantized_class = declaring(QuantizedLM, model, abilities=_ABILITIES,
+                                replacing={CountsFlops: _CountsQuantizedFlops})
+    return quantized_class(inner, config, backend, n_params)

@@ -23,7 +23,6 @@ config), so an adapter is never loaded onto another base.
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
 import json
 from abc import ABC, abstractmethod
@@ -36,15 +35,11 @@ import torch
 from torch import nn
 
 from lmbench.core.errors import LmbenchError
+from lmbench.core.forwarding import declaring
 from lmbench.core.interface import (
     AdaptsLayers,
     Budget,
-    ComputesHidden,
-    CountsFlops,
-    Embeds,
     LanguageModel,
-    RollsBackState,
-    SelectsStateRows,
     Trainable,
 )
 from lmbench.core.io import read_npz, write_npz_atomic
@@ -337,58 +332,6 @@ def _plain(value):
     return value
 
 
-# Each optional ability a base may have, answered by the adapted copy (``inner``).
-
-
-class _SelectsStateRows(SelectsStateRows):
-    def select_state(self, state, rows):
-        return self.inner.select_state(state, rows)
-
-
-class _Embeds(Embeds):
-    def embed(self, input_ids):
-        return self.inner.embed(input_ids)
-
-
-class _CountsFlops(CountsFlops):
-    def flops_per_token(self, context_len=None):
-        return self.inner.flops_per_token(context_len)
-
-
-class _RollsBackState(RollsBackState):
-    def state_length(self, state):
-        return self.inner.state_length(state)
-
-    def rollback_state(self, state, length):
-        return self.inner.rollback_state(state, length)
-
-
-class _ComputesHidden(ComputesHidden):
-    @property
-    def hidden_size(self) -> int:
-        return self.inner.hidden_size
-
-    def forward_hidden(self, input_ids, state=None):
-        return self.inner.forward_hidden(input_ids, state)
-
-    def logits_from_hidden(self, hidden):
-        return self.inner.logits_from_hidden(hidden)
-
-
-_DELEGATES = {SelectsStateRows: _SelectsStateRows, Embeds: _Embeds, CountsFlops: _CountsFlops,
-              RollsBackState: _RollsBackState, ComputesHidden: _ComputesHidden}
-
-
-@functools.cache
-def _adapted_class(abilities: tuple[type, ...]) -> type[AdaptedLM]:
-    """``AdaptedLM`` declaring ``abilities`` too (a subset of ``_DELEGATES``, in its order)."""
-    if not abilities:
-        return AdaptedLM
-    bases = (AdaptedLM, *(_DELEGATES[ability] for ability in abilities))
-    return type(AdaptedLM.__name__, bases, {"__module__": __name__,
-                                            "__doc__": AdaptedLM.__doc__})
-
-
 def adapt(model: LanguageModel, method: Method, *, train: TrainConfig | None = None
           ) -> AdaptedLM:
     """``model`` (a fitted neural model whose family declares ``AdaptsLayers``) with
@@ -421,9 +364,8 @@ def adapt(model: LanguageModel, method: Method, *, train: TrainConfig | None = N
     if not any(p.requires_grad for p in network.parameters()):
         raise LmbenchError(f"peft method {method.name!r} found nothing to train in the "
                            f"{model.name} model")
-    abilities = tuple(ability for ability in _DELEGATES if isinstance(model, ability))
     config = train or model.train_config()
-    adapted = _adapted_class(abilities)(model, inner, method, config, digest, injected)
+    adapted = declaring(AdaptedLM, model)(model, inner, method, config, digest, injected)
     window = adapted.capabilities.max_window
     if window is not None and config.seq_len > window:  # a prompt or prefix took positions
         if train is not None:
