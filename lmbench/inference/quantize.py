@@ -24,7 +24,7 @@ The quantized model answers ``logits`` / ``token_logprobs`` like any model; it c
 or saved (quantize the saved fp32 model again after loading). It declares exactly the optional
 abilities of the model it copies (``lmbench.core.interface``: ``Trainable``, so its network is
 measured, and whichever of ``SelectsStateRows``, ``Embeds``, ``CountsFlops``, ``RollsBackState``
-the original has), each answered by the quantized copy.
+the original has), each answered by the quantized copy (``lmbench.core.forwarding``).
 """
 
 from __future__ import annotations

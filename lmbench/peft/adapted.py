@@ -6,7 +6,8 @@ method (``lmbench.peft.lora``, ``lmbench.peft.adapters``) add its modules to tha
 place, at the layers the family names through its declared ``AdaptsLayers`` ability
 (``lmbench.core.interface``). Scoring, generation, state selection, embedding and FLOP counts
 are the copy's own code, so everything built on the ``LanguageModel`` interface works
-unchanged, and the adapted model declares exactly the optional abilities of its base.
+unchanged, and the adapted model declares exactly the optional abilities of its base
+(``lmbench.core.forwarding``).
 
 Training goes through ``lmbench.training.trainer.train`` like any torch family: the optimiser
 takes only the parameters with ``requires_grad`` (the method's), so the base stays bit-for-bit
