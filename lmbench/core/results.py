@@ -650,7 +650,10 @@ class SweepResult:
     ``n_trials`` of the sweep ``label`` with ``params`` (dotted option -> value). A trial's own
     record (model ``<label>-trial-<i>``) has ``selected`` false and the valid split only; the
     sweep's selected trial is written once more as ``<label>`` with ``selected`` true and every
-    split of the run file, test included (test is scored for it alone)."""
+    split of the run file, test included (test is scored for it alone). The selection scores
+    the trial's saved model; where that file is gone (a sweep finished on another machine), it
+    fits the trial's settings again and says so with ``refitted``: its figures, valid included,
+    are then the refit's, and its training seconds are the refit's own."""
 
     label: str  # the sweep's label: the [[models]] table's
     trial: int  # 0-based
@@ -658,9 +661,13 @@ class SweepResult:
     params: dict[str, Any]  # the trial's values, by dotted option name ("train.learning_rate")
     selected: bool  # the sweep's choice by ``metric`` (and the record holding test metrics)
     metric: str = "valid_ppl"  # one of SWEEP_METRICS
+    refitted: bool = False  # a selection whose model was fitted again, not the trial's own
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if not self.refitted:
+            del data["refitted"]  # records without it read and write back unchanged
+        return data
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "sweep") -> SweepResult:
@@ -677,11 +684,16 @@ class SweepResult:
         if metric not in SWEEP_METRICS:
             raise ValueError(f"{where}.metric must be one of {', '.join(SWEEP_METRICS)}, got "
                              f"{metric!r}")
+        refitted = data.get("refitted", False)
+        if not isinstance(refitted, bool):
+            raise ValueError(f"{where}.refitted must be true or false")
+        if refitted and not selected:
+            raise ValueError(f"{where}.refitted is for a selected trial's record only")
         return cls(label=_text(_required(data, "label", f"{where}: "), f"{where}.label",
                                optional=False),
                    trial=trial, n_trials=n_trials,
                    params=_object(_required(data, "params", f"{where}: "), f"{where}.params"),
-                   selected=selected, metric=metric)
+                   selected=selected, metric=metric, refitted=refitted)
 
 
 

@@ -16,7 +16,17 @@ valid split only, test scored once, for the selected trial). The view reads a re
 - the published figures (``lmbench.reports.published``) beside them: dashed lines on the plot
   (the best of each source), their own table;
 - the ladder's cost: wall seconds of training and scoring summed over every record, trials
-  included (what finishing the ladder took, across sittings).
+  included (what finishing the ladder took, across sittings), a selection's training counted
+  once: with its trial, unless the selection fitted it again (``refitted``);
+- what the records show of themselves: a corpus whose test split is its valid split (every
+  record that scored both has the same figures on both, to the last bit: Tiny Shakespeare's
+  nanoGPT split has no test part), where the test cells are the figures the sweep selected on;
+  and a selection that was refitted, with its valid figure beside its trial's.
+
+``refitted``: the runner marks a selection whose trial's model file was gone
+(``SweepResult.refitted``). Records from before that mark are recognised by their figures: a
+selection that loads its trial's model scores the trial's valid NLL exactly (every loaded
+selection of the committed ladders does), so a different valid NLL means a refit.
 """
 
 from __future__ import annotations
@@ -28,7 +38,7 @@ from typing import Any
 
 import pandas as pd
 
-from lmbench.core.results import RunResult
+from lmbench.core.results import EvalResult, RunResult
 from lmbench.reports.plots import QUALITY, TRACK_LABELS, _pyplot, _reference_lines, _to_svg
 from lmbench.reports.published import Reference
 from lmbench.reports.tables import (
@@ -95,6 +105,40 @@ def ladder_points(records: list[RunResult], split: str = "test") -> list[LadderP
     return sorted(points, key=lambda p: (p.corpus, p.track, p.series, p.x_s))
 
 
+def trial_of(selection: RunResult, records: list[RunResult]) -> RunResult | None:
+    """The trial record a sweep's selected record was chosen from (same corpus, seed, sweep
+    and trial number), or None when it is not among ``records``."""
+    chosen = selection.sweep
+    for record in records:
+        sweep = record.sweep
+        if (sweep is not None and not sweep.selected and sweep.label == chosen.label
+                and sweep.trial == chosen.trial and record.corpus == selection.corpus
+                and record.seed == selection.seed):
+            return record
+    return None
+
+
+def refitted(selection: RunResult, records: list[RunResult]) -> bool:
+    """Whether a sweep's selected record holds a model fitted again rather than its trial's
+    (module docstring): marked so, or its valid NLL is not its trial's."""
+    if selection.sweep.refitted:
+        return True
+    trial = trial_of(selection, records)
+    if trial is None or "valid" not in trial.metrics or "valid" not in selection.metrics:
+        return False
+    return selection.metrics["valid"].nll_nats != trial.metrics["valid"].nll_nats
+
+
+def valid_and_test_identical(records: list[RunResult], corpus: str) -> bool:
+    """Whether ``corpus``'s test split is its valid split, as its records show: at least one
+    record scored both, and every one that did has the same tokens, bytes and NLL on both."""
+    both = [r.metrics for r in records if r.corpus == corpus
+            and "valid" in r.metrics and "test" in r.metrics]
+    return bool(both) and all(
+        (m["valid"].n_tokens, m["valid"].n_bytes, m["valid"].nll_nats)
+        == (m["test"].n_tokens, m["test"].n_bytes, m["test"].nll_nats) for m in both)
+
+
 def training_seconds(record: RunResult) -> float:
     """A record's training seconds: its ``fit_s``, or its training log's cumulative seconds
     where those are more (a run resumed from a checkpoint times only its last sitting in
@@ -106,8 +150,16 @@ def training_seconds(record: RunResult) -> float:
 
 
 def total_seconds(records: list[RunResult]) -> float:
-    """Wall seconds of training and scoring over every record (sweep trials included)."""
-    return float(sum(training_seconds(r) + sum(m.wall_s for m in r.metrics.values())
+    """Wall seconds of training and scoring over every record (sweep trials included). A
+    selection's training is its trial's (the record repeats the trial's seconds) and is
+    counted once, with the trial, unless the selection was ``refitted``; its scoring is its
+    own."""
+    def trained_s(record: RunResult) -> float:
+        reused = (record.sweep is not None and record.sweep.selected
+                  and not refitted(record, records))
+        return 0.0 if reused else training_seconds(record)
+
+    return float(sum(trained_s(r) + sum(m.wall_s for m in r.metrics.values())
                      for r in records))
 
 
@@ -174,6 +226,27 @@ def _dotted(config: dict[str, Any], key: str) -> Any:
     return value
 
 
+def _refit_note(point: LadderPoint, records: list[RunResult]) -> str:
+    """", refitted: ..." for a point whose selection fitted its trial's settings again, with
+    the refit's valid figure beside the trial's; "" otherwise."""
+    selection = next((r for r in records if r.corpus == point.corpus and r.model == point.model
+                      and r.sweep is not None and r.sweep.selected), None)
+    if selection is None or not refitted(selection, records):
+        return ""
+    note = "; refitted: its trial's model file was gone, so the settings were fitted again"
+    trial = trial_of(selection, records)
+    if trial is not None and "valid" in trial.metrics and "valid" in selection.metrics:
+        def shown(metric: EvalResult) -> str:
+            return (f"{metric.perplexity:.2f}" if point.track == WORD
+                    else f"{metric.bits_per_byte:.4f}")
+        what = "perplexity" if point.track == WORD else "bits per byte"
+        if not selection.metrics["valid"].exact_likelihood:
+            what = "pseudo-" + what
+        note += (f" (valid {what} {shown(selection.metrics['valid'])} against the trial's "
+                 f"{shown(trial.metrics['valid'])}); its figures are the refit's")
+    return note
+
+
 def ladder_svg(points: list[LadderPoint], published: pd.DataFrame, corpus: str) -> str:
     """The corpus's ladder plot as SVG text ("" when nothing can be drawn): one panel per
     track, quality against training seconds (log x; log y for perplexity), one line per series
@@ -231,8 +304,12 @@ def ladder_markdown(records: list[RunResult], references: list[Reference], split
               "alone; only it was scored on test), with the trials behind it; `*` marks an "
               "undertrained run. Columns are training budgets (`train.max_seconds`); "
               "\"no budget\" rows were fitted without a clock (their seconds shown).", ""]
-    table = ladder_table(points)
     corpora = sorted({p.corpus for p in points})
+    same = [c for c in corpora if split == "test" and valid_and_test_identical(records, c)]
+    if same:
+        lines[-2] += (" Except on " + ", ".join(same) + ": there the test split is the valid "
+                      "split (below).")
+    table = ladder_table(points)
     published = published_table(references, corpora)
     for corpus in corpora:
         rows = table[table["corpus"] == corpus]
@@ -248,13 +325,18 @@ def ladder_markdown(records: list[RunResult], references: list[Reference], split
                     what += " (pseudo-likelihood: not comparable with the rows above)"
                 lines += [f"## {corpus}: {TRACK_LABELS[track]}, {what}", "",
                           _markdown(part.drop(columns=["corpus", "track", "pseudo"])), ""]
+        if corpus in same:
+            lines += [f"On {corpus} the test split is the valid split (every record that scored "
+                      "both has the same figures on both), so each cell above is the figure its "
+                      "sweep selected on: optimistic by the luck of the selection, not a "
+                      "held-out figure.", ""]
         if plot_names and corpus in plot_names:
             lines += [f"![{corpus} ladder]({plot_names[corpus]})", ""]
         chosen = [p for p in points if p.corpus == corpus and p.params]
         if chosen:
             lines += ["Selected settings:", ""]
             lines += [f"- {p.model}: " + ", ".join(f"{k} = {v!r}" for k, v in p.params.items())
-                      + f" (of {p.n_trials} trials)" for p in chosen]
+                      + f" (of {p.n_trials} trials)" + _refit_note(p, records) for p in chosen]
             sources = {r.model: r.settings_from for r in records
                        if r.corpus == corpus and r.settings_from is not None}
             lines += [f"- {model}: " + ", ".join(f"{k} = {v!r}" for k, v in values.items())

@@ -206,13 +206,14 @@ def _finished(records: Sequence[RunResult], label: str, seed: int, digest: str,
 class Job:
     """One record to make: fit ``spec`` (a run-file model, or one trial of a sweep with the
     trial's options and label) and score ``splits``; or, for a sweep's selected trial, load the
-    trial's saved ``model_file`` (refitted if it is gone) and score every split."""
+    trial's saved ``model_file`` and score every split; where that file is gone, fit the trial's
+    settings again, timed and marked in the record (``SweepResult.refitted``)."""
 
     spec: ModelSpec
     splits: tuple[str, ...]
     sweep: SweepResult | None = None
     model_file: str | None = None  # a selection: the selected trial's model.npz
-    fit_s: float | None = None  # a selection: the trial's training time
+    fit_s: float | None = None  # a selection: the trial's training time (its model loaded)
     settings_from: SettingsSource | None = None  # the sweep selection its settings came from
 
     @property
@@ -285,10 +286,15 @@ def _run_job(context: JobContext, job: Job, log: Callable[[str], None],
     corpus = _corpus(config.corpus, config.data_dir, context.token)
     checkpoint_dir = _checkpoint_dir(out_dir, corpus.name, spec.label)
     seed_everything(config.seed)
+    sweep = job.sweep
     if job.model_file is not None and Path(job.model_file).is_file():
         model = load_model(job.model_file).to(device)
         fit_s = job.fit_s or 0.0
     else:
+        if job.model_file is not None:  # a selection whose trial's model is gone: refit it
+            log(f"[{spec.label}] {job.model_file} is gone: fitting the selected trial's settings "
+                "again (the record says refitted)")
+            sweep = replace(sweep, refitted=True)
         model = _build(spec).to(device)
         log(f"[{spec.label}] fitting on {corpus.name} train ({describe_device(model.device)}) "
             "...")
@@ -300,7 +306,7 @@ def _run_job(context: JobContext, job: Job, log: Callable[[str], None],
         if parallel is not None and isinstance(model, Trainable):
             options["parallel"] = parallel
         model.fit(corpus, checkpoint_dir=checkpoint_dir, **options)  # a Trainable (checked)
-        fit_s = time.perf_counter() - started if job.fit_s is None else job.fit_s
+        fit_s = time.perf_counter() - started
     if parallel is not None and not parallel.is_writer:
         return None  # rank 0 scores and writes
     metrics = {split: evaluate(model, corpus, split, config.eval) for split in job.splits}
@@ -310,7 +316,7 @@ def _run_job(context: JobContext, job: Job, log: Callable[[str], None],
         adaptation = adaptation_result(model, str(spec.init), len(adapter))
     result = make_record(model, corpus, metrics, label=spec.label, seed=config.seed,
                          fit_s=fit_s, env=context.env, family=spec.family, adaptation=adaptation)
-    result = replace(result, sweep=job.sweep, settings_from=job.settings_from)
+    result = replace(result, sweep=sweep, settings_from=job.settings_from)
     try:
         record = ResultStore(out_dir).put(result)
     except OSError as error:

@@ -14,8 +14,11 @@ from lmbench.reports.ladder import (
     ladder_points,
     ladder_svg,
     ladder_table,
+    refitted,
     series_of,
     total_seconds,
+    trial_of,
+    valid_and_test_identical,
 )
 from lmbench.reports.published import Reference
 from lmbench.reports.tables import published_table
@@ -72,10 +75,64 @@ def test_points_are_selected_trials_at_their_budgets(records):
     assert points["lstm-60s"].n_trials == 1 and points["bert-60s"].pseudo
 
 
-def test_total_seconds_count_every_trial(records):
-    # fit_s plus 0.5 s of scoring per record (fake_run's wall_s)
-    expected = sum(r.fit_s for r in records) + 0.5 * len(records)
+def test_total_seconds_count_every_trial_and_each_selection_once(records):
+    # fit_s plus 0.5 s of scoring per record (fake_run's wall_s); a selection repeats its
+    # trial's fit_s (it loaded the trial's model): its scoring counts, its training does not
+    expected = (sum(r.fit_s for r in records if r.sweep is None or not r.sweep.selected)
+                + 0.5 * len(records))
     assert total_seconds(records) == pytest.approx(expected)
+    # a selection that fitted its trial's settings again trained once more
+    selection = records[6]
+    marked = replace(selection, sweep=replace(selection.sweep, refitted=True))
+    assert total_seconds([*records[:6], marked]) == pytest.approx(
+        7 * 61 + 0.5 * 7)
+
+
+def _with_valid(record, valid_nats=None, test=None):
+    """``record`` with a valid split: its test metrics again (or at ``valid_nats`` per token)."""
+    metric = record.metrics["test"]
+    valid = metric if valid_nats is None else replace(
+        metric, nll_nats=valid_nats * metric.n_tokens)
+    return replace(record, metrics={"valid": replace(valid, split="valid"),
+                                    **({} if test is False else {"test": metric})})
+
+
+def test_a_refit_is_known_by_its_mark_or_by_a_valid_nll_not_its_trials(records):
+    trials = [_with_valid(r, test=False) for r in records[:6]]
+    loaded = _with_valid(records[6], valid_nats=None)
+    loaded = replace(loaded, metrics={**loaded.metrics,
+                                      "valid": trials[2].metrics["valid"]})
+    assert trial_of(loaded, trials) is trials[2]
+    assert not refitted(loaded, trials)
+    marked = replace(loaded, sweep=replace(loaded.sweep, refitted=True))
+    assert refitted(marked, trials)  # the runner's mark
+    unmarked_refit = _with_valid(records[6], valid_nats=5.45)  # a record from before the mark
+    assert refitted(unmarked_refit, trials)
+    assert not refitted(unmarked_refit, trials[:2])  # no trial to compare with: trusted
+    text = ladder_markdown([*trials, unmarked_refit], [])
+    line = next(x for x in text.splitlines() if x.startswith("- gpt-60s:"))
+    shown = f"{math.exp(5.45):.2f}", f"{trials[2].metrics['valid'].perplexity:.2f}"
+    assert line.endswith(
+        "(of 6 trials); refitted: its trial's model file was gone, so the settings were fitted "
+        f"again (valid perplexity {shown[0]} against the trial's {shown[1]}); its figures are "
+        "the refit's")
+    assert "refitted" not in ladder_markdown([*trials, loaded], [])
+
+
+def test_a_corpus_whose_test_is_its_valid_is_said_so(records):
+    same = [_with_valid(r) for r in records if r.sweep is None or r.sweep.selected]
+    text = ladder_markdown(same, [])
+    assert "only it was scored on test), with the trials" in text
+    assert "Except on brown: there the test split is the valid split (below)." in text
+    assert ("On brown the test split is the valid split (every record that scored both has "
+            "the same figures on both)") in text
+    assert valid_and_test_identical(same, "brown")
+    # one record scoring a different valid text, or none scoring both: not said
+    differ = [*same[:-1], _with_valid(same[-1], valid_nats=1.0)]
+    assert not valid_and_test_identical(differ, "brown")
+    assert "Except on" not in ladder_markdown(differ, [])
+    assert not valid_and_test_identical(records, "brown")
+    assert "Except on" not in ladder_markdown(same, [], split="valid")
 
 
 def test_a_resumed_run_counts_its_logged_training_seconds(records):

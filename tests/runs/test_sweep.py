@@ -14,7 +14,7 @@ from lmbench.core.errors import LmbenchError
 from lmbench.core.results import RunResult, SettingsSource
 from lmbench.reports.tables import leaderboard_table, trials_table
 from lmbench.runs.config import parse_config
-from lmbench.runs.runner import run
+from lmbench.runs.runner import JobContext, _selection, run, run_job
 from lmbench.runs.sweep import apply_params, parse_sweep, trials
 from lmbench.storage.store import ResultStore
 
@@ -107,6 +107,30 @@ def test_a_sweep_records_every_trial_and_scores_test_for_the_selected_one(corpus
     assert "bigram" in shown and "k=0.01" in shown and shown.count("yes") == 1
     assert main(["trials", str(out), "--label", "nope"]) == 2
     assert "--label 'nope': no sweep" in capsys.readouterr().err
+
+
+def test_a_selection_whose_trial_model_is_gone_is_refitted_and_says_so(corpus_dir, tmp_path):
+    config = _config(corpus_dir, GRID)
+    trial_records = run(config, tmp_path / "trials", log=lambda _: None)[:3]
+    # the selection job looks for the best trial's model.npz under another folder: it is gone
+    selection = _selection(config.models[0], trial_records, tmp_path / "elsewhere",
+                           config.splits)
+    lines = []
+    record = run_job(JobContext(config, str(tmp_path / "elsewhere")), selection, lines.append)
+    assert record.sweep.refitted and record.sweep.selected
+    assert any("is gone: fitting the selected trial's settings again" in line for line in lines)
+    best = min(trial_records, key=lambda r: r.metrics["valid"].perplexity)
+    # add-k fits deterministically: the refit scores the trial's valid NLL again
+    assert record.metrics["valid"].nll_nats == best.metrics["valid"].nll_nats
+    assert record.fit_s != best.fit_s  # its own training seconds, not the trial's
+    stored = ResultStore(tmp_path / "elsewhere").records()[0]
+    assert stored.sweep == record.sweep and stored.to_dict()["sweep"]["refitted"] is True
+    # a record without the mark writes none; a refitted trial's record is refused
+    assert "refitted" not in best.to_dict()["sweep"]
+    data = best.to_dict()
+    data["sweep"]["refitted"] = True
+    with pytest.raises(ValueError, match="sweep.refitted is for a selected trial's record"):
+        RunResult.from_dict(data)
 
 
 def test_records_without_a_sweep_write_back_unchanged():
