@@ -373,7 +373,8 @@ def _selection(spec: ModelSpec, trial_records: Sequence[RunResult], out_dir: Pat
     trial = best.sweep
     trial_spec = replace(spec, label=spec.label, sweep=None,
                          options=apply_params(spec.options, trial.params))
-    return Job(trial_spec, splits, replace(trial, selected=True),
+    # n_trials: the sweep's now (trials recorded before its grid was widened say fewer)
+    return Job(trial_spec, splits, replace(trial, selected=True, n_trials=len(trial_records)),
                model_file=str(contained(out_dir, best.run_id, MODEL_FILE)), fit_s=best.fit_s)
 
 

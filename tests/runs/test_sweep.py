@@ -123,6 +123,13 @@ def test_a_selection_whose_trial_model_is_gone_is_refitted_and_says_so(corpus_di
     # add-k fits deterministically: the refit scores the trial's valid NLL again
     assert record.metrics["valid"].nll_nats == best.metrics["valid"].nll_nats
     assert record.fit_s != best.fit_s  # its own training seconds, not the trial's
+    # a selection counts the sweep's trials as they are now, not as its trial's record says
+    # (a trial recorded before the grid was widened)
+    older = [dataclasses.replace(r, sweep=dataclasses.replace(r.sweep, n_trials=2))
+             if r.sweep.trial < 2 else r for r in trial_records]
+    assert best.sweep.trial < 2  # (k = 0.01: the selection's trial is one of the older two)
+    widened = _selection(config.models[0], older, tmp_path / "elsewhere", config.splits)
+    assert widened.sweep.n_trials == 3
     stored = ResultStore(tmp_path / "elsewhere").records()[0]
     assert stored.sweep == record.sweep and stored.to_dict()["sweep"]["refitted"] is True
     # a record without the mark writes none; a refitted trial's record is refused
