@@ -197,7 +197,12 @@ def _budget_column(seconds: float) -> str:
 
 
 def _format_value(point: LadderPoint) -> str:
-    return f"{point.value:.2f}" if point.track == WORD else f"{point.value:.4f}"
+    return _format_quality(point.value, point.track)
+
+
+def _format_quality(value: float, track: str) -> str:
+    """A perplexity (word track) to 2 decimals, bits per byte to 4."""
+    return f"{value:.2f}" if track == WORD else f"{value:.4f}"
 
 
 def _unswept_settings(records: list[RunResult], points: list[LadderPoint], corpus: str
@@ -237,8 +242,8 @@ def _refit_note(point: LadderPoint, records: list[RunResult]) -> str:
     trial = trial_of(selection, records)
     if trial is not None and "valid" in trial.metrics and "valid" in selection.metrics:
         def shown(metric: EvalResult) -> str:
-            return (f"{metric.perplexity:.2f}" if point.track == WORD
-                    else f"{metric.bits_per_byte:.4f}")
+            return _format_quality(metric.perplexity if point.track == WORD
+                                   else metric.bits_per_byte, point.track)
         what = "perplexity" if point.track == WORD else "bits per byte"
         if not selection.metrics["valid"].exact_likelihood:
             what = "pseudo-" + what
