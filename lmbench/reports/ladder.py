@@ -21,7 +21,10 @@ valid split only, test scored once, for the selected trial). The view reads a re
 - what the records show of themselves: a corpus whose test split is its valid split (every
   record that scored both has the same figures on both, to the last bit: Tiny Shakespeare's
   nanoGPT split has no test part), where the test cells are the figures the sweep selected on;
-  and a selection that was refitted, with its valid figure beside its trial's.
+  and a selection that was refitted, with its valid figure beside its trial's;
+- the machine each timed rung ran on (``rung_machines``: its records' ``env.cpu``): a rung's
+  steps, and so its figure, depend on it, and a rung whose trials ran on different machines
+  compared unequal steps (a ladder finished over several sittings can span machines).
 
 ``refitted``: the runner marks a selection whose trial's model file was gone
 (``SweepResult.refitted``). Records from before that mark are recognised by their figures: a
@@ -161,6 +164,53 @@ def total_seconds(records: list[RunResult]) -> float:
 
     return float(sum(trained_s(r) + sum(m.wall_s for m in r.metrics.values())
                      for r in records))
+
+
+def machine_of(record: RunResult) -> str:
+    """The machine a record ran on, as its ``env`` names it: the CPU and its threads, and the
+    GPU where it had one ("unrecorded" when the record names no CPU)."""
+    cpu = record.env.get("cpu")
+    if not cpu:
+        return "unrecorded"
+    threads = record.env.get("threads")
+    name = f"{cpu}, {threads} threads" if threads else str(cpu)
+    return f"{name}, {record.env['gpu']}" if record.env.get("gpu") else name
+
+
+def rung_machines(records: list[RunResult], corpus: str) -> dict[str, list[str]]:
+    """For each timed rung of ``corpus`` (a record with ``train.max_seconds``; a sweep's trials
+    and its selection are one rung, under the sweep's label), the machines its records ran on,
+    sorted. A rung on more than one machine compared trials that had unequal steps."""
+    machines: dict[str, set[str]] = {}
+    for record in records:
+        train = record.config.get("train")
+        if record.corpus != corpus or not isinstance(train, dict) or \
+                train.get("max_seconds") is None:
+            continue
+        rung = record.model if record.sweep is None else record.sweep.label
+        machines.setdefault(rung, set()).add(machine_of(record))
+    return {rung: sorted(names) for rung, names in sorted(machines.items())}
+
+
+def _machines_lines(records: list[RunResult], corpus: str) -> list[str]:
+    """The report's machine paragraph for ``corpus``: which rungs ran on which machine, and
+    any rung whose records ran on more than one."""
+    machines = rung_machines(records, corpus)
+    if not machines:
+        return []
+    by_machine: dict[str, list[str]] = {}
+    for rung, names in machines.items():
+        for name in names:
+            by_machine.setdefault(name, []).append(rung)
+    lines = ["Machines: the rungs are wall-clock budgets, so the steps a rung bought, and its "
+             "figure, depend on the machine it ran on (`env.cpu` of its records; the n-gram "
+             "rows have no clock):", ""]
+    lines += [f"- {name}: " + ", ".join(rungs) for name, rungs in sorted(by_machine.items())]
+    mixed = [rung for rung, names in machines.items() if len(names) > 1]
+    if mixed:
+        lines += ["- on more than one machine, so their trials had unequal steps: "
+                  + ", ".join(mixed)]
+    return lines + [""]
 
 
 def ladder_table(points: list[LadderPoint]) -> pd.DataFrame:
@@ -350,6 +400,7 @@ def ladder_markdown(records: list[RunResult], references: list[Reference], split
                          f"trial, {sources[model].run_id})")
                       for model, values in _unswept_settings(records, points, corpus).items()]
             lines.append("")
+        lines += _machines_lines(records, corpus)
         refs = published[published["corpus"] == corpus] if not published.empty else published
         if not refs.empty:
             shown = [c for c in PUBLISHED_COLUMNS if c in refs.columns and

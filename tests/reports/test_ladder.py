@@ -15,6 +15,7 @@ from lmbench.reports.ladder import (
     ladder_svg,
     ladder_table,
     refitted,
+    rung_machines,
     series_of,
     total_seconds,
     trial_of,
@@ -133,6 +134,30 @@ def test_a_corpus_whose_test_is_its_valid_is_said_so(records):
     assert "Except on" not in ladder_markdown(differ, [])
     assert not valid_and_test_identical(records, "brown")
     assert "Except on" not in ladder_markdown(same, [], split="valid")
+
+
+def test_each_timed_rung_names_its_machines_and_a_mixed_rung_is_said_so(records):
+    def on(record, cpu):
+        return replace(record, env={**record.env, "cpu": cpu, "threads": 2})
+
+    amd, intel = "AMD EPYC", "Intel(R) Xeon(R) Processor"
+    placed = [on(r, intel if r.model.startswith("gpt-60s") else amd) for r in records]
+    # gpt-60s: its 6 trials and selection on one machine; everything else on the other
+    assert rung_machines(placed, "brown") == {
+        "bert-60s": [f"{amd}, 2 threads"], "gpt-300s": [f"{amd}, 2 threads"],
+        "gpt-60s": [f"{intel}, 2 threads"], "lstm-60s": [f"{amd}, 2 threads"]}  # no kn5: no clock
+    text = ladder_markdown(placed, [])
+    assert f"- {intel}, 2 threads: gpt-60s" in text
+    assert f"- {amd}, 2 threads: bert-60s, gpt-300s, lstm-60s" in text
+    assert "more than one machine" not in text
+    # one gpt-300s trial from another machine: the rung is mixed, and the report says so
+    mixed = [on(r, intel) if r.model == "gpt-300s-trial-1" else r for r in placed]
+    assert rung_machines(mixed, "brown")["gpt-300s"] == [f"{amd}, 2 threads",
+                                                        f"{intel}, 2 threads"]
+    assert ("- on more than one machine, so their trials had unequal steps: gpt-300s"
+            in ladder_markdown(mixed, []))
+    # a record without env.cpu is unrecorded rather than dropped
+    assert rung_machines(records, "brown")["lstm-60s"] == ["unrecorded"]
 
 
 def test_a_resumed_run_counts_its_logged_training_seconds(records):
