@@ -255,6 +255,13 @@ def _format_quality(value: float, track: str) -> str:
     return f"{value:.2f}" if track == WORD else f"{value:.4f}"
 
 
+def _quality_name(track: str, pseudo: bool) -> str:
+    """What a figure is called in the report: perplexity (word track) or bits per byte, and
+    their pseudo-likelihood kinds."""
+    return {(WORD, False): "perplexity", (OPEN, False): "bits per byte",
+            (WORD, True): "pseudo-perplexity", (OPEN, True): "pseudo bits per byte"}[track, pseudo]
+
+
 def _unswept_settings(records: list[RunResult], points: list[LadderPoint], corpus: str
                       ) -> dict[str, dict[str, Any]]:
     """For each point of ``corpus`` without a sweep in a series that has one (a 1,200 s rung
@@ -294,9 +301,7 @@ def _refit_note(point: LadderPoint, records: list[RunResult]) -> str:
         def shown(metric: EvalResult) -> str:
             return _format_quality(metric.perplexity if point.track == WORD
                                    else metric.bits_per_byte, point.track)
-        what = "perplexity" if point.track == WORD else "bits per byte"
-        if not selection.metrics["valid"].exact_likelihood:
-            what = "pseudo-" + what
+        what = _quality_name(point.track, not selection.metrics["valid"].exact_likelihood)
         note += (f" (valid {what} {shown(selection.metrics['valid'])} against the trial's "
                  f"{shown(trial.metrics['valid'])}); its figures are the refit's")
     return note
@@ -373,9 +378,7 @@ def ladder_markdown(records: list[RunResult], references: list[Reference], split
                 part = rows[(rows["track"] == track) & (rows["pseudo"] == pseudo)]
                 if part.empty:
                     continue
-                what = {(WORD, False): "test perplexity", (OPEN, False): "test bits per byte",
-                        (WORD, True): "test pseudo-perplexity",
-                        (OPEN, True): "test pseudo bits per byte"}[track, pseudo]
+                what = f"{split} {_quality_name(track, pseudo)}"
                 if pseudo:
                     what += " (pseudo-likelihood: not comparable with the rows above)"
                 lines += [f"## {corpus}: {TRACK_LABELS[track]}, {what}", "",

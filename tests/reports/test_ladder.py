@@ -118,6 +118,18 @@ def test_a_refit_is_known_by_its_mark_or_by_a_valid_nll_not_its_trials(records):
         f"again (valid perplexity {shown[0]} against the trial's {shown[1]}); its figures are "
         "the refit's")
     assert "refitted" not in ladder_markdown([*trials, loaded], [])
+    # a pseudo-likelihood refit on the open track is named as its heading names it
+    chars = [replace(r, config={**r.config, "family": "bert", "tokenizer": "char"})
+             for r in trials]
+    chars = [replace(r, metrics={s: replace(m, exact_likelihood=False)
+                                 for s, m in r.metrics.items()}) for r in chars]
+    refit = replace(unmarked_refit, config={**unmarked_refit.config, "family": "bert",
+                                            "tokenizer": "char"})
+    refit = replace(refit, metrics={s: replace(m, exact_likelihood=False)
+                                    for s, m in refit.metrics.items()})
+    text = ladder_markdown([*chars, refit], [])
+    assert "test pseudo bits per byte (pseudo-likelihood" in text
+    assert "again (valid pseudo bits per byte " in text and "pseudo-bits" not in text
 
 
 def test_a_corpus_whose_test_is_its_valid_is_said_so(records):
