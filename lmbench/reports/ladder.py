@@ -93,19 +93,31 @@ def ladder_points(records: list[RunResult], split: str = "test") -> list[LadderP
         if metric is None or (record.sweep is not None and not record.sweep.selected):
             continue
         track = track_of(record)
-        train = record.config.get("train")
-        budget = train.get("max_seconds") if isinstance(train, dict) else None
+        budget = budget_s(record)
         points.append(LadderPoint(
             corpus=record.corpus, track=track, series=series_of(record.model),
             family=str(record.config.get("family", "?")), model=record.model,
-            budget_s=float(budget) if budget is not None else None,
+            budget_s=budget,
             train_s=training_seconds(record),
-            value=metric.perplexity if track == WORD else metric.bits_per_byte,
+            value=_quality_of(metric, track),
             pseudo=not metric.exact_likelihood,
             n_trials=1 if record.sweep is None else record.sweep.n_trials,
             params={} if record.sweep is None else dict(record.sweep.params),
             undertrained=record.undertrained))
     return sorted(points, key=lambda p: (p.corpus, p.track, p.series, p.x_s))
+
+
+def budget_s(record: RunResult) -> float | None:
+    """A record's training clock, ``train.max_seconds``; None when it has none (n-grams, step
+    budgets)."""
+    train = record.config.get("train")
+    budget = train.get("max_seconds") if isinstance(train, dict) else None
+    return float(budget) if budget is not None else None
+
+
+def _quality_of(metric: EvalResult, track: str) -> float:
+    """The ladder's figure of a split's result: perplexity on the word track, else bits/byte."""
+    return metric.perplexity if track == WORD else metric.bits_per_byte
 
 
 def trial_of(selection: RunResult, records: list[RunResult]) -> RunResult | None:
@@ -183,9 +195,7 @@ def rung_machines(records: list[RunResult], corpus: str) -> dict[str, list[str]]
     sorted. A rung on more than one machine compared trials that had unequal steps."""
     machines: dict[str, set[str]] = {}
     for record in records:
-        train = record.config.get("train")
-        if record.corpus != corpus or not isinstance(train, dict) or \
-                train.get("max_seconds") is None:
+        if record.corpus != corpus or budget_s(record) is None:
             continue
         rung = record.model if record.sweep is None else record.sweep.label
         machines.setdefault(rung, set()).add(machine_of(record))
@@ -299,8 +309,7 @@ def _refit_note(point: LadderPoint, records: list[RunResult]) -> str:
     trial = trial_of(selection, records)
     if trial is not None and "valid" in trial.metrics and "valid" in selection.metrics:
         def shown(metric: EvalResult) -> str:
-            return _format_quality(metric.perplexity if point.track == WORD
-                                   else metric.bits_per_byte, point.track)
+            return _format_quality(_quality_of(metric, point.track), point.track)
         what = _quality_name(point.track, not selection.metrics["valid"].exact_likelihood)
         note += (f" (valid {what} {shown(selection.metrics['valid'])} against the trial's "
                  f"{shown(trial.metrics['valid'])}); its figures are the refit's")
