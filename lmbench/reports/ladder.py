@@ -24,7 +24,10 @@ valid split only, test scored once, for the selected trial). The view reads a re
   and a selection that was refitted, with its valid figure beside its trial's;
 - the machine each timed rung ran on (``rung_machines``: its records' ``env.cpu``): a rung's
   steps, and so its figure, depend on it, and a rung whose trials ran on different machines
-  compared unequal steps (a ladder finished over several sittings can span machines).
+  compared unequal steps (a ladder finished over several sittings can span machines);
+- the runs that trained slower than their kind (``slowed_runs``: under 0.75x the median steps
+  per second of runs of the same family, size and tokens per step on the same machine): load
+  beside a run on a shared machine takes its steps, which the budget cannot show.
 
 ``refitted``: the runner marks a selection whose trial's model file was gone
 (``SweepResult.refitted``). Records from before that mark are recognised by their figures: a
@@ -39,6 +42,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from lmbench.core.results import EvalResult, RunResult
@@ -200,6 +204,53 @@ def rung_machines(records: list[RunResult], corpus: str) -> dict[str, list[str]]
         rung = record.model if record.sweep is None else record.sweep.label
         machines.setdefault(rung, set()).add(machine_of(record))
     return {rung: sorted(names) for rung, names in sorted(machines.items())}
+
+
+SLOW_PACE = 0.75  # a timed run below this share of its kind's median steps per second is slowed
+
+
+def slowed_runs(records: list[RunResult], corpus: str) -> list[tuple[str, int, float]]:
+    """Timed runs of ``corpus`` that trained at under ``SLOW_PACE`` of the median steps per
+    second of the runs doing the same work per step on the same machine (same family, parameter
+    count and tokens per step, batch x sequence length; a learning rate or a budget does not
+    change what a step costs), as (label, steps, pace / median pace). On a shared machine a
+    wall-clock run can lose half its steps to load beside it; such a run was compared with its
+    rung's other trials on unequal terms. A selection counts only where it was refitted (else
+    it repeats its trial's training)."""
+    kinds: dict[tuple, list[tuple[str, int, float]]] = {}
+    for record in records:
+        train = record.config.get("train")
+        if record.corpus != corpus or budget_s(record) is None or not isinstance(train, dict):
+            continue
+        if record.sweep is not None and record.sweep.selected and not refitted(record, records):
+            continue
+        steps = (record.train_log or {}).get("steps")
+        seconds = training_seconds(record)
+        if not isinstance(steps, int) or steps <= 0 or seconds <= 0:
+            continue
+        kind = (machine_of(record), record.config.get("family"), record.n_params,
+                train.get("batch_size"), train.get("seq_len"))
+        kinds.setdefault(kind, []).append((record.model, steps, steps / seconds))
+    slowed = []
+    for runs in kinds.values():
+        if len(runs) < 2:
+            continue
+        median = float(np.median([pace for _, _, pace in runs]))
+        slowed += [(label, steps, pace / median) for label, steps, pace in runs
+                   if pace < SLOW_PACE * median]
+    return sorted(slowed)
+
+
+def _pace_lines(records: list[RunResult], corpus: str) -> list[str]:
+    """The report's line naming the runs ``slowed_runs`` finds, if any."""
+    slowed = slowed_runs(records, corpus)
+    if not slowed:
+        return []
+    runs = ", ".join(f"{label} ({steps:,} steps, {share:.2f}x)" for label, steps, share in slowed)
+    return [f"Slowed runs: trained at under {SLOW_PACE:.2f}x the median steps per second of the "
+            "runs with the same work per step on the same machine (same family, parameters and "
+            f"tokens per step), so they had fewer steps than their budget bought the others: "
+            f"{runs}.", ""]
 
 
 def _machines_lines(records: list[RunResult], corpus: str) -> list[str]:
@@ -413,6 +464,7 @@ def ladder_markdown(records: list[RunResult], references: list[Reference], split
                       for model, values in _unswept_settings(records, points, corpus).items()]
             lines.append("")
         lines += _machines_lines(records, corpus)
+        lines += _pace_lines(records, corpus)
         refs = published[published["corpus"] == corpus] if not published.empty else published
         if not refs.empty:
             shown = [c for c in PUBLISHED_COLUMNS if c in refs.columns and

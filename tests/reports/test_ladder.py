@@ -17,6 +17,7 @@ from lmbench.reports.ladder import (
     refitted,
     rung_machines,
     series_of,
+    slowed_runs,
     total_seconds,
     trial_of,
     valid_and_test_identical,
@@ -170,6 +171,36 @@ def test_each_timed_rung_names_its_machines_and_a_mixed_rung_is_said_so(records)
             in ladder_markdown(mixed, []))
     # a record without env.cpu is unrecorded rather than dropped
     assert rung_machines(records, "brown")["lstm-60s"] == ["unrecorded"]
+
+
+def test_a_run_slower_than_its_kind_is_named(records):
+    def paced(record, steps, n_params=1000, batch_size=32):
+        train = {**record.config["train"], "batch_size": batch_size, "seq_len": 64}
+        return replace(record, env={**record.env, "cpu": "Intel", "threads": 2},
+                       n_params=n_params, config={**record.config, "train": train},
+                       train_log={"steps": steps, "seconds": record.fit_s})
+
+    # gpt-300s trials at 900, 1,000 and 430 steps in the same seconds: the last is at 0.48x
+    # the median pace
+    timed = [paced(r, {"gpt-300s-trial-2": 430}.get(r.model, 900 + 100 * (r.sweep.trial == 1)))
+             for r in records if r.model.startswith("gpt-300s-trial")]
+    assert slowed_runs(timed, "brown") == [("gpt-300s-trial-2", 430, pytest.approx(430 / 900))]
+    # another size, another batch, another machine, or a lone run: nothing to compare with
+    for alone in (paced(timed[2], 430, n_params=2000),
+                  paced(timed[2], 430, batch_size=16),
+                  replace(timed[2], env={**timed[2].env, "cpu": "AMD"})):
+        assert slowed_runs([*timed[:2], alone], "brown") == []
+    assert slowed_runs(timed[2:], "brown") == []
+    # an unrefitted selection repeats its trial's log: not counted twice
+    selection = replace(timed[2], model="gpt-300s",
+                        sweep=replace(timed[2].sweep, selected=True))
+    assert [label for label, _, _ in slowed_runs([*timed, selection], "brown")] == [
+        "gpt-300s-trial-2"]
+    others = [r for r in records if not r.model.startswith("gpt-300s-trial")]
+    text = ladder_markdown([*others, *timed], [])
+    assert "Slowed runs: trained at under 0.75x" in text
+    assert "gpt-300s-trial-2 (430 steps, 0.48x)" in text
+    assert "Slowed runs" not in ladder_markdown(records, [])
 
 
 def test_a_resumed_run_counts_its_logged_training_seconds(records):
