@@ -43,9 +43,10 @@ def test_pipeline_file_validates(path):
 
 @pytest.mark.parametrize("name", ["ladder_brown.toml", "ladder_tinyshakespeare.toml"])
 def test_ladders_give_every_family_two_swept_rungs_and_three_long_runs(name):
-    """60 s rungs of about six trials, 300 s rungs of about three (four where a grid was widened
-    at its edge), per family; 1,200 s for gpt, lstm and one more; n-gram sweeps over orders;
-    selection on valid."""
+    """60 s rungs of about six trials, 300 s rungs of about three, per family (more where a grid
+    was widened at its edge: one learning rate more at 300 s; at 60 s one per width, up to
+    three times); 1,200 s for gpt, lstm and one more; n-gram sweeps over orders; selection on
+    valid."""
     config = load_config(BASELINES / name)
     assert "valid" in config.splits
     rungs: dict[float, dict[str, int]] = {}
@@ -60,7 +61,7 @@ def test_ladders_give_every_family_two_swept_rungs_and_three_long_runs(name):
         rungs.setdefault(seconds, {})[spec.family] = n
     families = {"nplm", "rnn", "lstm", "gru", "gpt", "moe", "seq2seq", "bert"}
     assert set(rungs[60]) == set(rungs[300]) == families
-    assert all(5 <= n <= 8 for n in rungs[60].values())
+    assert all(5 <= n <= 12 for n in rungs[60].values())
     assert all(3 <= n <= 4 for n in rungs[300].values())
     assert {"gpt", "lstm"} < set(rungs[1200]) and len(rungs[1200]) == 3
     assert ngram_trials >= 10
