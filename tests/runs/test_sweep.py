@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 
 import pytest
 from run_factory import fake_run
@@ -81,8 +82,10 @@ def test_a_sweep_records_every_trial_and_scores_test_for_the_selected_one(corpus
         assert set(record.metrics) == {"valid"}  # test is never scored for a trial
         assert record.sweep.trial == number and record.sweep.n_trials == 3
         assert not record.sweep.selected and record.config["k"] == record.sweep.params["k"]
-        assert not (out / record.run_id / "model.npz").exists()  # kept until selection only
     best = min(trial_records, key=lambda r: r.metrics["valid"].perplexity)
+    # the trial models are kept until the selection, then only the selected trial's
+    assert [(out / r.run_id / "model.npz").exists() for r in trial_records] == [
+        r is best for r in trial_records]
     assert selected.model == "bigram" and selected.sweep.selected
     assert selected.sweep.trial == best.sweep.trial and set(selected.metrics) == {"valid", "test"}
     assert selected.metrics["valid"].nll_nats == best.metrics["valid"].nll_nats
@@ -107,6 +110,26 @@ def test_a_sweep_records_every_trial_and_scores_test_for_the_selected_one(corpus
     assert "bigram" in shown and "k=0.01" in shown and shown.count("yes") == 1
     assert main(["trials", str(out), "--label", "nope"]) == 2
     assert "--label 'nope': no sweep" in capsys.readouterr().err
+
+
+def test_a_widened_grid_whose_best_trial_stays_loads_its_model_again(corpus_dir, tmp_path):
+    out = tmp_path / "out"
+    first = run(_config(corpus_dir, GRID), out, log=lambda _: None)
+    trial_records, selected = first[:3], first[3]
+    # a value appended to the grid, and the old selection removed so that the sweep selects
+    # again over 4 trials
+    shutil.rmtree(out / selected.run_id)
+    widened = {"method": "grid", "space": {"k": [1.0, 0.01, 0.1, 5.0]}}
+    lines = []
+    again = run(_config(corpus_dir, widened), out, log=lines.append)
+    new_trial, reselected = again[3], again[4]
+    assert new_trial.model == "bigram-trial-3" and reselected.sweep.n_trials == 4
+    assert reselected.sweep.trial == selected.sweep.trial and not reselected.sweep.refitted
+    assert not any("is gone" in line for line in lines)
+    assert reselected.metrics["valid"].nll_nats == selected.metrics["valid"].nll_nats
+    assert reselected.metrics["test"].nll_nats == selected.metrics["test"].nll_nats
+    kept = [r for r in [*trial_records, new_trial] if (out / r.run_id / "model.npz").exists()]
+    assert [r.sweep.trial for r in kept] == [selected.sweep.trial]
 
 
 def test_a_selection_whose_trial_model_is_gone_is_refitted_and_says_so(corpus_dir, tmp_path):
