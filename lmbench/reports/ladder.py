@@ -148,6 +148,13 @@ def refitted(selection: RunResult, records: list[RunResult]) -> bool:
     return selection.metrics["valid"].nll_nats != trial.metrics["valid"].nll_nats
 
 
+def repeats_its_trial(record: RunResult, records: list[RunResult]) -> bool:
+    """Whether ``record`` is a sweep's selection that loaded its trial's model, so that its
+    training (seconds, steps) is the trial's, not a run of its own."""
+    return (record.sweep is not None and record.sweep.selected
+            and not refitted(record, records))
+
+
 def valid_and_test_identical(records: list[RunResult], corpus: str) -> bool:
     """Whether ``corpus``'s test split is its valid split, as its records show: at least one
     record scored both, and every one that did has the same tokens, bytes and NLL on both."""
@@ -174,9 +181,7 @@ def total_seconds(records: list[RunResult]) -> float:
     counted once, with the trial, unless the selection was ``refitted``; its scoring is its
     own."""
     def trained_s(record: RunResult) -> float:
-        reused = (record.sweep is not None and record.sweep.selected
-                  and not refitted(record, records))
-        return 0.0 if reused else training_seconds(record)
+        return 0.0 if repeats_its_trial(record, records) else training_seconds(record)
 
     return float(sum(trained_s(r) + sum(m.wall_s for m in r.metrics.values())
                      for r in records))
@@ -219,11 +224,10 @@ def slowed_runs(records: list[RunResult], corpus: str) -> list[tuple[str, int, f
     it repeats its trial's training)."""
     kinds: dict[tuple, list[tuple[str, int, float]]] = {}
     for record in records:
-        train = record.config.get("train")
-        if record.corpus != corpus or budget_s(record) is None or not isinstance(train, dict):
+        if (record.corpus != corpus or budget_s(record) is None
+                or repeats_its_trial(record, records)):
             continue
-        if record.sweep is not None and record.sweep.selected and not refitted(record, records):
-            continue
+        train = record.config["train"]  # a dict: it holds the budget
         steps = (record.train_log or {}).get("steps")
         seconds = training_seconds(record)
         if not isinstance(steps, int) or steps <= 0 or seconds <= 0:
