@@ -25,7 +25,10 @@ minimum and maximum beside it (``Spread``):
   utilisation is None too). Utilisation = achieved FLOP/s / the machine's peak, which the benchmark
   measures first with a square matmul (2 n^3 FLOPs, best of a few) in fp32 and bf16: scoring and
   generation against fp32 (evaluation runs in fp32), training (3 x forward: forward and
-  backward, Kaplan's 6N) against bf16 when the family trains in bf16 autocast.
+  backward, Kaplan's 6N) against bf16 when the family trains in bf16 autocast and the device
+  runs it (``lmbench.core.device.supports_bf16``; elsewhere autocast is off and training runs in
+  fp32, so its peak is fp32's: a CPU without AVX-512 BF16 or AMX emulates bf16 matmuls at about
+  1% of its fp32 rate, and dividing by that peak would report over 100%).
 
 The record, ``ThroughputResult`` (``lmbench.core.results``, beside the other records), is
 written as ``<out>/<run_id>/throughput.json``: beside the run's ``result.json`` when the model
@@ -49,6 +52,7 @@ from lmbench.core.device import (
     describe_device,
     peak_memory_bytes,
     reset_peak_memory,
+    supports_bf16,
     synchronize,
 )
 from lmbench.core.errors import LmbenchError
@@ -238,7 +242,7 @@ def measure_throughput(model: LanguageModel, corpus_or_ids, config: BenchConfig 
     }
     if train is not None:  # forward + backward = 3 forward passes (Kaplan's 6N)
         seq_len = None if train_config is None else train_config.seq_len
-        bf16 = train_config is not None and train_config.bf16
+        bf16 = train_config is not None and train_config.bf16 and supports_bf16(device)
         utilization["train"] = used(train.median, seq_len and seq_len / 2,
                                     "bf16" if bf16 else "fp32", passes=3)
     family = model.config().get("family", model.name)

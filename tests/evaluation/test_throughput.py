@@ -55,6 +55,20 @@ def test_measure_a_tiny_gpt(tiny_gpt, tiny_corpus, tmp_path):
     assert read_throughput(path) == result
 
 
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_training_utilization_is_against_the_precision_training_runs_in(
+        tiny_gpt, tiny_corpus, monkeypatch, native_bf16):
+    # bf16 autocast is on only where the device runs bf16 natively; elsewhere training runs in
+    # fp32, and its peak (an emulated bf16 matmul runs at ~1% of fp32's) must be fp32's
+    monkeypatch.setattr("lmbench.evaluation.throughput.supports_bf16", lambda device: native_bf16)
+    result = measure_throughput(tiny_gpt, tiny_corpus, BenchConfig.quick())
+    assert tiny_gpt.train_config().bf16  # the family asks for bf16 autocast
+    seq_len = tiny_gpt.train_config().seq_len
+    achieved = result.train_tokens_per_s.median * 3 * flops_per_token(tiny_gpt, seq_len / 2)
+    peak = result.matmul_peak_flops_per_s["bf16" if native_bf16 else "fp32"]
+    assert result.utilization["train"] == pytest.approx(achieved / peak)
+
+
 def test_measure_an_ngram_on_ids(tiny_corpus):
     model = lmbench.build_model("ngram", order=3, tokenizer="char").fit(tiny_corpus)
     ids = model.tokenizer.encode_split(tiny_corpus.split("valid"))
