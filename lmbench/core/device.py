@@ -75,12 +75,45 @@ def describe_device(device: torch.device | str) -> str:
     return str(device)
 
 
+# The vector extensions that choose a CPU's matmul kernels: fp32 on AVX2 or AVX-512, bf16
+# natively on AVX-512 BF16 or AMX. Under a hypervisor two CPU generations can share one model
+# name ("AMD EPYC"), and these, with the family and model numbers, tell them apart.
+CPU_MATMUL_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
+
+def parse_cpuinfo(text: str) -> dict[str, str]:
+    """The first processor's fields in the text of /proc/cpuinfo (a block per processor)."""
+    fields: dict[str, str] = {}
+    for line in text.strip().split("\n\n", 1)[0].splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields[key.strip()] = value.strip()
+    return fields
+
+
 @functools.cache
-def _cpu_has_native_bf16() -> bool:
+def _cpuinfo() -> dict[str, str]:
+    """This machine's ``parse_cpuinfo`` ({} where /proc/cpuinfo cannot be read)."""
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        return parse_cpuinfo(Path("/proc/cpuinfo").read_text())
     except OSError:
-        return False
+        return {}
+
+
+def cpu_isa() -> str | None:
+    """The CPU's family, model and matmul extensions, e.g. ``"family 25 model 1: avx2"``
+    (None where /proc/cpuinfo cannot be read): what a record adds to the CPU's name, so runs
+    on two CPUs that share a name are not taken for runs on one machine."""
+    info = _cpuinfo()
+    if not info:
+        return None
+    flags = set(info.get("flags", "").split())
+    present = " ".join(flag for flag in CPU_MATMUL_FLAGS if flag in flags) or "none"
+    return f"family {info.get('cpu family', '?')} model {info.get('model', '?')}: {present}"
+
+
+def _cpu_has_native_bf16() -> bool:
+    flags = set(_cpuinfo().get("flags", "").split())
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 

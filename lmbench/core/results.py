@@ -923,6 +923,8 @@ def environment() -> dict[str, Any]:
     import numpy
     import torch
 
+    from lmbench.core.device import cpu_isa
+
     return {
         "lmbench": __version__,
         "git_commit": _git_commit(),
@@ -931,6 +933,7 @@ def environment() -> dict[str, Any]:
         "numpy": numpy.__version__,
         "packages": _package_versions(),
         "cpu": _cpu_model(),
+        "cpu_isa": cpu_isa(),
         "threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "platform": platform.platform(),

@@ -160,8 +160,8 @@ def hardware(device: torch.device = CPU) -> dict[str, Any]:
     else:
         backend = (f"cpu {torch.backends.cpu.get_cpu_capability()}, "
                    f"mkldnn {'on' if torch.backends.mkldnn.is_available() else 'off'}")
-    return {"device": describe_device(device), "cpu": env["cpu"], "threads": env["threads"],
-            "torch": env["torch"], "backend": backend}
+    return {"device": describe_device(device), "cpu": env["cpu"], "cpu_isa": env["cpu_isa"],
+            "threads": env["threads"], "torch": env["torch"], "backend": backend}
 
 
 def flops_per_token(model: LanguageModel, context_len: float | None = None) -> float | None:

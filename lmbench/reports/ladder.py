@@ -22,7 +22,8 @@ valid split only, test scored once, for the selected trial). The view reads a re
   record that scored both has the same figures on both, to the last bit: Tiny Shakespeare's
   nanoGPT split has no test part), where the test cells are the figures the sweep selected on;
   and a selection that was refitted, with its valid figure beside its trial's;
-- the machine each timed rung ran on (``rung_machines``: its records' ``env.cpu``): a rung's
+- the machine each timed rung ran on (``rung_machines``: its records' ``env.cpu``, with
+  ``env.cpu_isa`` where recorded, since one CPU name can cover two generations): a rung's
   steps, and so its figure, depend on it, and a rung whose trials ran on different machines
   compared unequal steps (a ladder finished over several sittings can span machines);
 - the runs that trained slower than their kind (``slowed_runs``: under 0.75x the median steps
@@ -188,11 +189,15 @@ def total_seconds(records: list[RunResult]) -> float:
 
 
 def machine_of(record: RunResult) -> str:
-    """The machine a record ran on, as its ``env`` names it: the CPU and its threads, and the
-    GPU where it had one ("unrecorded" when the record names no CPU)."""
+    """The machine a record ran on, as its ``env`` names it: the CPU (with its family, model and
+    matmul extensions where the record has them: records before ``cpu_isa`` was recorded name
+    the CPU alone), its threads, and the GPU where it had one ("unrecorded" when the record
+    names no CPU)."""
     cpu = record.env.get("cpu")
     if not cpu:
         return "unrecorded"
+    if record.env.get("cpu_isa"):
+        cpu = f"{cpu} ({record.env['cpu_isa']})"
     threads = record.env.get("threads")
     name = f"{cpu}, {threads} threads" if threads else str(cpu)
     return f"{name}, {record.env['gpu']}" if record.env.get("gpu") else name
@@ -268,13 +273,20 @@ def _machines_lines(records: list[RunResult], corpus: str) -> list[str]:
         for name in names:
             by_machine.setdefault(name, []).append(rung)
     lines = ["Machines: the rungs are wall-clock budgets, so the steps a rung bought, and its "
-             "figure, depend on the machine it ran on (`env.cpu` of its records; the n-gram "
+             "figure, depend on the machine it ran on (`env.cpu` of its records, with "
+             "`env.cpu_isa` where recorded; the n-gram "
              "rows have no clock):", ""]
     lines += [f"- {name}: " + ", ".join(rungs) for name, rungs in sorted(by_machine.items())]
     mixed = [rung for rung, names in machines.items() if len(names) > 1]
     if mixed:
         lines += ["- on more than one machine, so their trials had unequal steps: "
                   + ", ".join(mixed)]
+    if any(record.corpus == corpus and budget_s(record) is not None and record.env.get("cpu")
+           and not record.env.get("cpu_isa") for record in records):
+        lines += ["- a CPU named without its family, model and extensions was recorded before "
+                  "lmbench kept them (`env.cpu_isa`): one such name can cover CPUs of different "
+                  "speeds, which the pace check below shows only where runs of one kind ran on "
+                  "both"]
     return lines + [""]
 
 

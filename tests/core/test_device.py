@@ -11,7 +11,9 @@ from lmbench.core import device as device_module
 from lmbench.core.device import (
     autocast,
     check_device_name,
+    cpu_isa,
     describe_device,
+    parse_cpuinfo,
     peak_memory_bytes,
     reset_peak_memory,
     resolve_device,
@@ -83,6 +85,35 @@ def test_autocast_is_a_no_op_where_bf16_is_not_native(monkeypatch):
     assert _matmul_dtype(cpu) == torch.bfloat16  # AMX / AVX-512 BF16: bf16 matmuls
     assert _matmul_dtype(cpu, enabled=False) == torch.float32  # turned off: fp32 anyway
     assert not supports_bf16(torch.device("meta"))  # neither CUDA nor a CPU
+
+
+ZEN3 = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 1
+model name\t: AMD EPYC
+flags\t\t: fpu sse2 fma avx avx2 sha_ni
+
+processor\t: 1
+model\t\t: 17
+flags\t\t: fpu avx2 avx512f avx512_bf16
+"""
+
+
+def test_cpu_isa_tells_two_cpus_of_one_name_apart(monkeypatch):
+    assert parse_cpuinfo(ZEN3)["model"] == "1"  # the first processor's block
+    monkeypatch.setattr(device_module, "_cpuinfo", lambda: parse_cpuinfo(ZEN3))
+    assert cpu_isa() == "family 25 model 1: avx2"
+    assert not device_module._cpu_has_native_bf16()
+    zen4 = ZEN3.replace("model\t\t: 1\n", "model\t\t: 17\n").replace(
+        "avx2 sha_ni", "avx2 avx512f avx512_bf16")
+    monkeypatch.setattr(device_module, "_cpuinfo", lambda: parse_cpuinfo(zen4))
+    assert cpu_isa() == "family 25 model 17: avx2 avx512f avx512_bf16"
+    assert device_module._cpu_has_native_bf16()
+    monkeypatch.setattr(device_module, "_cpuinfo", lambda: parse_cpuinfo("flags : fpu sse2"))
+    assert cpu_isa() == "family ? model ?: none"
+    monkeypatch.setattr(device_module, "_cpuinfo", dict)  # no /proc/cpuinfo
+    assert cpu_isa() is None and not device_module._cpu_has_native_bf16()
 
 
 def test_cpu_timing_and_memory_helpers_are_no_ops():

@@ -171,6 +171,16 @@ def test_each_timed_rung_names_its_machines_and_a_mixed_rung_is_said_so(records)
             in ladder_markdown(mixed, []))
     # a record without env.cpu is unrecorded rather than dropped
     assert rung_machines(records, "brown")["lstm-60s"] == ["unrecorded"]
+    # one CPU name, two generations: the records' cpu_isa keeps them apart
+    zen = [replace(r, env={**r.env, "cpu_isa": "family 25 model 17: avx2 avx512f avx512_bf16"
+                           if r.model == "gpt-300s-trial-1" else "family 25 model 1: avx2"})
+           for r in placed]
+    old_names = "a CPU named without its family, model and extensions"
+    assert old_names in ladder_markdown(placed, []) and old_names not in ladder_markdown(
+        [replace(r, env={**r.env, "cpu_isa": "family 6 model 143: avx2"}) for r in placed], [])
+    assert sorted(rung_machines(zen, "brown")["gpt-300s"]) == sorted([
+        f"{amd} (family 25 model 1: avx2), 2 threads",
+        f"{amd} (family 25 model 17: avx2 avx512f avx512_bf16), 2 threads"])
 
 
 def test_a_run_slower_than_its_kind_is_named(records):
