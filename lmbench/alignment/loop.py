@@ -39,7 +39,7 @@ import torch
 from lmbench.alignment.losses import entropy, monte_carlo_kl
 from lmbench.alignment.reference import check_reference, frozen_copy, reference_logprobs
 from lmbench.alignment.rollout import RewardFunction, Rollout, policy_logprobs, rollout
-from lmbench.core.device import autocast
+from lmbench.core.device import autocast, autocast_precision
 from lmbench.core.errors import LmbenchError
 from lmbench.core.interface import LanguageModel, Trainable
 from lmbench.core.io import write_json_atomic, write_npz_atomic
@@ -182,7 +182,7 @@ def run(policy: LanguageModel, prompts: Sequence[str], reward: RewardFunction,
     if not parameters:
         raise LmbenchError(f"{what}: the policy has no trainable parameter")
     optimise = Optimise(parameters, config)
-    log, started = TrainLog(), time.perf_counter()
+    log, started = TrainLog(precision=autocast_precision(device, config.bf16)), time.perf_counter()
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
     torch.manual_seed(config.seed)
 

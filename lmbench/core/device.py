@@ -126,6 +126,11 @@ def supports_bf16(device: torch.device) -> bool:
     return False
 
 
+def autocast_precision(device: torch.device, enabled: bool = True) -> str:
+    """The precision ``autocast(device, enabled)`` computes matmuls in: "bf16" or "fp32"."""
+    return "bf16" if enabled and supports_bf16(device) else "fp32"
+
+
 def autocast(device: torch.device, enabled: bool = True):
     """bf16 autocast on ``device`` when ``enabled`` and supported there; else a no-op."""
     if not (enabled and supports_bf16(device)):

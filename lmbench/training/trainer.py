@@ -56,7 +56,7 @@ from torch.utils._pytree import (
 )
 from tqdm.auto import tqdm
 
-from lmbench.core.device import autocast
+from lmbench.core.device import autocast, autocast_precision
 from lmbench.core.errors import LmbenchError
 from lmbench.core.interface import Budget, Trainable
 from lmbench.core.io import write_atomic
@@ -130,6 +130,7 @@ class TrainLog:
     best_valid_nats: float | None = None  # mean NLL per token at the best evaluation
     best_step: int | None = None
     stopped_by: str = ""  # "max_steps" | "max_tokens" | "max_seconds" | "patience"
+    precision: str = ""  # "bf16" | "fp32": what the matmuls ran in ("" in records before it)
     curve: list[dict] = field(default_factory=list)  # step, tokens, seconds, train/valid loss
     init_from: str | None = None  # the saved model a warm start began from
     n_train_unk: int | None = None  # warm start: train tokens <unk> under the inherited vocab
@@ -304,6 +305,7 @@ def train(model: Trainable, batches: BatchSource, objective: Objective, config: 
         log.curve.append(point)
         progress.point(point, log)
     started = time.perf_counter() - log.seconds
+    log.precision = autocast_precision(device, config.bf16)  # bf16 only where it is native
     running_loss, running_n, running_metrics = 0.0, 0, {}
     while True:
         fraction, binding = _progress(limits, log.steps, log.tokens, log.seconds)

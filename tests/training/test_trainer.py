@@ -7,6 +7,7 @@ import torch
 
 import lmbench
 import lmbench.training.trainer as train_module
+from lmbench.core import device as device_module
 from lmbench.core.errors import LmbenchError
 from lmbench.core.interface import Budget
 
@@ -87,6 +88,15 @@ def test_budgets_stop_training(tiny_corpus):
     model = _model(max_steps=10_000, eval_every=1000).fit(tiny_corpus,
                                                           budget=Budget(max_seconds=1.0))
     assert model.train_log_.stopped_by == "max_seconds" and model.train_log_.seconds >= 1.0
+
+
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_the_log_says_which_precision_training_ran_in(tiny_corpus, monkeypatch, native_bf16):
+    # bf16 = True asks for autocast, which runs only where the device has bf16 matmuls
+    monkeypatch.setattr(device_module, "_cpu_has_native_bf16", lambda: native_bf16)
+    log = _model(max_steps=2).fit(tiny_corpus).train_log_
+    assert log.precision == ("bf16" if native_bf16 else "fp32")
+    assert _model(max_steps=2, bf16=False).fit(tiny_corpus).train_log_.precision == "fp32"
 
 
 def test_best_validation_weights_are_restored(tiny_corpus):
