@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 import lmbench
 from lmbench.core.interface import Budget
+from lmbench.core.results import describe_cpu
 from lmbench.evaluation.resources import matmul_peak_flops
 
 
@@ -93,7 +94,7 @@ def main() -> None:
     lines = [
         "# Tiny Shakespeare (characters): nanoGPT's baby GPT in a wall-clock budget", "",
         f"Command: `python {' '.join(sys.argv)}`", "",
-        f"Machine: {report['env']['cpu']}, {report['env']['threads']} threads, torch "
+        f"Machine: {describe_cpu(report['env'])}, torch "
         f"{report['env']['torch']}; measured matmul peak {peak_fp32 / 1e12:.2f} TFLOP/s fp32, "
         f"{peak_bf16 / 1e12:.2f} TFLOP/s bf16.", "",
         "| figure | value |", "|---|---:|",

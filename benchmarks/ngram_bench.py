@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 import lmbench
+from lmbench.core.results import describe_cpu
 from lmbench.evaluation.scoring import EvalConfig
 
 
@@ -142,7 +143,7 @@ def main() -> None:
     lines = [
         f"# Brown, closed-vocabulary word track, modified Kneser-Ney order {args.order}",
         "", f"Command: `python {' '.join(sys.argv)}`", "",
-        f"Machine: {report['env']['cpu']}, {report['env']['threads']} threads, "
+        f"Machine: {describe_cpu(report['env'])}, "
         f"torch {report['env']['torch']}", "",
         "| system | fit s | test perplexity | scoring tokens/s |", "|---|---:|---:|---:|",
         f"| lmbench mkn-{args.order} | {ours['fit_s_median']:.2f} (+{tokenize_s:.2f} tokenize) | "

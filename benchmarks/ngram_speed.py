@@ -35,7 +35,7 @@ import numpy as np
 
 import lmbench
 from lmbench.core.io import write_json_atomic, write_text_atomic
-from lmbench.core.results import environment
+from lmbench.core.results import describe_cpu, environment
 from lmbench.evaluation.scoring import EvalConfig, score_stream
 
 
@@ -134,7 +134,7 @@ def render(report: dict) -> str:
     lines = [
         f"# N-gram scoring speed: lmbench vs KenLM, Brown test, modified Kneser-Ney order {order}",
         "", f"Command: `{report['command']}`", "",
-        f"Machine: {env['cpu']}, {env['threads']} threads. Medians of {report['repeats']} runs; "
+        f"Machine: {describe_cpu(env)}. Medians of {report['repeats']} runs; "
         f"{ours['test_tokens']:,} test tokens (every sentence's words and its </s>).", "",
         "| scorer | tokens/s | lmbench / this |", "|---|---:|---:|",
         f"| lmbench.evaluate, scoring (`tokens_per_s`) | {ours['score_tokens_per_s']:,.0f} | |",

@@ -39,7 +39,7 @@ import numpy as np
 
 import lmbench
 from lmbench.core.interface import Budget
-from lmbench.core.results import environment
+from lmbench.core.results import describe_cpu, environment
 from lmbench.evaluation.scoring import EvalConfig, score_stream
 from lmbench.inference.attention import attention_table, benchmark_attention
 from lmbench.inference.quantize import QuantConfig, quantize
@@ -200,7 +200,7 @@ def markdown(report: dict) -> str:
                                                  "distillation"))
     lines = [f"# Inference speedups ({report['corpus']}, characters)", "",
              f"Command: `python {' '.join(report['argv'])}`", "",
-             f"Machine: {report['env']['cpu']}, {report['env']['threads']} threads, torch "
+             f"Machine: {describe_cpu(report['env'])}, torch "
              f"{report['env']['torch']}.", "",
              "## KV cache", "",
              f"{kv['new_tokens']} new tokens: cached {kv['cached_s']:.3f} s, recomputed "

@@ -941,6 +941,16 @@ def environment() -> dict[str, Any]:
     }
 
 
+def describe_cpu(env: dict[str, Any]) -> str:
+    """The CPU an ``environment()`` names: its model name, with its family, model and matmul
+    extensions where recorded (``cpu_isa``; one name can cover two CPU generations), and its
+    threads, e.g. ``"AMD EPYC (family 25 model 1: avx2), 2 threads"``."""
+    name = str(env.get("cpu") or "unrecorded")
+    if env.get("cpu_isa"):
+        name = f"{name} ({env['cpu_isa']})"
+    return f"{name}, {env['threads']} threads" if env.get("threads") else name
+
+
 def _package_versions() -> dict[str, str]:
     """Installed versions of the packages a result can depend on (absent ones left out)."""
     from importlib import metadata

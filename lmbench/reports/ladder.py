@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lmbench.core.results import EvalResult, RunResult
+from lmbench.core.results import EvalResult, RunResult, describe_cpu
 from lmbench.reports.plots import QUALITY, TRACK_LABELS, _pyplot, _reference_lines, _to_svg
 from lmbench.reports.published import Reference
 from lmbench.reports.tables import (
@@ -193,13 +193,9 @@ def machine_of(record: RunResult) -> str:
     matmul extensions where the record has them: records before ``cpu_isa`` was recorded name
     the CPU alone), its threads, and the GPU where it had one ("unrecorded" when the record
     names no CPU)."""
-    cpu = record.env.get("cpu")
-    if not cpu:
+    if not record.env.get("cpu"):
         return "unrecorded"
-    if record.env.get("cpu_isa"):
-        cpu = f"{cpu} ({record.env['cpu_isa']})"
-    threads = record.env.get("threads")
-    name = f"{cpu}, {threads} threads" if threads else str(cpu)
+    name = describe_cpu(record.env)
     return f"{name}, {record.env['gpu']}" if record.env.get("gpu") else name
 
 

@@ -17,6 +17,8 @@ from lmbench.core.results import (
     Spread,
     ThroughputResult,
     check_number,
+    describe_cpu,
+    environment,
 )
 from lmbench.evaluation.generation_results import run_sidecar
 
@@ -149,3 +151,13 @@ def test_figures_recorded_with_a_run_need_one_number():
     data = fake_run("tiny-a-1").to_dict()
     data["throughput"] = {"written_by_a_newer_version": 1.0}  # nothing known: no throughput
     assert RunResult.from_dict(data).throughput is None
+
+
+def test_a_record_names_its_cpu_with_what_tells_two_of_one_name_apart():
+    env = environment()
+    assert {"cpu", "cpu_isa", "threads"} <= set(env)
+    assert describe_cpu(env).startswith(env["cpu"])
+    zen3 = {"cpu": "AMD EPYC", "cpu_isa": "family 25 model 1: avx2", "threads": 2}
+    assert describe_cpu(zen3) == "AMD EPYC (family 25 model 1: avx2), 2 threads"
+    assert describe_cpu({"cpu": "AMD EPYC", "threads": 2}) == "AMD EPYC, 2 threads"  # older
+    assert describe_cpu({}) == "unrecorded"
