@@ -65,6 +65,7 @@ from lmbench.core.results import (
     SettingsSource,
     SweepResult,
     ThroughputResult,
+    describe_cpu,
     environment,
 )
 from lmbench.core.tokenizers import Tokenizer
@@ -398,7 +399,8 @@ def run(config: RunConfig, out_dir: str | Path, save_models: bool = False, log=p
     Before any training: every split exists, every name that becomes a path is checked and
     mapped to its folder name (``lmbench.core.names.safe_name``) and ``out_dir`` is writable.
     After each fit the record is written first, then (``save_models``) the model, so a model
-    that fails to save never loses the record of its training."""
+    that fails to save never loses the record of its training. A wall-clock sweep resumed on
+    another machine than its recorded trials is warned of (``other_machine_trials``)."""
     out_dir = Path(out_dir)
     executor = executor or LocalExecutor()
     local = isinstance(executor, LocalExecutor)
@@ -435,8 +437,10 @@ def run(config: RunConfig, out_dir: str | Path, save_models: bool = False, log=p
     done: dict[str, RunResult] = {}
     plan = {spec.label: _jobs_of(spec, config.splits) for spec in config.models
             if spec.settings_from is None}
-    made, failed = executor.execute(pending([j for js in plan.values() for j in js], done),
-                                    context, log)
+    todo = pending([j for js in plan.values() for j in js], done)
+    for warning in other_machine_trials(plan, done, todo, context.env):
+        log(f"warning: {warning}")
+    made, failed = executor.execute(todo, context, log)
     done.update((record.model, record) for record in made)
     selections = []
     for spec in config.models:
@@ -486,6 +490,27 @@ def run(config: RunConfig, out_dir: str | Path, save_models: bool = False, log=p
         labels += [spec.label] if spec.sweep is not None else []
         results += [done[label] for label in labels if label in done]
     return results
+
+
+def other_machine_trials(plan: dict[str, list[Job]], done: dict[str, RunResult],
+                         todo: Sequence[Job], env: dict[str, Any]) -> list[str]:
+    """One line per wall-clock sweep (``train.max_seconds``) that this run would finish on
+    another machine than its recorded trials ran on (``describe_cpu`` of their ``env``): its
+    trials would compare unequal steps, which the selection cannot see."""
+    here, pending_labels, lines = describe_cpu(env), {job.label for job in todo}, []
+    for sweep_label, jobs in plan.items():
+        timed = any((job.spec.options.get("train") or {}).get("max_seconds") is not None
+                    for job in jobs)
+        if not timed or not any(job.sweep is not None and job.label in pending_labels
+                                for job in jobs):
+            continue
+        elsewhere = sorted({describe_cpu(done[job.label].env) for job in jobs
+                            if job.label in done} - {here})
+        if elsewhere:
+            lines.append(f"{sweep_label}: its recorded trials ran on {'; '.join(elsewhere)}, and "
+                         f"this machine is {here}: a wall-clock rung's trials would have unequal "
+                         "steps; remove its trial records to run them all here")
+    return lines
 
 
 def _selected_record(sweep_label: str, config: RunConfig, done: dict[str, RunResult],

@@ -132,6 +132,35 @@ def test_a_widened_grid_whose_best_trial_stays_loads_its_model_again(corpus_dir,
     assert [r.sweep.trial for r in kept] == [selected.sweep.trial]
 
 
+def test_finishing_a_timed_sweep_on_another_machine_is_warned_of(corpus_dir, tmp_path):
+    # a wall-clock rung (train.max_seconds) compares the steps its trials bought, so trials
+    # from two machines are unequal; steps bind first here, the clock is what makes it timed
+    config = parse_config({"corpus": str(corpus_dir), "splits": ["valid", "test"], "models": [
+        {"label": "gpt", "family": "gpt", "n_layer": 1, "n_head": 2, "n_embd": 16,
+         "block_size": 16, "train": {"max_steps": 2, "max_seconds": 60, "batch_size": 2,
+                                     "seq_len": 16, "progress": False},
+         "sweep": {"method": "grid", "space": {"train.learning_rate": [1e-3, 3e-3]}}}]})
+    out, lines = tmp_path / "out", []
+    first = run(config, out, log=lines.append)
+    assert not any(line.startswith("warning") for line in lines)
+    for record in first:  # the trials and the selection came from another machine
+        path = out / record.run_id / "result.json"
+        data = json.loads(path.read_text())
+        data["env"] = {**data["env"], "cpu": "Other CPU", "cpu_isa": "family 6 model 1: avx2"}
+        path.write_text(json.dumps(data))
+    shutil.rmtree(out / first[1].run_id)  # trial 1 runs again, here
+    shutil.rmtree(out / first[2].run_id)
+    lines = []
+    run(config, out, log=lines.append)
+    [warning] = [line for line in lines if line.startswith("warning")]
+    assert warning.startswith("warning: gpt: its recorded trials ran on Other CPU (family 6 "
+                              "model 1: avx2)") and "unequal steps" in warning
+    # every trial recorded: nothing runs, nothing to warn of
+    lines = []
+    run(config, out, log=lines.append)
+    assert not any(line.startswith("warning") for line in lines)
+
+
 def test_a_selection_whose_trial_model_is_gone_is_refitted_and_says_so(corpus_dir, tmp_path):
     config = _config(corpus_dir, GRID)
     trial_records = run(config, tmp_path / "trials", log=lambda _: None)[:3]
