@@ -3,9 +3,11 @@
 Nothing is fetched when the page is opened (no fonts, scripts or images from elsewhere), so it
 can be mailed, committed or opened offline. Per corpus it shows, for each track, the ranked
 table (click a header to sort; blanks sort last), the published references in a separate table
-marked "published", the plots of ``lmbench.reports.plots`` and the generation samples of each
-run. Every piece of text that comes from a record, a corpus or a generation is escaped
-(``html.escape``), so a sample containing ``<script>`` is shown, never run.
+marked "published", the plots of ``lmbench.reports.plots``, the ladder plot where the records
+hold a ladder (``lmbench.reports.ladder``: some series selected at two or more wall-clock
+budgets) and the generation samples of each run. Every piece of text that comes from a record,
+a corpus or a generation is escaped (``html.escape``), so a sample containing ``<script>`` is
+shown, never run.
 
 It is laid out to be read in a 1,400 px window: the ``<title>`` and heading are the title's
 first sentence (at most ``TITLE_CHARS`` characters), the whole title, the split and the command
@@ -23,6 +25,7 @@ from datetime import datetime, timezone
 import pandas as pd
 
 from lmbench.core.results import RunResult
+from lmbench.reports.ladder import ladder_points, ladder_svg
 from lmbench.reports.plots import corpus_figures
 from lmbench.reports.published import Reference
 from lmbench.reports.tables import (
@@ -188,11 +191,30 @@ def _corpus_section(corpus: str, table: pd.DataFrame, published: pd.DataFrame,
                                     "sortable published", PUBLISHED_FORMATS,
                                     caption="Published references (not measured by lmbench "
                                             "run; not ranked)"))
-    for caption, svg in corpus_figures(table, published, records, corpus):
+    for caption, svg in corpus_figures(table, published, records, corpus) + _ladder_figure(
+            records, published, corpus, split):
         parts.append(f"<figure>{svg}<figcaption>{_e(caption)}</figcaption></figure>")
     parts.append(_samples([r for r in records if r.corpus == corpus and split in r.metrics]))
     parts.append("</section>")
     return "\n".join(parts)
+
+
+def _ladder_figure(records: list[RunResult], published: pd.DataFrame, corpus: str,
+                   split: str) -> list[tuple[str, str]]:
+    """The corpus's ladder plot as a (caption, svg) pair, where some series of its records was
+    selected at two or more wall-clock budgets; else nothing."""
+    points = [p for p in ladder_points(records, split) if p.corpus == corpus]
+    budgets: dict[str, set[float]] = {}
+    for point in points:
+        if point.budget_s is not None:
+            budgets.setdefault(point.series, set()).add(point.budget_s)
+    if not any(len(b) > 1 for b in budgets.values()):
+        return []
+    svg = ladder_svg(points, published, corpus)
+    caption = (f"{corpus}: the ladder, {split} quality against the training budget per series "
+               "(log time), each point its sweep's selected trial (xN: the trials behind it), "
+               "published figures dashed")
+    return [(caption, svg)] if svg else []
 
 
 def _table(rows: pd.DataFrame, columns: list[str], classes: str,

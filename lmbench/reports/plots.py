@@ -255,7 +255,10 @@ def _reference_lines(ax, refs: pd.DataFrame, track: str, y: str) -> None:
 
 
 def _curves(records: list[RunResult], salt: str) -> str:
-    runs = [r for r in records if r.train_log and r.train_log.get("curve")]
+    """Training curves of the leaderboard's rows: a sweep's trials are drawn by their selected
+    trial alone, as the table lists them (a ladder holds a hundred trials)."""
+    runs = [r for r in records if r.train_log and r.train_log.get("curve")
+            and (r.sweep is None or r.sweep.selected)]
     if not runs:
         return ""
     plt = _pyplot()

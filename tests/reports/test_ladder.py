@@ -9,6 +9,7 @@ import pytest
 
 from lmbench.cli.main import main
 from lmbench.core.results import SettingsSource, SweepResult
+from lmbench.reports.html import render_html
 from lmbench.reports.ladder import (
     ladder_markdown,
     ladder_points,
@@ -240,6 +241,16 @@ def test_plot_draws_series_trials_and_references(records):
         assert text in svg
     assert "bert" not in svg  # pseudo-likelihood is not drawn
     assert ladder_svg(ladder_points(records), published_table([]), "other") == ""
+
+
+def test_the_html_leaderboard_shows_the_ladder_where_its_records_hold_one(records):
+    caption = "brown: the ladder, test quality against the training budget"
+    page = render_html(records, [], [])  # gpt selected at 60 s and at 300 s: a ladder
+    assert caption in page
+    figure = page.split(caption)[0].rsplit("<figure>", 1)[1]
+    assert figure.startswith("<svg") and "x6" in figure and "x3" in figure
+    one_budget = [r for r in records if not r.model.startswith("gpt-300s")]
+    assert caption not in render_html(one_budget, [], [])  # no series at two budgets
 
 
 def test_markdown_report_and_command(records, tmp_path, capsys):

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 from matplotlib.text import Text
 from run_factory import fake_run
 
+from lmbench.core.results import SweepResult
 from lmbench.reports.html import render_html
 from lmbench.reports.plots import (
+    _curves,
     _overlap,
     _place_labels,
     _pyplot,
@@ -101,3 +104,17 @@ def test_the_pareto_axes_are_the_tables_columns():
     word, open_track = page.split("open-vocabulary track, ranked")[0:2]
     assert ">score tok/s</th>" in word and ">scored bytes/s</th>" not in word.split("<svg")[0]
     assert ">scored bytes/s</th>" in open_track.split("<svg")[0]
+
+
+def test_training_curves_draw_a_sweep_by_its_selected_trial():
+    curve = {"curve": [{"step": 1, "seconds": 1.0, "train_loss": 5.0, "valid_loss": 5.5},
+                       {"step": 2, "seconds": 2.0, "train_loss": 4.0, "valid_loss": 4.5}]}
+
+    def run(label, trial, selected):
+        sweep = SweepResult(label="gpt-60s", trial=trial, n_trials=2, params={}, selected=selected)
+        return replace(fake_run(label, model=label), train_log=curve, sweep=sweep)
+
+    svg = _curves([run("gpt-60s-trial-0", 0, False), run("gpt-60s-trial-1", 1, False),
+                   run("gpt-60s", 1, True), replace(fake_run("kn5", model="kn5"), train_log=curve)],
+                  "salt")
+    assert "gpt-60s (" in svg and "kn5 (" in svg and "trial" not in svg
