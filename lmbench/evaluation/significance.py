@@ -24,7 +24,10 @@ hard the text is cancels out, only the models' difference varies), giving Δ*_1.
 - tasks: for every task score both runs have (``tasks.json`` sidecars of ``lmbench
   eval-tasks``) that asked the same questions, the accuracy difference A - B with a paired
   bootstrap interval over the questions and McNemar's exact p-value
-  (``lmbench.evaluation.task_significance``).
+  (``lmbench.evaluation.task_significance``);
+- notes on where each run's settings came from (a sweep's selected trial: the best of how many
+  trials on valid, and its values; or settings taken from another sweep's selection), and, when
+  both trained for a wall-clock budget on machines that differ, that their steps differ.
 
 Resampling whole blocks (a block bootstrap, Künsch 1989) keeps the dependence between
 neighbouring tokens, as the evaluator's own intervals do.
@@ -46,7 +49,7 @@ import numpy as np
 
 from lmbench.core.errors import LmbenchError
 from lmbench.core.limits import MAX_COMPARE_BOOTSTRAP, check_at_most
-from lmbench.core.results import EvalResult, GenerationResult, RunResult
+from lmbench.core.results import EvalResult, GenerationResult, RunResult, describe_cpu
 from lmbench.evaluation.task_significance import TaskDifference, task_differences
 from lmbench.storage.references import resolve_run
 
@@ -210,7 +213,8 @@ def compare(a: RunResult | str | Path, b: RunResult | str | Path, split: str = "
         notes.append("unpaired: blocks resampled independently; the interval is conservative")
     strategy, generation, generation_notes = _generation(run_a, run_b)
     tasks, task_notes = task_differences(run_a, run_b, seed=seed)
-    notes += generation_notes + task_notes + skipped_a + skipped_b
+    notes += _provenance_notes(run_a, run_b) + generation_notes + task_notes
+    notes += skipped_a + skipped_b
     return Comparison(
         run_a=run_a.run_id, run_b=run_b.run_id, corpus=run_a.corpus, split=split,
         paired=same and not unpaired, exact_likelihood=ma.exact_likelihood,
@@ -220,6 +224,41 @@ def compare(a: RunResult | str | Path, b: RunResult | str | Path, split: str = "
         throughput_ratios=_throughput_ratios(run_a, run_b, ma, mb),
         generation_deltas={d.metric: d.delta for d in generation}, notes=tuple(notes),
         generation_strategy=strategy, generation=generation, tasks=tasks, **stats)
+
+
+def _provenance_notes(run_a: RunResult, run_b: RunResult) -> list[str]:
+    """Where each run's settings came from (a sweep's selection says of how many trials), and,
+    when both trained for a wall-clock budget on machines that differ, that they bought
+    different steps."""
+    notes = []
+    for name, run in (("A", run_a), ("B", run_b)):
+        sweep, shown = run.sweep, ""
+        if sweep is not None:
+            shown = ", ".join(f"{key} = {value!r}" for key, value in sweep.params.items())
+            if sweep.selected:
+                notes.append(f"{name} is the selected trial of the sweep {sweep.label!r}: the "
+                             f"best of {sweep.n_trials} trials on valid (trial {sweep.trial}; "
+                             f"{shown})")
+            else:
+                notes.append(f"{name} is trial {sweep.trial} of {sweep.n_trials} of the sweep "
+                             f"{sweep.label!r} ({shown}), not its selected trial")
+        elif run.settings_from is not None:
+            taken = ", ".join(f"{key} = {value!r}"
+                              for key, value in run.settings_from.params.items())
+            notes.append(f"{name} ran once with the settings of the selected trial of the "
+                         f"sweep {run.settings_from.sweep!r} ({taken})")
+    machines = (describe_cpu(run_a.env), describe_cpu(run_b.env))
+    if _clock_s(run_a) is not None and _clock_s(run_b) is not None and len(set(machines)) > 1:
+        notes.append(f"both trained for a wall-clock budget, on different machines (A: "
+                     f"{machines[0]}; B: {machines[1]}), so the steps each bought differ")
+    return notes
+
+
+def _clock_s(run: RunResult) -> float | None:
+    """A run's training clock, ``train.max_seconds`` (None without one)."""
+    train = run.config.get("train")
+    budget = train.get("max_seconds") if isinstance(train, dict) else None
+    return None if budget is None else float(budget)
 
 
 def _split_metrics(run: RunResult, split: str) -> EvalResult:

@@ -10,7 +10,7 @@ from run_factory import GENERATION_KEYS, fake_generation_report, fake_run
 
 import lmbench
 from lmbench.core.errors import LmbenchError
-from lmbench.core.results import GenerationResult, ThroughputResult
+from lmbench.core.results import GenerationResult, SettingsSource, SweepResult, ThroughputResult
 from lmbench.evaluation.generation_results import run_sidecar
 from lmbench.evaluation.scoring import EvalConfig
 from lmbench.evaluation.significance import compare
@@ -115,6 +115,34 @@ def test_generation_and_throughput_differences():
     assert result.throughput_ratios["decode_tokens_per_s"] == 3.0
     assert result.throughput_ratios["fit_s"] == 2.0
     assert result.to_dict()["run_a"] == "a"
+
+
+def test_compare_says_where_each_runs_settings_came_from_and_on_which_machine():
+    def timed(run, cpu, **fields):
+        return dataclasses.replace(run, config={**run.config, "train": {"max_seconds": 60}},
+                                   env={**run.env, "cpu": cpu, "threads": 2}, **fields)
+
+    selected = SweepResult(label="gpt-60s", trial=2, n_trials=6,
+                           params={"train.learning_rate": 3e-3}, selected=True)
+    a = timed(fake_run("a"), "AMD EPYC", sweep=selected)
+    b = timed(fake_run("b", seed=1), "AMD EPYC", settings_from=SettingsSource(
+        "gpt-300s", "run-300", {"train.learning_rate": 1e-3}))
+    notes = compare(a, b, n_bootstrap=10).notes
+    assert notes[:2] == (
+        "A is the selected trial of the sweep 'gpt-60s': the best of 6 trials on valid "
+        "(trial 2; train.learning_rate = 0.003)",
+        "B ran once with the settings of the selected trial of the sweep 'gpt-300s' "
+        "(train.learning_rate = 0.001)")
+    assert not any("different machines" in note for note in notes)
+    trial = dataclasses.replace(selected, trial=4, selected=False)
+    other = timed(fake_run("c", seed=2), "Intel Xeon", sweep=trial)
+    notes = compare(a, other, n_bootstrap=10).notes
+    assert ("B is trial 4 of 6 of the sweep 'gpt-60s' (train.learning_rate = 0.003), not its "
+            "selected trial") in notes
+    assert ("both trained for a wall-clock budget, on different machines (A: AMD EPYC, 2 "
+            "threads; B: Intel Xeon, 2 threads), so the steps each bought differ") in notes
+    # runs without a clock: their machines do not decide their steps
+    assert compare(fake_run("a"), fake_run("b", seed=1), n_bootstrap=10).notes == ()
 
 
 def test_missing_runs_and_splits(tmp_path):
