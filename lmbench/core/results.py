@@ -941,6 +941,15 @@ def environment() -> dict[str, Any]:
     }
 
 
+def train_max_seconds(config: dict[str, Any]) -> float | None:
+    """The wall-clock budget, ``train.max_seconds``, of a record's ``config`` or a run file's
+    model options (None without one: n-grams, step budgets). Such a run's steps, and so its
+    figures, depend on the machine it ran on."""
+    train = config.get("train")
+    budget = train.get("max_seconds") if isinstance(train, dict) else None
+    return None if budget is None else float(budget)
+
+
 def describe_cpu(env: dict[str, Any]) -> str:
     """The CPU an ``environment()`` names: its model name, with its family, model and matmul
     extensions where recorded (``cpu_isa``; one name can cover two CPU generations), and its

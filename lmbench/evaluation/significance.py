@@ -49,7 +49,13 @@ import numpy as np
 
 from lmbench.core.errors import LmbenchError
 from lmbench.core.limits import MAX_COMPARE_BOOTSTRAP, check_at_most
-from lmbench.core.results import EvalResult, GenerationResult, RunResult, describe_cpu
+from lmbench.core.results import (
+    EvalResult,
+    GenerationResult,
+    RunResult,
+    describe_cpu,
+    train_max_seconds,
+)
 from lmbench.evaluation.task_significance import TaskDifference, task_differences
 from lmbench.storage.references import resolve_run
 
@@ -248,17 +254,11 @@ def _provenance_notes(run_a: RunResult, run_b: RunResult) -> list[str]:
             notes.append(f"{name} ran once with the settings of the selected trial of the "
                          f"sweep {run.settings_from.sweep!r} ({taken})")
     machines = (describe_cpu(run_a.env), describe_cpu(run_b.env))
-    if _clock_s(run_a) is not None and _clock_s(run_b) is not None and len(set(machines)) > 1:
+    timed = all(train_max_seconds(run.config) is not None for run in (run_a, run_b))
+    if timed and len(set(machines)) > 1:
         notes.append(f"both trained for a wall-clock budget, on different machines (A: "
                      f"{machines[0]}; B: {machines[1]}), so the steps each bought differ")
     return notes
-
-
-def _clock_s(run: RunResult) -> float | None:
-    """A run's training clock, ``train.max_seconds`` (None without one)."""
-    train = run.config.get("train")
-    budget = train.get("max_seconds") if isinstance(train, dict) else None
-    return None if budget is None else float(budget)
 
 
 def _split_metrics(run: RunResult, split: str) -> EvalResult:

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lmbench.core.results import EvalResult, RunResult, describe_cpu
+from lmbench.core.results import EvalResult, RunResult, describe_cpu, train_max_seconds
 from lmbench.reports.plots import QUALITY, TRACK_LABELS, _pyplot, _reference_lines, _to_svg
 from lmbench.reports.published import Reference
 from lmbench.reports.tables import (
@@ -115,9 +115,7 @@ def ladder_points(records: list[RunResult], split: str = "test") -> list[LadderP
 def budget_s(record: RunResult) -> float | None:
     """A record's training clock, ``train.max_seconds``; None when it has none (n-grams, step
     budgets)."""
-    train = record.config.get("train")
-    budget = train.get("max_seconds") if isinstance(train, dict) else None
-    return float(budget) if budget is not None else None
+    return train_max_seconds(record.config)
 
 
 def _quality_of(metric: EvalResult, track: str) -> float:

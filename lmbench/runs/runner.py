@@ -67,6 +67,7 @@ from lmbench.core.results import (
     ThroughputResult,
     describe_cpu,
     environment,
+    train_max_seconds,
 )
 from lmbench.core.tokenizers import Tokenizer
 from lmbench.data.corpora import Corpus, load_corpus
@@ -499,8 +500,7 @@ def other_machine_trials(plan: dict[str, list[Job]], done: dict[str, RunResult],
     trials would compare unequal steps, which the selection cannot see."""
     here, pending_labels, lines = describe_cpu(env), {job.label for job in todo}, []
     for sweep_label, jobs in plan.items():
-        timed = any((job.spec.options.get("train") or {}).get("max_seconds") is not None
-                    for job in jobs)
+        timed = any(train_max_seconds(job.spec.options) is not None for job in jobs)
         if not timed or not any(job.sweep is not None and job.label in pending_labels
                                 for job in jobs):
             continue
