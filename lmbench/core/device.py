@@ -133,7 +133,7 @@ def autocast_precision(device: torch.device, enabled: bool = True) -> str:
 
 def autocast(device: torch.device, enabled: bool = True):
     """bf16 autocast on ``device`` when ``enabled`` and supported there; else a no-op."""
-    if not (enabled and supports_bf16(device)):
+    if autocast_precision(device, enabled) == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
