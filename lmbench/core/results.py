@@ -662,12 +662,24 @@ class SweepResult:
     selected: bool  # the sweep's choice by ``metric`` (and the record holding test metrics)
     metric: str = "valid_ppl"  # one of SWEEP_METRICS
     refitted: bool = False  # a selection whose model was fitted again, not the trial's own
+    # a sweep that averaged its metric over repeats (``average_over``): the settings it chose
+    # among, each the mean of n_trials / n_settings trials; None: every trial a setting
+    n_settings: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        if not self.refitted:
-            del data["refitted"]  # records without it read and write back unchanged
+        for name in ("refitted", "n_settings"):
+            if not data[name]:
+                del data[name]  # records without them read and write back unchanged
         return data
+
+    def choice_text(self) -> str:
+        """What the selection chose among: "best of 6 trials", or "best of 3 settings, each
+        the mean of 2 trials"."""
+        if self.n_settings is None:
+            return f"best of {self.n_trials} trials"
+        return (f"best of {self.n_settings} settings, each the mean of "
+                f"{self.n_trials // self.n_settings} trials")
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "sweep") -> SweepResult:
@@ -689,11 +701,17 @@ class SweepResult:
             raise ValueError(f"{where}.refitted must be true or false")
         if refitted and not selected:
             raise ValueError(f"{where}.refitted is for a selected trial's record only")
+        n_settings = data.get("n_settings")
+        if n_settings is not None:
+            n_settings = _integer(n_settings, f"{where}.n_settings", minimum=1)
+            if n_trials % n_settings:
+                raise ValueError(f"{where}.n_settings must divide n_trials ({n_trials}), got "
+                                 f"{n_settings}")
         return cls(label=_text(_required(data, "label", f"{where}: "), f"{where}.label",
                                optional=False),
                    trial=trial, n_trials=n_trials,
                    params=_object(_required(data, "params", f"{where}: "), f"{where}.params"),
-                   selected=selected, metric=metric, refitted=refitted)
+                   selected=selected, metric=metric, refitted=refitted, n_settings=n_settings)
 
 
 

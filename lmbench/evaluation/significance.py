@@ -243,8 +243,7 @@ def _provenance_notes(run_a: RunResult, run_b: RunResult) -> list[str]:
             shown = ", ".join(f"{key} = {value!r}" for key, value in sweep.params.items())
             if sweep.selected:
                 notes.append(f"{name} is the selected trial of the sweep {sweep.label!r}: the "
-                             f"best of {sweep.n_trials} trials on valid (trial {sweep.trial}; "
-                             f"{shown})")
+                             f"{sweep.choice_text()} on valid (trial {sweep.trial}; {shown})")
             else:
                 notes.append(f"{name} is trial {sweep.trial} of {sweep.n_trials} of the sweep "
                              f"{sweep.label!r} ({shown}), not its selected trial")

@@ -76,6 +76,7 @@ class LadderPoint:
     value: float  # test perplexity (word track) or bits per byte (open track)
     pseudo: bool  # a pseudo-likelihood figure (bert): not comparable, not drawn
     n_trials: int  # trials of its sweep (1 without one)
+    n_settings: int | None = None  # a sweep averaged over repeats: the settings it chose among
     params: dict[str, Any] = field(default_factory=dict)  # the selected trial's values
     undertrained: str | None = None
 
@@ -107,6 +108,7 @@ def ladder_points(records: list[RunResult], split: str = "test") -> list[LadderP
             value=_quality_of(metric, track),
             pseudo=not metric.exact_likelihood,
             n_trials=1 if record.sweep is None else record.sweep.n_trials,
+            n_settings=None if record.sweep is None else record.sweep.n_settings,
             params={} if record.sweep is None else dict(record.sweep.params),
             undertrained=record.undertrained))
     return sorted(points, key=lambda p: (p.corpus, p.track, p.series, p.x_s))
@@ -294,7 +296,11 @@ def ladder_table(points: list[LadderPoint]) -> pd.DataFrame:
         key = (p.corpus, p.track, p.series, p.pseudo)
         row = rows.setdefault(key, {"corpus": p.corpus, "track": p.track, "series": p.series,
                                     "family": p.family, "pseudo": p.pseudo, "_best": math.inf})
-        cell = _format_value(p) + (f" (best of {p.n_trials})" if p.n_trials > 1 else "")
+        if p.n_settings is not None:  # settings x the repeats each is the mean of
+            behind = f" (best of {p.n_settings} x {p.n_trials // p.n_settings})"
+        else:
+            behind = f" (best of {p.n_trials})" if p.n_trials > 1 else ""
+        cell = _format_value(p) + behind
         if p.undertrained:
             cell += " *"
         if p.budget_s is None:
@@ -464,7 +470,10 @@ def ladder_markdown(records: list[RunResult], references: list[Reference], split
         if chosen:
             lines += ["Selected settings:", ""]
             lines += [f"- {p.model}: " + ", ".join(f"{k} = {v!r}" for k, v in p.params.items())
-                      + f" (of {p.n_trials} trials)" + _refit_note(p, records) for p in chosen]
+                      + f" (of {p.n_trials} trials" + (
+                          f", {p.n_settings} settings each the mean of its repeats)"
+                          if p.n_settings is not None else ")")
+                      + _refit_note(p, records) for p in chosen]
             sources = {r.model: r.settings_from for r in records
                        if r.corpus == corpus and r.settings_from is not None}
             lines += [f"- {model}: " + ", ".join(f"{k} = {v!r}" for k, v in values.items())

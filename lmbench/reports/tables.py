@@ -77,8 +77,9 @@ UNDERTRAINED_NOTE = (f"{UNDERTRAINED_MARK}: training stopped before its warm-up 
                      "short of its own step budget (lmbench.core.results.undertrained_reason), so "
                      "its figures say little about the model:")
 SWEEP_NOTE = ("best of N trials: the trial of a hyper-parameter sweep with the lowest "
-              "selection metric on the valid split (lmbench.runs.sweep); only it was scored on "
-              "the test split. lmbench trials DIR lists every trial.")
+              "selection metric on the valid split (lmbench.runs.sweep; best of N settings: "
+              "the setting with the lowest mean over its repeats, average_over); only it was "
+              "scored on the test split. lmbench trials DIR lists every trial.")
 # Published figures as their sources print them (252, 146.74), not padded to two decimals.
 PUBLISHED_FORMATS = {**FORMATS, "perplexity": "{:.5g}", "valid perplexity": "{:.5g}"}
 
@@ -107,7 +108,7 @@ def leaderboard_table(records: list[RunResult], split: str = "test") -> pd.DataF
         row = {
             "corpus": record.corpus, "track": track_of(record), "rank": None,
             "model": record.model if record.sweep is None else
-            f"{record.model} (best of {record.sweep.n_trials} trials)",
+            f"{record.model} ({record.sweep.choice_text()})",
             "trials": None if record.sweep is None else record.sweep.n_trials,
             "tokenizer": record.config.get("tokenizer", "?"),
             "perplexity": m.perplexity if exact else None,

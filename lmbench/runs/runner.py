@@ -43,6 +43,7 @@ import hashlib
 import json
 import secrets
 import shutil
+import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -75,7 +76,7 @@ from lmbench.evaluation.scoring import EvalConfig, evaluate
 from lmbench.models import build_model, load_model
 from lmbench.peft import AdaptedLM
 from lmbench.runs.config import ModelSpec, RunConfig, adapted_model
-from lmbench.runs.sweep import apply_params, trial_label, trials
+from lmbench.runs.sweep import apply_params, setting_of, trial_label, trials
 from lmbench.storage.store import ResultStore
 from lmbench.training.distributed import DistributedTraining
 
@@ -372,12 +373,22 @@ def _selection(spec: ModelSpec, trial_records: Sequence[RunResult], out_dir: Pat
                splits: tuple[str, ...]) -> Job:
     """The job that scores the best of a sweep's trials on every split (module docstring)."""
     metric = spec.sweep.metric
-    best = min(trial_records, key=lambda r: (sweep_value(r, metric), r.sweep.trial))
+    n_settings = None
+    if spec.sweep.average_over:  # the setting with the best mean; its first trial is scored
+        settings: dict[tuple, list[RunResult]] = {}
+        for record in sorted(trial_records, key=lambda r: r.sweep.trial):
+            settings.setdefault(setting_of(spec.sweep, record.sweep.params), []).append(record)
+        n_settings = len(settings)
+        best = min((group for group in settings.values()), key=lambda group: (
+            statistics.fmean(sweep_value(r, metric) for r in group), group[0].sweep.trial))[0]
+    else:
+        best = min(trial_records, key=lambda r: (sweep_value(r, metric), r.sweep.trial))
     trial = best.sweep
     trial_spec = replace(spec, label=spec.label, sweep=None,
                          options=apply_params(spec.options, trial.params))
     # n_trials: the sweep's now (trials recorded before its grid was widened say fewer)
-    return Job(trial_spec, splits, replace(trial, selected=True, n_trials=len(trial_records)),
+    chosen = replace(trial, selected=True, n_trials=len(trial_records), n_settings=n_settings)
+    return Job(trial_spec, splits, chosen,
                model_file=str(contained(out_dir, best.run_id, MODEL_FILE)), fit_s=best.fit_s)
 
 

@@ -18,6 +18,13 @@
     # random search also takes { log_uniform = [lo, hi] }, { uniform = [lo, hi] },
     # { choice = [...] } (a plain list is a choice)
 
+A grid may name keys of its space to average over rather than choose among, as a grid search
+averages over cross-validation folds: ``average_over = ["train.seed"]`` with ``"train.seed" =
+[0, 1]`` runs every setting of the other keys once per seed, and selects the setting whose
+trials have the lowest mean ``metric`` (the first on a tie), so a choice between settings
+within one seed's noise is made on two. The setting's first trial (the lowest trial number) is
+the selected one, scored on test, whichever of its trials scored best on valid.
+
 Grid search takes every combination in the order the keys are written (the last key varies
 fastest), as ``itertools.product``; random search draws each trial's values, key by key, from
 ``numpy.random.default_rng(seed)`` (Bergstra & Bengio 2012, "Random search for hyper-parameter
@@ -58,6 +65,8 @@ class SweepSpec:
     seed: int = 0  # random only
     metric: str = "valid_ppl"  # one of lmbench.core.results.SWEEP_METRICS
     space: dict[str, Any] = field(default_factory=dict)  # dotted option -> values
+    # grid keys whose values are repeats (seeds) to average over, not choices
+    average_over: list[str] = field(default_factory=list)
 
 
 def trial_label(label: str, trial: int) -> str:
@@ -91,6 +100,17 @@ def parse_sweep(table: Any, where: str) -> SweepSpec:
         if spec.n_trials is None or spec.n_trials < 1:
             raise LmbenchError(f"{where} [sweep]: method = \"random\" needs n_trials >= 1")
         n_trials = spec.n_trials
+    if spec.average_over:
+        if spec.method != "grid":
+            raise LmbenchError(f"{where} [sweep]: average_over is for method = \"grid\" (random "
+                               "trials do not repeat a setting)")
+        if not isinstance(spec.average_over, list) or any(
+                key not in spec.space for key in spec.average_over):
+            raise LmbenchError(f"{where} [sweep]: average_over must list keys of [sweep.space], "
+                               f"got {spec.average_over!r}")
+        if set(spec.space) <= set(spec.average_over):
+            raise LmbenchError(f"{where} [sweep]: average_over leaves no key of [sweep.space] to "
+                               "choose among")
     if n_trials > MAX_TRIALS:
         raise LmbenchError(f"{where} [sweep]: {n_trials:,} trials; at most {MAX_TRIALS:,}")
     if not 0 <= spec.seed < 2**32:
@@ -125,6 +145,13 @@ def _check_axis(method: str, key: str, values: Any, where: str) -> None:
         raise LmbenchError(f"{where}: {key!r} {name} must be [lo, hi] with finite lo < hi")
     if name == "log_uniform" and argument[0] <= 0:
         raise LmbenchError(f"{where}: {key!r} log_uniform needs lo > 0, got {argument[0]}")
+
+
+def setting_of(spec: SweepSpec, params: dict[str, Any]) -> tuple:
+    """A trial's setting: its values of the keys the sweep chooses among (``average_over``'s
+    keys left out), the key its trials are averaged under."""
+    return tuple((key, repr(value)) for key, value in params.items()
+                 if key not in spec.average_over)
 
 
 def trials(spec: SweepSpec) -> list[dict[str, Any]]:

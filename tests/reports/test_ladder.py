@@ -253,6 +253,15 @@ def test_the_html_leaderboard_shows_the_ladder_where_its_records_hold_one(record
     assert caption not in render_html(one_budget, [], [])  # no series at two budgets
 
 
+def test_a_sweep_averaged_over_repeats_shows_its_settings(records):
+    averaged = [replace(r, sweep=replace(r.sweep, n_settings=3))
+                if r.model == "gpt-60s" else r for r in records]
+    text = ladder_markdown(averaged, [])
+    assert "(best of 3 x 2)" in text and "(best of 6)" not in text
+    assert ("- gpt-60s: train.learning_rate = 0.003, n_embd = 128 (of 6 trials, 3 settings each "
+            "the mean of its repeats)") in text
+
+
 def test_markdown_report_and_command(records, tmp_path, capsys):
     text = ladder_markdown(records, [], plot_names={"brown": "ladder.svg"})
     assert "(6 sweep trials)" not in text and "(9 sweep trials)" in text

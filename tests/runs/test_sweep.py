@@ -12,7 +12,7 @@ from run_factory import fake_run
 
 from lmbench.cli.main import main
 from lmbench.core.errors import LmbenchError
-from lmbench.core.results import RunResult, SettingsSource
+from lmbench.core.results import RunResult, SettingsSource, SweepResult
 from lmbench.reports.tables import leaderboard_table, trials_table
 from lmbench.runs.config import parse_config
 from lmbench.runs.runner import JobContext, _selection, run, run_job
@@ -58,6 +58,10 @@ def test_grid_is_the_product_in_written_order_and_random_is_seeded():
     ({"space": {"family": ["gpt"]}}, "cannot be swept"),
     ({"space": {"k": [1.0]}, "metric": "test_ppl"}, "metric must be one of"),
     ({"space": {"k": [1.0]}, "budget": 3}, "unknown key 'budget'"),
+    ({"method": "random", "n_trials": 2, "space": {"k": [1.0], "order": [2, 3]},
+      "average_over": ["order"]}, "average_over is for method"),
+    ({"space": {"k": [1.0]}, "average_over": ["order"]}, "average_over must list keys"),
+    ({"space": {"k": [1.0]}, "average_over": ["k"]}, "leaves no key"),
     ({"space": {"k": ["high"]}}, "trial 0"),  # each trial's options are checked too
 ])
 def test_bad_sweep_tables_are_one_line_errors(tmp_path, sweep, message):
@@ -110,6 +114,30 @@ def test_a_sweep_records_every_trial_and_scores_test_for_the_selected_one(corpus
     assert "bigram" in shown and "k=0.01" in shown and shown.count("yes") == 1
     assert main(["trials", str(out), "--label", "nope"]) == 2
     assert "--label 'nope': no sweep" in capsys.readouterr().err
+
+
+def test_a_sweep_can_choose_by_the_mean_over_repeats(corpus_dir, tmp_path):
+    # average_over: "order" stands in for a seed here (an n-gram fit is deterministic); each k
+    # is a setting, chosen by the mean valid perplexity of its two trials
+    sweep = {"method": "grid", "space": {"k": [1.0, 0.01, 0.1], "order": [2, 3]},
+             "average_over": ["order"]}
+    out = tmp_path / "out"
+    records = run(_config(corpus_dir, sweep), out, log=lambda _: None)
+    trial_records, [selected] = records[:6], records[6:]
+    means = {}
+    for record in trial_records:
+        means.setdefault(record.sweep.params["k"], []).append(record.metrics["valid"].perplexity)
+    best_k = min(means, key=lambda k: sum(means[k]) / 2)
+    assert selected.sweep.params == {"k": best_k, "order": 2}  # the setting's first trial
+    assert selected.sweep.n_settings == 3 and selected.sweep.n_trials == 6
+    assert selected.sweep.choice_text() == "best of 3 settings, each the mean of 2 trials"
+    assert {r.model: r for r in ResultStore(out).records()}["bigram"].sweep == selected.sweep
+    table = leaderboard_table(ResultStore(out).records(), "test")
+    assert list(table["model"]) == ["bigram (best of 3 settings, each the mean of 2 trials)"]
+    # a plain sweep's record keeps no n_settings (records before it read back unchanged)
+    assert "n_settings" not in dataclasses.replace(selected.sweep, n_settings=None).to_dict()
+    with pytest.raises(ValueError, match="n_settings must divide n_trials"):
+        SweepResult.from_dict({**selected.sweep.to_dict(), "n_settings": 4})
 
 
 def test_a_widened_grid_whose_best_trial_stays_loads_its_model_again(corpus_dir, tmp_path):
