@@ -379,7 +379,7 @@ def _selection(spec: ModelSpec, trial_records: Sequence[RunResult], out_dir: Pat
         for record in sorted(trial_records, key=lambda r: r.sweep.trial):
             settings.setdefault(setting_of(spec.sweep, record.sweep.params), []).append(record)
         n_settings = len(settings)
-        best = min((group for group in settings.values()), key=lambda group: (
+        best = min(settings.values(), key=lambda group: (
             statistics.fmean(sweep_value(r, metric) for r in group), group[0].sweep.trial))[0]
     else:
         best = min(trial_records, key=lambda r: (sweep_value(r, metric), r.sweep.trial))
