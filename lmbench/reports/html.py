@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 import pandas as pd
 
 from lmbench.core.results import RunResult
-from lmbench.reports.ladder import ladder_points, ladder_svg
+from lmbench.reports.ladder import LadderPoint, ladder_points, ladder_svg
 from lmbench.reports.plots import corpus_figures
 from lmbench.reports.published import Reference
 from lmbench.reports.tables import (
@@ -155,8 +155,9 @@ def render_html(records: list[RunResult], references: list[Reference], problems:
              + f" from {len(records)} records (split <code>{_e(split)}</code>).</p></details>"]
     if not corpora:
         parts.append("<p>No measured runs for this split.</p>")
+    points = ladder_points(records, split)  # once: every corpus's ladder figure reads them
     for corpus in corpora:
-        parts.append(_corpus_section(corpus, table, published, records, split))
+        parts.append(_corpus_section(corpus, table, published, records, split, points))
     if tasks_html(records):
         parts.append(tasks_html(records))
     if problems:
@@ -171,7 +172,7 @@ def render_html(records: list[RunResult], references: list[Reference], problems:
 
 
 def _corpus_section(corpus: str, table: pd.DataFrame, published: pd.DataFrame,
-                    records: list[RunResult], split: str) -> str:
+                    records: list[RunResult], split: str, points: list[LadderPoint]) -> str:
     parts = [f"<section id='{_e(_anchor(corpus))}'><h2>{_e(corpus)}</h2>"]
     rows_of_corpus = table[table["corpus"] == corpus]
     for track in sorted(set(rows_of_corpus["track"]), key=TRACK_ORDER.get):
@@ -192,18 +193,18 @@ def _corpus_section(corpus: str, table: pd.DataFrame, published: pd.DataFrame,
                                     caption="Published references (not measured by lmbench "
                                             "run; not ranked)"))
     for caption, svg in corpus_figures(table, published, records, corpus) + _ladder_figure(
-            records, published, corpus, split):
+            points, published, corpus, split):
         parts.append(f"<figure>{svg}<figcaption>{_e(caption)}</figcaption></figure>")
     parts.append(_samples([r for r in records if r.corpus == corpus and split in r.metrics]))
     parts.append("</section>")
     return "\n".join(parts)
 
 
-def _ladder_figure(records: list[RunResult], published: pd.DataFrame, corpus: str,
+def _ladder_figure(points: list[LadderPoint], published: pd.DataFrame, corpus: str,
                    split: str) -> list[tuple[str, str]]:
-    """The corpus's ladder plot as a (caption, svg) pair, where some series of its records was
-    selected at two or more wall-clock budgets; else nothing."""
-    points = [p for p in ladder_points(records, split) if p.corpus == corpus]
+    """The corpus's ladder plot as a (caption, svg) pair, where some series of its points
+    (``ladder_points``) was selected at two or more wall-clock budgets; else nothing."""
+    points = [p for p in points if p.corpus == corpus]
     budgets: dict[str, set[float]] = {}
     for point in points:
         if point.budget_s is not None:

@@ -365,6 +365,14 @@ def _dotted(config: dict[str, Any], key: str) -> Any:
     return value
 
 
+def _chosen_among(point: LadderPoint) -> str:
+    """What a selected point was chosen among: "of 6 trials", or, for a sweep averaged over
+    repeats, "of 6 trials, 3 settings each the mean of its repeats"."""
+    if point.n_settings is None:
+        return f"of {point.n_trials} trials"
+    return f"of {point.n_trials} trials, {point.n_settings} settings each the mean of its repeats"
+
+
 def _refit_note(point: LadderPoint, records: list[RunResult]) -> str:
     """", refitted: ..." for a point whose selection fitted its trial's settings again, with
     the refit's valid figure beside the trial's; "" otherwise."""
@@ -470,10 +478,7 @@ def ladder_markdown(records: list[RunResult], references: list[Reference], split
         if chosen:
             lines += ["Selected settings:", ""]
             lines += [f"- {p.model}: " + ", ".join(f"{k} = {v!r}" for k, v in p.params.items())
-                      + f" (of {p.n_trials} trials" + (
-                          f", {p.n_settings} settings each the mean of its repeats)"
-                          if p.n_settings is not None else ")")
-                      + _refit_note(p, records) for p in chosen]
+                      + f" ({_chosen_among(p)})" + _refit_note(p, records) for p in chosen]
             sources = {r.model: r.settings_from for r in records
                        if r.corpus == corpus and r.settings_from is not None}
             lines += [f"- {model}: " + ", ".join(f"{k} = {v!r}" for k, v in values.items())
